@@ -1,0 +1,1 @@
+"""The curation and training library: one module per stage, no orchestration inside."""

@@ -1,0 +1,106 @@
+"""Decode, check, convert and bound untrusted images.
+
+Every image leaves as an RGB PNG no larger than `max_side` on its longest side, with its sha256 and
+size, or as a `RowError` that says why it was rejected. Paths may not leave their source root.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+from pydantic import BaseModel
+
+from pipeline.errors import RowError
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
+
+
+class ImageLimits(BaseModel):
+    max_side: int = 1024  # longest side after resizing
+    max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding
+    max_file_bytes: int = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NormalisedImage:
+    bytes: bytes
+    path: str
+    sha256: str
+    width: int
+    height: int
+
+    def as_row(self) -> dict:
+        return {"bytes": self.bytes, "path": self.path, "sha256": self.sha256, "width": self.width, "height": self.height}
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """The file `relative` names under `root`; refuses absolute paths and `..` escapes."""
+    if not relative or Path(relative).is_absolute():
+        raise RowError("unsafe_image_path", f"absolute or empty image path {relative!r}")
+    root = root.resolve()
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root):
+        raise RowError("unsafe_image_path", f"image path {relative!r} escapes {root}")
+    return candidate
+
+
+def read_image_file(root: Path, relative: str, limits: ImageLimits) -> bytes:
+    path = resolve_inside(root, relative)
+    if not path.is_file():
+        raise RowError("image_missing", f"no image file at {relative!r}")
+    if path.stat().st_size > limits.max_file_bytes:
+        raise RowError("image_too_large", f"{path.stat().st_size} bytes > {limits.max_file_bytes}")
+    return path.read_bytes()
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """One colour model for every image: alpha composited on white, 16-bit scaled to 8-bit."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = array.max() if array.size and array.max() > 0 else 1.0
+        image = Image.fromarray((array * (255.0 / peak)).clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image.convert("RGBA"), mask=image.convert("RGBA").getchannel("A"))
+        return background
+    return image.convert("RGB")
+
+
+def normalise_image(data: bytes, *, path: str, limits: ImageLimits) -> NormalisedImage:
+    if len(data) > limits.max_file_bytes:
+        raise RowError("image_too_large", f"{len(data)} bytes > {limits.max_file_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:
+                width, height = probe.size
+                if width * height > limits.max_pixels:
+                    raise RowError("image_too_many_pixels", f"{width}x{height} > {limits.max_pixels} pixels")
+                probe.load()  # full decode: catches truncation and corrupt streams
+                image = _to_rgb(probe)
+    except RowError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        raise RowError("image_decompression_bomb", str(error)) from None
+    except Exception as error:  # PIL raises many types for corrupt data; all mean "undecodable"
+        raise RowError("image_undecodable", f"{type(error).__name__}: {error}") from None
+    if max(image.size) > limits.max_side:
+        image.thumbnail((limits.max_side, limits.max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    encoded = buffer.getvalue()
+    return NormalisedImage(
+        bytes=encoded,
+        path=path,
+        sha256=hashlib.sha256(encoded).hexdigest(),
+        width=image.size[0],
+        height=image.size[1],
+    )

@@ -1,0 +1,344 @@
+"""Source adapters: raw files as their authors published them -> canonical problem fields.
+
+An adapter only knows its format. It yields `RawRecord`s (a source id and the raw value, or the
+parse error that replaced it) and turns one raw value into `ProblemFields`, raising `RowError` for a
+bad row. Image decoding, ids and validation are shared and live in the ingest stage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pipeline.errors import RowError
+
+
+class SourceConfig(BaseModel):
+    name: str
+    format: Literal["tabmwp", "mathvista", "gsm8k", "hf"]
+    path: str  # file or folder, relative to the run's data_root unless absolute
+    domain: str
+    image_root: str | None = None  # images are read only below this folder (default: the file's folder)
+    allow_missing_images: bool = False  # keep a multimodal problem whose image file is absent, text-only
+    limit: int | None = None
+    # Generic adapter ("hf"): what `datasets.load_dataset` gets, and canonical field -> source column.
+    hf_builder: str | None = None  # "parquet", "json", "csv", or a dataset name/folder; None: infer from path
+    hf_split: str = "train"
+    columns: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(default_factory=dict)  # constant values for fields the source lacks
+
+
+@dataclass
+class ImageRef:
+    """An image as the source gives it: a path below the image root, or inline bytes."""
+
+    path: str | None = None
+    data: bytes | None = None
+
+
+@dataclass
+class ProblemFields:
+    source_id: str
+    question: str
+    answer: str
+    answer_type: str
+    question_type: str
+    images: list[ImageRef] = field(default_factory=list)
+    choices: list[str] | None = None
+    precision: int | None = None
+    unit: str | None = None
+    solution: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    source_id: str
+    value: Any
+    parse_error: str | None = None
+
+
+def _text(value: Any, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise RowError("invalid_field", f"{name}: expected text, got {type(value).__name__}")
+    text = str(value).strip()
+    if not text:
+        raise RowError("missing_field", f"{name} is empty")
+    return text
+
+
+def _record(value: Any) -> dict:
+    if not isinstance(value, dict):
+        raise RowError("invalid_record", f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _choices(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, str | int | float) for c in value):
+        raise RowError("invalid_field", "choices: expected a list of strings")
+    return [str(c) for c in value]
+
+
+def _optional_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RowError("invalid_field", f"{name}: {value!r} is not a number") from None
+    if not number.is_integer():
+        raise RowError("invalid_field", f"{name}: {value!r} is not an integer")
+    return int(number)
+
+
+def numeric_answer_type(answer: str) -> str:
+    try:
+        return "integer" if float(answer.replace(",", "")).is_integer() else "float"
+    except ValueError:
+        return "text"
+
+
+class SourceAdapter(ABC):
+    def __init__(self, config: SourceConfig, data_root: Path):
+        self.config = config
+        path = Path(config.path)
+        self.path = path if path.is_absolute() else data_root / path
+        root = Path(config.image_root) if config.image_root else (self.path if self.path.is_dir() else self.path.parent)
+        self.image_root = root if root.is_absolute() else data_root / root
+
+    def identity(self) -> list:
+        """What a change of the raw input looks like, for the stage's config hash."""
+        stat = self.path.stat()
+        return [str(self.path), stat.st_size, stat.st_mtime_ns]
+
+    def count(self) -> int:
+        total = self._count()
+        return min(total, self.config.limit) if self.config.limit is not None else total
+
+    def records(self, start: int, stop: int) -> Iterator[RawRecord]:
+        yield from self._records(start, min(stop, self.count()))
+
+    @abstractmethod
+    def _count(self) -> int: ...
+
+    @abstractmethod
+    def _records(self, start: int, stop: int) -> Iterator[RawRecord]: ...
+
+    @abstractmethod
+    def to_fields(self, record: RawRecord) -> ProblemFields: ...
+
+
+class JsonObjectAdapter(SourceAdapter):
+    """A JSON file holding one object keyed by problem id (TabMWP, MathVista)."""
+
+    @cached_property
+    def _items(self) -> list[tuple[str, Any]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ValueError(f"{self.config.name}: {self.path} is not valid JSON: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{self.config.name}: {self.path} must hold a JSON object keyed by problem id")
+        return list(data.items())
+
+    def _count(self) -> int:
+        return len(self._items)
+
+    def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
+        for key, value in self._items[start:stop]:
+            yield RawRecord(str(key), value)
+
+
+class JsonLinesAdapter(SourceAdapter):
+    """One JSON object per line; a line that does not parse becomes a quarantined row."""
+
+    @cached_property
+    def _lines(self) -> list[bytes]:
+        return [line for line in self.path.read_bytes().splitlines() if line.strip()]
+
+    def _count(self) -> int:
+        return len(self._lines)
+
+    def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
+        for index in range(start, stop):
+            line = self._lines[index]
+            try:
+                yield RawRecord(str(index), json.loads(line.decode("utf-8")))
+            except (UnicodeDecodeError, ValueError) as error:
+                yield RawRecord(str(index), line[:2000].decode("utf-8", "replace"), f"invalid_json: {error}")
+
+
+class TabMWPAdapter(JsonObjectAdapter):
+    """TabMWP problems.json + tables/{id}.png (the table image is the multimodal input)."""
+
+    ANSWER_TYPES = {"integer_number": "integer", "decimal_number": "float"}
+
+    def to_fields(self, record: RawRecord) -> ProblemFields:
+        row = _record(record.value)
+        question_type = {"multi_choice": "multi_choice", "free_text": "free_form"}.get(row.get("ques_type"))
+        if question_type is None:
+            raise RowError("invalid_field", f"ques_type: {row.get('ques_type')!r}")
+        unit = row.get("unit")
+        return ProblemFields(
+            source_id=record.source_id,
+            question=_text(row.get("question"), "question"),
+            answer=_text(row.get("answer"), "answer"),
+            answer_type=self.ANSWER_TYPES.get(row.get("ans_type"), "text"),
+            question_type=question_type,
+            images=[ImageRef(path=f"tables/{record.source_id}.png")],
+            choices=_choices(row.get("choices")),
+            unit=_text(unit, "unit") if unit else None,
+            solution=row.get("solution") if isinstance(row.get("solution"), str) else None,
+            metadata={k: row.get(k) for k in ("table_title", "table", "grade", "ans_type", "ques_type", "split")},
+        )
+
+
+class MathVistaAdapter(JsonObjectAdapter):
+    """MathVista testmini.json: image paths relative to the file, precision and unit inline."""
+
+    def to_fields(self, record: RawRecord) -> ProblemFields:
+        row = _record(record.value)
+        question_type = row.get("question_type")
+        if question_type not in ("multi_choice", "free_form"):
+            raise RowError("invalid_field", f"question_type: {question_type!r}")
+        answer_type = row.get("answer_type")
+        if answer_type not in ("integer", "float", "text", "list"):
+            raise RowError("invalid_field", f"answer_type: {answer_type!r}")
+        image = row.get("image")
+        unit = row.get("unit")
+        return ProblemFields(
+            source_id=_text(row.get("pid", record.source_id), "pid"),
+            question=_text(row.get("question"), "question"),
+            answer=_text(row.get("answer"), "answer"),
+            answer_type=answer_type,
+            question_type=question_type,
+            images=[ImageRef(path=_text(image, "image"))] if image else [],
+            choices=_choices(row.get("choices")),
+            precision=_optional_int(row.get("precision"), "precision"),
+            unit=_text(unit, "unit") if unit else None,
+            metadata=row.get("metadata") if isinstance(row.get("metadata"), dict) else {},
+        )
+
+
+_CALCULATOR_ANNOTATION = re.compile(r"<<[^>]*>>")
+
+
+class GSM8KAdapter(JsonLinesAdapter):
+    """GSM8K jsonl: the answer field is the solution with calculator annotations, then '#### x'."""
+
+    def to_fields(self, record: RawRecord) -> ProblemFields:
+        row = _record(record.value)
+        worked = _text(row.get("answer"), "answer")
+        if "####" not in worked:
+            raise RowError("missing_field", "answer has no '#### <final answer>' line")
+        solution, final = worked.rsplit("####", 1)
+        answer = _text(final, "final answer").replace(",", "")
+        return ProblemFields(
+            source_id=record.source_id,
+            question=_text(row.get("question"), "question"),
+            answer=answer,
+            answer_type=numeric_answer_type(answer),
+            question_type="free_form",
+            solution=_CALCULATOR_ANNOTATION.sub("", solution).strip(),
+        )
+
+
+class HFDatasetAdapter(SourceAdapter):
+    """Any `datasets`-loadable source (Hub name, local parquet/jsonl/csv folder) with a column mapping.
+
+    The table is memory-mapped Arrow, so slicing a shard out of it keeps memory bounded.
+    """
+
+    def identity(self) -> list:
+        return [str(self.path), self.config.hf_builder, self.config.hf_split] + (
+            super().identity() if self.path.exists() else []
+        )
+
+    @cached_property
+    def _dataset(self):
+        import datasets
+
+        builder = self.config.hf_builder
+        if builder is None:
+            suffix = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+            files = [self.path] if self.path.is_file() else sorted(p for p in self.path.rglob("*") if p.suffix in suffix)
+            if not files:
+                raise ValueError(f"{self.config.name}: no parquet/jsonl/csv files under {self.path}")
+            builder = suffix[files[0].suffix]
+            dataset = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+        else:
+            dataset = datasets.load_dataset(builder, split=self.config.hf_split)
+        images_column = self.config.columns.get("images")
+        if images_column and images_column in dataset.features:
+            feature = dataset.features[images_column]
+            if isinstance(feature, datasets.Image):
+                dataset = dataset.cast_column(images_column, datasets.Image(decode=False))
+            elif isinstance(feature, datasets.List) and isinstance(feature.feature, datasets.Image):
+                dataset = dataset.cast_column(images_column, datasets.List(datasets.Image(decode=False)))
+        return dataset
+
+    def _count(self) -> int:
+        return len(self._dataset)
+
+    def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
+        id_column = self.config.columns.get("source_id")
+        for offset, row in enumerate(self._dataset.select(range(start, stop))):
+            source_id = row.get(id_column) if id_column else None
+            yield RawRecord(str(source_id if source_id is not None else start + offset), row)
+
+    def _get(self, row: dict, name: str) -> Any:
+        column = self.config.columns.get(name)
+        return row.get(column) if column else self.config.defaults.get(name)
+
+    def _images(self, value: Any) -> list[ImageRef]:
+        values = value if isinstance(value, list) else ([] if value is None else [value])
+        refs = []
+        for item in values:
+            if isinstance(item, dict) and item.get("bytes"):
+                refs.append(ImageRef(path=item.get("path"), data=item["bytes"]))
+            elif isinstance(item, dict) and item.get("path"):
+                refs.append(ImageRef(path=item["path"]))
+            elif isinstance(item, str):
+                refs.append(ImageRef(path=item))
+            else:
+                raise RowError("invalid_field", f"images: unsupported value of type {type(item).__name__}")
+        return refs
+
+    def to_fields(self, record: RawRecord) -> ProblemFields:
+        row = _record(record.value)
+        answer = _text(self._get(row, "answer"), "answer")
+        choices = _choices(self._get(row, "choices"))
+        return ProblemFields(
+            source_id=record.source_id,
+            question=_text(self._get(row, "question"), "question"),
+            answer=answer,
+            answer_type=self._get(row, "answer_type") or numeric_answer_type(answer),
+            question_type=self._get(row, "question_type") or ("multi_choice" if choices else "free_form"),
+            images=self._images(self._get(row, "images")),
+            choices=choices,
+            precision=_optional_int(self._get(row, "precision"), "precision"),
+            unit=self._get(row, "unit") or None,
+            solution=self._get(row, "solution") or None,
+        )
+
+
+ADAPTERS: dict[str, type[SourceAdapter]] = {
+    "tabmwp": TabMWPAdapter,
+    "mathvista": MathVistaAdapter,
+    "gsm8k": GSM8KAdapter,
+    "hf": HFDatasetAdapter,
+}
+
+
+def make_adapter(config: SourceConfig, data_root: Path) -> SourceAdapter:
+    return ADAPTERS[config.format](config, data_root)

@@ -1,0 +1,99 @@
+"""The stage contract and the shard runner every flow uses.
+
+A stage is a small class with a typed config and one method, `process`, that maps the same-named
+shard of its upstream stages to one output shard and returns its stats. `run_shard` adds
+everything a stage must not care about: skipping finished shards, atomic output, quarantine, markers.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from pipeline.io import QuarantinedRow, ShardMarker, StageDir, quarantine_dir, quarantine_table, stable_hash, write_json_atomic
+from schemas import validate_table
+
+
+@dataclass
+class ShardResult:
+    table: pa.Table
+    quarantined: list[QuarantinedRow] = field(default_factory=list)
+    stats: Counter[str] = field(default_factory=Counter)
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    inputs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose same-named shard `process` receives
+    output_schema: ClassVar[pa.Schema]
+
+    def __init__(self, config: BaseModel):
+        self.config = config
+
+    def fingerprint(self) -> str:
+        """What, besides the input shards, decides this stage's output."""
+        return stable_hash([self.name, self.config.model_dump(mode="json")])
+
+    @abstractmethod
+    def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult: ...
+
+
+def shard_config_hash(stage: Stage, run_dir: Path, shard: str) -> str:
+    upstream = []
+    for name in stage.inputs:
+        marker = StageDir(run_dir, name).marker(shard)
+        if marker is None:
+            raise FileNotFoundError(f"{stage.name}: upstream shard {name}/{shard} is not finished")
+        upstream.append(marker.content_sha256)
+    return stable_hash([stage.fingerprint(), upstream])
+
+
+def run_shard(stage: Stage, run_dir: Path | str, shard: str) -> ShardMarker:
+    """Compute one shard unless an identical run already finished it."""
+    run_dir = Path(run_dir)
+    out = StageDir(run_dir, stage.name)
+    config_hash = shard_config_hash(stage, run_dir, shard)
+    if out.is_done(shard, config_hash):
+        return out.marker(shard)
+    started = time.perf_counter()
+    inputs = {name: StageDir(run_dir, name).read(shard) for name in stage.inputs}
+    result = stage.process(shard, inputs)
+    validate_table(result.table, stage.output_schema)
+    result.stats["rows_out"] = result.table.num_rows
+    result.stats["quarantined"] = len(result.quarantined)
+    result.stats["milliseconds"] = int(1000 * (time.perf_counter() - started))
+    # Quarantine first: a marker must never exist for a shard whose rejects were not saved.
+    quarantine_dir(run_dir, stage.name).write(
+        shard, quarantine_table(stage.name, shard, result.quarantined), config_hash, {}
+    )
+    return out.write(shard, result.table, config_hash, result.stats)
+
+
+def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str]) -> dict:
+    """Write `<stage>/stats.json`: counts summed over shards, quarantine reasons, timings."""
+    out = StageDir(run_dir, stage_name)
+    totals: Counter[str] = Counter()
+    for shard in shards:
+        marker = out.marker(shard)
+        if marker is None:
+            raise FileNotFoundError(f"{stage_name}/{shard} has no completion marker")
+        totals.update(marker.stats)
+    reasons: Counter[str] = Counter()
+    for _, table in quarantine_dir(run_dir, stage_name).iter_tables(columns=["shard", "reason"]):
+        rows = table.to_pydict()
+        reasons.update(r for s, r in zip(rows["shard"], rows["reason"]) if s in set(shards))
+    summary = {
+        "stage": stage_name,
+        "shards": len(shards),
+        "counts": dict(sorted(totals.items())),
+        "quarantine_reasons": dict(sorted(reasons.items())),
+    }
+    write_json_atomic(out.path / "stats.json", summary)
+    return summary

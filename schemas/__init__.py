@@ -1,0 +1,41 @@
+"""Canonical record schemas (pyarrow) and their validation.
+
+Every stage reads and writes these tables; validation returns the list of problems with a row so
+that callers can quarantine it with a reason instead of crashing.
+"""
+
+from schemas.records import (
+    COLD_START_SCHEMA,
+    GENERATION_SCHEMA,
+    IMAGE_STRUCT,
+    MESSAGE_STRUCT,
+    PROBLEM_SCHEMA,
+    QUARANTINE_SCHEMA,
+    RL_SCHEMA,
+    ANSWER_TYPES,
+    QUESTION_TYPES,
+    hf_features,
+    validate_cold_start,
+    validate_generation,
+    validate_problem,
+    validate_rl,
+    validate_table,
+)
+
+__all__ = [
+    "ANSWER_TYPES",
+    "COLD_START_SCHEMA",
+    "GENERATION_SCHEMA",
+    "IMAGE_STRUCT",
+    "MESSAGE_STRUCT",
+    "PROBLEM_SCHEMA",
+    "QUARANTINE_SCHEMA",
+    "QUESTION_TYPES",
+    "RL_SCHEMA",
+    "hf_features",
+    "validate_cold_start",
+    "validate_generation",
+    "validate_problem",
+    "validate_rl",
+    "validate_table",
+]

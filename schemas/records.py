@@ -1,0 +1,214 @@
+"""The four records of the system plus the quarantine table.
+
+Problem          one normalised problem (image(s) + question + gold answer), id derived from content
+Generation       one teacher/policy sample for one problem, with its verdict once verified
+ColdStartRecord  one published SFT example: conversational messages + images (TRL SFTTrainer reads it)
+RLRecord         one published RL prompt: conversational prompt + images + gold answer fields that
+                 TRL's GRPOTrainer hands to reward functions as keyword arguments
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+QUESTION_TYPES = ("free_form", "multi_choice")
+ANSWER_TYPES = ("integer", "float", "fraction", "text", "expression", "list", "boolean")
+
+# Internal image record: the bytes plus what dedupe and cards need without decoding them again.
+IMAGE_STRUCT = pa.struct(
+    [
+        ("bytes", pa.binary()),
+        ("path", pa.string()),
+        ("sha256", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+    ]
+)
+# What HF `datasets.Image` stores in Parquet; published sets use exactly this.
+HF_IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+MESSAGE_STRUCT = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+PROBLEM_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("source", pa.string()),
+        ("source_id", pa.string()),
+        ("domain", pa.string()),
+        ("question", pa.string()),
+        ("images", pa.list_(IMAGE_STRUCT)),
+        ("choices", pa.list_(pa.string())),
+        ("answer", pa.string()),
+        ("answer_type", pa.string()),
+        ("question_type", pa.string()),
+        ("precision", pa.int32()),
+        ("unit", pa.string()),
+        ("solution", pa.string()),
+        ("metadata", pa.string()),  # JSON object: source-specific fields kept verbatim
+    ]
+)
+
+GENERATION_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),  # hash of (model, prompt, images, sampling params, sample index)
+        ("problem_id", pa.string()),
+        ("teacher", pa.string()),
+        ("sample_index", pa.int32()),
+        ("prompt", pa.string()),  # JSON list of chat messages as sent (images referenced by sha256)
+        ("raw_text", pa.string()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),
+        ("error", pa.string()),  # null when the request succeeded
+        ("extracted_answer", pa.string()),
+        ("correct", pa.bool_()),
+        ("verdict_reason", pa.string()),
+        ("quality_ok", pa.bool_()),
+        ("quality_reason", pa.string()),
+    ]
+)
+
+COLD_START_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("source", pa.string()),
+        ("domain", pa.string()),
+        ("teacher", pa.string()),
+        ("messages", pa.list_(MESSAGE_STRUCT)),  # system, user, assistant (<think>..</think> + answer)
+        ("images", pa.list_(HF_IMAGE_STRUCT)),
+        ("answer", pa.string()),
+    ]
+)
+
+RL_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("prompt", pa.list_(MESSAGE_STRUCT)),  # system + user
+        ("images", pa.list_(HF_IMAGE_STRUCT)),
+        ("answer", pa.string()),
+        ("answer_type", pa.string()),
+        ("question_type", pa.string()),
+        ("choices", pa.list_(pa.string())),
+        ("precision", pa.int32()),
+        ("unit", pa.string()),
+        ("pass_rate", pa.float64()),
+        ("num_rollouts", pa.int32()),
+        ("source", pa.string()),
+        ("domain", pa.string()),
+    ]
+)
+
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        ("stage", pa.string()),
+        ("shard", pa.string()),
+        ("source", pa.string()),
+        ("source_id", pa.string()),
+        ("reason", pa.string()),
+        ("detail", pa.string()),
+        ("raw", pa.string()),  # the offending input, JSON-encoded and truncated
+    ]
+)
+
+
+def _require_text(row: Mapping[str, Any], field: str, errors: list[str]) -> None:
+    value = row.get(field)
+    if not isinstance(value, str) or not value.strip():
+        errors.append(f"{field}: expected non-empty string, got {type(value).__name__}")
+
+
+def _require_choice(row: Mapping[str, Any], field: str, allowed: tuple[str, ...], errors: list[str]) -> None:
+    if row.get(field) not in allowed:
+        errors.append(f"{field}: {row.get(field)!r} not in {allowed}")
+
+
+def _require_messages(messages: Any, roles: tuple[str, ...], errors: list[str]) -> None:
+    if not isinstance(messages, list) or [m.get("role") for m in messages if isinstance(m, dict)] != list(roles):
+        errors.append(f"messages: expected roles {roles}")
+        return
+    for message in messages:
+        if not isinstance(message.get("content"), str) or not message["content"].strip():
+            errors.append(f"messages: empty {message.get('role')} content")
+
+
+def validate_problem(row: Mapping[str, Any]) -> list[str]:
+    """Problems with a Problem row; empty when it is valid."""
+    errors: list[str] = []
+    for field in ("problem_id", "source", "source_id", "domain", "question", "answer"):
+        _require_text(row, field, errors)
+    _require_choice(row, "question_type", QUESTION_TYPES, errors)
+    _require_choice(row, "answer_type", ANSWER_TYPES, errors)
+    choices = row.get("choices")
+    if row.get("question_type") == "multi_choice":
+        if not choices or len(choices) < 2:
+            errors.append("choices: multi_choice needs at least two choices")
+    for image in row.get("images") or []:
+        if not image.get("bytes") or not image.get("sha256") or not image.get("width") or not image.get("height"):
+            errors.append("images: each image needs bytes, sha256, width and height")
+    precision = row.get("precision")
+    if precision is not None and not (0 <= precision <= 12):
+        errors.append(f"precision: {precision} out of range 0..12")
+    try:
+        if not isinstance(json.loads(row.get("metadata") or "{}"), dict):
+            errors.append("metadata: expected a JSON object")
+    except (TypeError, ValueError):
+        errors.append("metadata: not valid JSON")
+    return errors
+
+
+def validate_generation(row: Mapping[str, Any]) -> list[str]:
+    errors: list[str] = []
+    for field in ("request_id", "problem_id", "teacher"):
+        _require_text(row, field, errors)
+    if row.get("error") is None and not isinstance(row.get("raw_text"), str):
+        errors.append("raw_text: a successful generation needs text")
+    if not isinstance(row.get("sample_index"), int) or row["sample_index"] < 0:
+        errors.append("sample_index: expected a non-negative int")
+    return errors
+
+
+def validate_cold_start(row: Mapping[str, Any]) -> list[str]:
+    errors: list[str] = []
+    _require_text(row, "problem_id", errors)
+    _require_text(row, "answer", errors)
+    _require_messages(row.get("messages"), ("system", "user", "assistant"), errors)
+    return errors
+
+
+def validate_rl(row: Mapping[str, Any]) -> list[str]:
+    errors: list[str] = []
+    _require_text(row, "problem_id", errors)
+    _require_text(row, "answer", errors)
+    _require_messages(row.get("prompt"), ("system", "user"), errors)
+    pass_rate = row.get("pass_rate")
+    if not isinstance(pass_rate, float) or not 0.0 <= pass_rate <= 1.0:
+        errors.append(f"pass_rate: {pass_rate!r} not in [0, 1]")
+    return errors
+
+
+def validate_table(table: pa.Table, schema: pa.Schema) -> None:
+    """Raise a clear error when a table does not carry exactly the schema's columns and types."""
+    if not table.schema.equals(schema, check_metadata=False):
+        expected = {f.name: str(f.type) for f in schema}
+        actual = {f.name: str(f.type) for f in table.schema}
+        missing = sorted(set(expected) - set(actual))
+        extra = sorted(set(actual) - set(expected))
+        wrong = sorted(n for n in set(expected) & set(actual) if expected[n] != actual[n])
+        raise ValueError(f"schema mismatch: missing={missing} extra={extra} wrong_type={wrong}")
+
+
+def hf_features(schema: pa.Schema):
+    """`datasets.Features` for a published schema, so `load_dataset(dir)` decodes images."""
+    from datasets import Features, Image, List
+    from datasets.features.features import generate_from_arrow_type
+
+    features = {}
+    for field in schema:
+        if field.type == pa.list_(HF_IMAGE_STRUCT):
+            features[field.name] = List(Image())
+        else:
+            features[field.name] = generate_from_arrow_type(field.type)
+    return Features(features)
