@@ -1,0 +1,1 @@
+"""Teacher and policy generation: one interface, several backends, a resumable per-shard stage."""

@@ -1,0 +1,89 @@
+"""Replay of real recorded teacher outputs, for runs without a GPU.
+
+The shared data carries real chains of thought: GPT-3 on TabMWP, Bard and GPT-4 on MathVista, and
+four GSM8K model solutions per problem. Each recording names the source whose problems it answers;
+problems are matched by (source, source_id) and the recorded question must agree with the problem's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, SamplingParams, TeacherConfig, build_request
+from pipeline.ingest.stage import normalise_text
+
+GSM8K_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
+
+
+class RecordingConfig(BaseModel):
+    source: str  # the ingest source whose problems these outputs answer
+    format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions"]
+    path: str  # relative to the run's data_root unless absolute
+    teacher: str  # label; gsm8k_solutions appends the solution key
+
+
+# (teacher, source_id, question or None, text)
+Recorded = tuple[str, str, str | None, str]
+
+
+def _read_tabmwp_gpt3(path: Path, teacher: str) -> Iterator[Recorded]:
+    for pid, row in json.loads(path.read_text()).items():
+        # The published file stores line breaks as the two characters "\n".
+        yield teacher, str(pid), None, str(row.get("output") or "").replace("\\n", "\n")
+
+
+def _read_mathvista(path: Path, teacher: str) -> Iterator[Recorded]:
+    for pid, row in json.loads(path.read_text()).items():
+        yield teacher, str(row.get("pid", pid)), row.get("question"), str(row.get("response") or "")
+
+
+def _read_gsm8k(path: Path, teacher: str) -> Iterator[Recorded]:
+    for index, line in enumerate(path.read_text().splitlines()):
+        row = json.loads(line)
+        for key in GSM8K_SOLUTION_KEYS:
+            if key in row:
+                yield f"{teacher}-{key}", str(index), row.get("question"), row[key]["solution"]
+
+
+_READERS = {"tabmwp_gpt3": _read_tabmwp_gpt3, "mathvista_responses": _read_mathvista, "gsm8k_solutions": _read_gsm8k}
+
+
+class RecordedBackend(GenerationBackend):
+    def __init__(self, recordings: Sequence[RecordingConfig], data_root: Path):
+        super().__init__()
+        self._outputs: dict[tuple[str, str], list[tuple[str, str | None, str]]] = {}
+        for recording in recordings:
+            path = Path(recording.path)
+            path = path if path.is_absolute() else Path(data_root) / path
+            for teacher, source_id, question, text in _READERS[recording.format](path, recording.teacher):
+                self._outputs.setdefault((recording.source, source_id), []).append((teacher, question, text))
+        self._pending: dict[str, str] = {}
+
+    def requests_for(self, problem: Mapping) -> list[GenerationRequest]:
+        requests = []
+        samples_per_teacher: dict[str, int] = {}
+        for teacher, question, text in self._outputs.get((problem["source"], problem["source_id"]), []):
+            if question is not None and normalise_text(question) != problem["question"]:
+                continue  # a recording for another problem that happens to share the id
+            index = samples_per_teacher.get(teacher, 0)
+            samples_per_teacher[teacher] = index + 1
+            config = TeacherConfig(name=teacher, model=f"recorded:{teacher}", n_samples=1, sampling=SamplingParams())
+            request = build_request(problem, config, index)
+            self._pending[request.request_id] = text
+            requests.append(request)
+        return requests
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        results = []
+        for request in requests:
+            text = self._pending.get(request.request_id)
+            if text is None:
+                results.append(GenerationResult(request.request_id, None, error="no_recording: request was not planned"))
+            else:
+                results.append(GenerationResult(request.request_id, text, finish_reason="stop", completion_tokens=len(text.split())))
+        return results

@@ -1,0 +1,121 @@
+"""Generate: a problems shard -> one Generation row per (problem, teacher, sample).
+
+Results are appended to a per-shard journal as they arrive (one JSON line each, flushed and fsynced
+per batch), so a killed run loses at most the batch in flight and a rerun sends only the requests
+whose ids are not journaled yet. The shard is written from the journal once every request has a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult
+from pipeline.io import stable_hash
+from pipeline.stage import ShardResult, Stage
+from schemas import GENERATION_SCHEMA
+
+JOURNAL_DIR = "_journal"
+
+
+class GenerateConfig(BaseModel):
+    batch_size: int = 256  # requests handed to the backend at once; also the journal flush unit
+
+
+def read_journal(path: Path) -> dict[str, GenerationResult]:
+    """Finished results by request id; a torn last line (killed mid-write) is ignored."""
+    results: dict[str, GenerationResult] = {}
+    if not path.exists():
+        return results
+    for line in path.read_bytes().splitlines():
+        try:
+            result = GenerationResult(**json.loads(line))
+        except (ValueError, TypeError):
+            continue
+        results[result.request_id] = result
+    return results
+
+
+def append_journal(path: Path, results: list[GenerationResult]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        for result in results:
+            handle.write(json.dumps(asdict(result), ensure_ascii=False).encode("utf-8") + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def generation_row(request: GenerationRequest, result: GenerationResult) -> dict:
+    return {
+        "request_id": request.request_id,
+        "problem_id": request.problem_id,
+        "teacher": request.teacher,
+        "sample_index": request.sample_index,
+        "prompt": json.dumps(request.messages, ensure_ascii=False),
+        "raw_text": result.text,
+        "finish_reason": result.finish_reason,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+        "error": result.error,
+        "extracted_answer": None,
+        "correct": None,
+        "verdict_reason": None,
+        "quality_ok": None,
+        "quality_reason": None,
+    }
+
+
+class GenerateStage(Stage):
+    name = "generations"
+    inputs = ("problems",)
+    output_schema = GENERATION_SCHEMA
+
+    def __init__(self, config: GenerateConfig, backend_factory: Callable[[], GenerationBackend], backend_identity: object, run_dir: Path):
+        super().__init__(config)
+        self.backend_factory = backend_factory
+        self.backend_identity = backend_identity  # what the backend's output depends on (models, recordings)
+        self.run_dir = Path(run_dir)
+        self._backend: GenerationBackend | None = None
+
+    @property
+    def backend(self) -> GenerationBackend:
+        if self._backend is None:
+            self._backend = self.backend_factory()
+        return self._backend
+
+    def fingerprint(self) -> str:
+        return stable_hash([super().fingerprint(), self.backend_identity])
+
+    def journal_path(self, shard: str) -> Path:
+        return self.run_dir / self.name / JOURNAL_DIR / f"{shard}.jsonl"
+
+    def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
+        stats: Counter[str] = Counter()
+        requests: dict[str, GenerationRequest] = {}
+        for problem in inputs["problems"].to_pylist():
+            stats["problems_in"] += 1
+            for request in self.backend.requests_for(problem):
+                requests.setdefault(request.request_id, request)
+        journal = self.journal_path(shard)
+        done = read_journal(journal)
+        done = {rid: result for rid, result in done.items() if rid in requests}
+        stats["requests_cached"] = len(done)
+        missing = [r for rid, r in requests.items() if rid not in done]
+        for start in range(0, len(missing), self.config.batch_size):
+            batch = missing[start : start + self.config.batch_size]
+            results = self.backend.generate(batch)
+            if [r.request_id for r in results] != [r.request_id for r in batch]:
+                raise RuntimeError(f"{type(self.backend).__name__} returned results out of order or incomplete")
+            append_journal(journal, results)
+            done.update((r.request_id, r) for r in results)
+            stats["requests_sent"] += len(batch)
+        rows = [generation_row(request, done[rid]) for rid, request in requests.items()]
+        stats["failed"] = sum(1 for row in rows if row["error"] is not None)
+        return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)
