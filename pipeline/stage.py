@@ -85,15 +85,20 @@ def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str])
         if marker is None:
             raise FileNotFoundError(f"{stage_name}/{shard} has no completion marker")
         totals.update(marker.stats)
+    wanted = set(shards)
     reasons: Counter[str] = Counter()
     for _, table in quarantine_dir(run_dir, stage_name).iter_tables(columns=["shard", "reason"]):
         rows = table.to_pydict()
-        reasons.update(r for s, r in zip(rows["shard"], rows["reason"]) if s in set(shards))
+        reasons.update(r for s, r in zip(rows["shard"], rows["reason"]) if s in wanted)
+    totals.pop("milliseconds", None)  # timings are run metadata, kept in the markers, not in stats
     summary = {
         "stage": stage_name,
         "shards": len(shards),
         "counts": dict(sorted(totals.items())),
         "quarantine_reasons": dict(sorted(reasons.items())),
+        # Stages name what they drop "dropped_<why>"; quarantined rows count under their reason.
+        "drops": dict(sorted({k: v for k, v in totals.items() if k.startswith("dropped_")}.items()))
+        | {f"quarantined: {k}": v for k, v in sorted(reasons.items())},
     }
     write_json_atomic(out.path / "stats.json", summary)
     return summary

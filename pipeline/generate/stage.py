@@ -43,6 +43,16 @@ def read_journal(path: Path) -> dict[str, GenerationResult]:
     return results
 
 
+def drop_torn_tail(path: Path) -> None:
+    """Cut a last line that a kill left without its newline, so appends start on a fresh line."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 def append_journal(path: Path, results: list[GenerationResult]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as handle:
@@ -104,6 +114,7 @@ class GenerateStage(Stage):
             for request in self.backend.requests_for(problem):
                 requests.setdefault(request.request_id, request)
         journal = self.journal_path(shard)
+        drop_torn_tail(journal)
         done = read_journal(journal)
         done = {rid: result for rid, result in done.items() if rid in requests}
         stats["requests_cached"] = len(done)

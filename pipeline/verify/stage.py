@@ -1,0 +1,64 @@
+"""Verify: generations shard + its problems -> the same rows with verdict and quality columns.
+
+Fast paths run in this process and only the leftovers go to math-verify's process pool (inside
+`Verifier`), so a thread-based task runner never calls signal-based timeouts off the main thread.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel, Field
+
+from pipeline.stage import ShardResult, Stage
+from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
+from schemas import GENERATION_SCHEMA
+
+
+class VerifyStageConfig(BaseModel):
+    workers: int = 2
+    timeout_s: float = 5.0
+    quality: dict[str, Any] = Field(default_factory=dict)  # QualityConfig fields, e.g. {require_think: true}
+
+
+class VerifyStage(Stage):
+    name = "verified"
+    inputs = ("problems", "generations")
+    output_schema = GENERATION_SCHEMA
+
+    def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
+        problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
+        rows = inputs["generations"].to_pylist()
+        answered = [row for row in rows if row["error"] is None and row["raw_text"] is not None]
+        items = [
+            VerifyItem(
+                text=row["raw_text"],
+                gold=problems[row["problem_id"]]["answer"],
+                answer_type=problems[row["problem_id"]]["answer_type"],
+                question_type=problems[row["problem_id"]]["question_type"],
+                choices=problems[row["problem_id"]]["choices"],
+                precision=problems[row["problem_id"]]["precision"],
+                unit=problems[row["problem_id"]]["unit"],
+            )
+            for row in answered
+        ]
+        with Verifier(VerifierConfig(workers=self.config.workers, timeout_s=self.config.timeout_s)) as verifier:
+            verdicts = verifier.judge_many(items)
+        quality_config = QualityConfig(**self.config.quality)
+        stats: Counter[str] = Counter(generations_in=len(rows), failed_generation=len(rows) - len(answered))
+        for row, verdict in zip(answered, verdicts):
+            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=quality_config)
+            row.update(
+                extracted_answer=verdict.extracted,
+                correct=verdict.correct,
+                verdict_reason=verdict.reason,
+                quality_ok=quality.ok,
+                quality_reason=quality.reason,
+            )
+            stats[f"verdict_{verdict.reason}"] += 1
+            stats["correct"] += verdict.correct
+            stats[f"quality_{quality.reason}"] += 1
+        return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real shared data, and a private Prefect home per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pipeline.paths import default_data_root
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = default_data_root()
+    if not (root / "tabmwp" / "problems.json").exists():
+        pytest.fail(f"shared data not found at {root}; set MMR_DATA_ROOT")
+    return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU tests skip cleanly where no CUDA device is present."""
+    try:
+        import torch
+
+        has_gpu = torch.cuda.is_available()
+    except ImportError:
+        has_gpu = False
+    if not has_gpu:
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)

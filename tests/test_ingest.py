@@ -1,0 +1,125 @@
+"""Ingest on the real shared data, and on a corrupted copy of it."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.ingest.images import ImageLimits, normalise_image
+from pipeline.ingest.sources import SourceConfig
+from pipeline.ingest.stage import IngestConfig, IngestStage
+from pipeline.io import StageDir, read_quarantine
+from pipeline.errors import RowError
+from pipeline.stage import run_shard
+from schemas import PROBLEM_SCHEMA, validate_problem
+
+
+def ingest(run_dir: Path, data_root: Path, *sources: SourceConfig, shard_size: int = 500) -> list[str]:
+    stage = IngestStage(IngestConfig(shard_size=shard_size), list(sources), data_root)
+    shards = stage.shards()
+    for shard in shards:
+        run_shard(stage, run_dir, shard)
+    return shards
+
+
+def problems(run_dir: Path) -> list[dict]:
+    return [row for _, table in StageDir(run_dir, "problems").iter_tables() for row in table.to_pylist()]
+
+
+TABMWP = SourceConfig(name="tabmwp", format="tabmwp", path="tabmwp/problems.json", domain="table_math")
+
+
+def test_tabmwp_sample_gives_1000_problems_with_decoded_images(tmp_path, data_root):
+    ingest(tmp_path, data_root, TABMWP)
+    rows = problems(tmp_path)
+    assert len(rows) == 1000
+    assert read_quarantine(tmp_path, "problems").num_rows == 0
+    for row in rows:
+        assert validate_problem(row) == []
+        (image,) = row["images"]
+        decoded = Image.open(io.BytesIO(image["bytes"]))
+        assert decoded.mode == "RGB" and decoded.size == (image["width"], image["height"])
+    multi_choice = [r for r in rows if r["question_type"] == "multi_choice"]
+    assert len(multi_choice) == 249 and all(len(r["choices"]) >= 2 for r in multi_choice)
+    assert len({r["problem_id"] for r in rows}) == 1000
+
+
+def test_corrupted_copy_quarantines_exactly_the_bad_rows(tmp_path, data_root):
+    copy = tmp_path / "data" / "tabmwp"
+    shutil.copytree(data_root / "tabmwp", copy)
+    records = json.loads((copy / "problems.json").read_text())
+    ids = list(records)
+    bad_json, missing_image, truncated_png = ids[3], ids[10], ids[20]
+    records[bad_json] = "{'question': not json"  # a row that is not a problem object
+    (copy / "problems.json").write_text(json.dumps(records))
+    (copy / "tables" / f"{missing_image}.png").unlink()
+    png = copy / "tables" / f"{truncated_png}.png"
+    png.write_bytes(png.read_bytes()[: png.stat().st_size // 2])
+
+    ingest(tmp_path / "run", tmp_path / "data", TABMWP)
+    quarantine = {row["source_id"]: row for row in read_quarantine(tmp_path / "run", "problems").to_pylist()}
+    assert {k: v["reason"] for k, v in quarantine.items()} == {
+        bad_json: "invalid_record",
+        missing_image: "image_missing",
+        truncated_png: "image_undecodable",
+    }
+    assert all(row["detail"] for row in quarantine.values())
+    kept = {row["source_id"] for row in problems(tmp_path / "run")}
+    assert len(kept) == 997 and not kept & set(quarantine)
+
+
+def test_gsm8k_lines_and_a_broken_line(tmp_path, data_root):
+    lines = (data_root / "gsm8k" / "test.jsonl").read_text().splitlines()[:50]
+    lines[7] = lines[7][:40]  # cut mid-object
+    lines[9] = json.dumps({"question": "no final answer line", "answer": "it is 4"})
+    (tmp_path / "gsm8k.jsonl").write_text("\n".join(lines) + "\n")
+    source = SourceConfig(name="gsm8k", format="gsm8k", path=str(tmp_path / "gsm8k.jsonl"), domain="arithmetic_word")
+    ingest(tmp_path / "run", tmp_path, source, shard_size=20)
+    reasons = {r["source_id"]: r["reason"] for r in read_quarantine(tmp_path / "run", "problems").to_pylist()}
+    assert reasons == {"7": "invalid_json", "9": "missing_field"}
+    rows = problems(tmp_path / "run")
+    assert len(rows) == 48
+    first = next(r for r in rows if r["source_id"] == "0")
+    assert first["answer"] == "18" and first["answer_type"] == "integer" and "<<" not in first["solution"]
+
+
+def test_image_paths_cannot_escape_the_source_root(tmp_path, data_root):
+    (tmp_path / "outside.png").write_bytes((data_root / "tabmwp" / "tables" / "16.png").read_bytes())
+    rows = [{"question": "q", "answer": "1", "image": path} for path in ("../outside.png", str(tmp_path / "outside.png"))]
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    source = SourceConfig(
+        name="generic", format="hf", path=str(tmp_path / "root" / "data.jsonl"), domain="d",
+        columns={"question": "question", "answer": "answer", "images": "image"},
+    )
+    ingest(tmp_path / "run", tmp_path, source)
+    assert [r["reason"] for r in read_quarantine(tmp_path / "run", "problems").to_pylist()] == ["unsafe_image_path"] * 2
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "P", "LA", "I;16", "1"])
+def test_unusual_image_modes_become_rgb(mode):
+    image = Image.new("RGB", (40, 30), (200, 10, 10)).convert(mode) if mode != "I;16" else Image.new("I;16", (40, 30), 4000)
+    buffer = io.BytesIO()
+    image.save(buffer, format="TIFF" if mode in ("CMYK", "I;16") else "PNG")
+    result = normalise_image(buffer.getvalue(), path="x", limits=ImageLimits())
+    assert Image.open(io.BytesIO(result.bytes)).mode == "RGB" and (result.width, result.height) == (40, 30)
+
+
+def test_large_images_are_bounded_and_bombs_refused():
+    buffer = io.BytesIO()
+    Image.new("RGB", (3000, 1000), "white").save(buffer, format="PNG")
+    bounded = normalise_image(buffer.getvalue(), path="x", limits=ImageLimits(max_side=1024))
+    assert (bounded.width, bounded.height) == (1024, 341)
+    with pytest.raises(RowError) as error:
+        normalise_image(buffer.getvalue(), path="x", limits=ImageLimits(max_pixels=1_000_000))
+    assert error.value.reason == "image_too_many_pixels"
+
+
+def test_problem_schema_is_what_ingest_writes(tmp_path, data_root):
+    ingest(tmp_path, data_root, TABMWP)
+    assert StageDir(tmp_path, "problems").read("tabmwp-00000").schema.equals(PROBLEM_SCHEMA, check_metadata=False)
