@@ -123,3 +123,40 @@ def test_large_images_are_bounded_and_bombs_refused():
 def test_problem_schema_is_what_ingest_writes(tmp_path, data_root):
     ingest(tmp_path, data_root, TABMWP)
     assert StageDir(tmp_path, "problems").read("tabmwp-00000").schema.equals(PROBLEM_SCHEMA, check_metadata=False)
+
+
+def test_generic_adapter_reads_a_parquet_folder_with_an_image_column(tmp_path, data_root):
+    import datasets
+
+    records = json.loads((data_root / "tabmwp" / "problems.json").read_text())
+    ids = list(records)[:5]
+    table = datasets.Dataset.from_dict(
+        {
+            "uid": ids,
+            "prompt": [records[i]["question"] for i in ids],
+            "target": [records[i]["answer"] for i in ids],
+            "picture": [
+                {"bytes": (data_root / "tabmwp" / "tables" / f"{i}.png").read_bytes(), "path": f"{i}.png"} for i in ids
+            ],
+        },
+        features=datasets.Features(
+            uid=datasets.Value("string"), prompt=datasets.Value("string"), target=datasets.Value("string"), picture=datasets.Image()
+        ),
+    )
+    (tmp_path / "src").mkdir()
+    table.to_parquet(str(tmp_path / "src" / "part-0.parquet"))
+    source = SourceConfig(
+        name="mine", format="hf", path=str(tmp_path / "src"), domain="table_math",
+        columns={"source_id": "uid", "question": "prompt", "answer": "target", "images": "picture"},
+    )
+    ingest(tmp_path / "run", tmp_path, source)
+    rows = problems(tmp_path / "run")
+    assert [r["source_id"] for r in rows] == ids
+    assert all(len(r["images"]) == 1 and r["images"][0]["width"] > 0 for r in rows)
+    tabmwp = {r["source_id"]: r for r in problems_of(tmp_path / "tabmwp_run", data_root)}
+    assert all(r["images"][0]["sha256"] == tabmwp[r["source_id"]]["images"][0]["sha256"] for r in rows)
+
+
+def problems_of(run_dir: Path, data_root: Path) -> list[dict]:
+    ingest(run_dir, data_root, TABMWP)
+    return problems(run_dir)

@@ -1,0 +1,64 @@
+"""The curate flow on the embedded default (the shared real data): sets that load, cards that match."""
+
+from __future__ import annotations
+
+import re
+
+import datasets
+import pytest
+import yaml
+
+from flows.curate import curate
+from pipeline.io import StageDir
+from pipeline.publish.dataset import published_rows
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    runs_root = tmp_path_factory.mktemp("runs")
+    overrides = [f"runs_root={runs_root}", "run_name=flow", "train.mode=none"]
+    published = curate(target="all", overrides=overrides)
+    return runs_root / "flow", published, overrides
+
+
+def card_counts(card: str, section_header: str) -> dict[str, int]:
+    table = card.split(f"| {section_header} | rows |")[1].split("\n\n")[0]
+    return {m[0]: int(m[1]) for m in re.findall(r"^\| (\S+) \| (\d+) \|$", table, re.M)}
+
+
+def test_rl_set_loads_with_trl_columns_and_its_card_counts_match(run):
+    run_dir, published, _ = run
+    folder = published["rl"]
+    rl = datasets.load_dataset(folder, split="train")
+    assert isinstance(rl.features["images"], datasets.List) and isinstance(rl.features["images"].feature, datasets.Image)
+    assert len(rl) > 0 and all(0 < p < 1 for p in rl["pass_rate"])
+    assert [m["role"] for m in rl[0]["prompt"]] == ["system", "user"]
+    card = (run_dir / "datasets" / "rl" / "README.md").read_text()
+    assert f"{len(rl)} prompts" in card
+    assert sum(card_counts(card, "source").values()) == len(rl) == published_rows(run_dir / "datasets" / "rl")
+    assert (run_dir / "datasets" / "rl" / "difficulty.png").stat().st_size > 1000
+
+
+def test_cold_start_set_has_images_and_verified_cots(run):
+    run_dir, published, _ = run
+    cold = datasets.load_dataset(published["cold_start"], split="train")
+    with_images = cold.filter(lambda row: len(row["images"]) > 0)
+    assert len(with_images) > 300  # TabMWP CoTs that GPT-3 got right, with their table images
+    image = with_images[0]["images"][0]
+    assert image.mode == "RGB" and image.size[0] > 0
+    assistant = cold[0]["messages"][-1]
+    assert assistant["role"] == "assistant" and "<think>" in assistant["content"] and "\\boxed{" in assistant["content"]
+    card = (run_dir / "datasets" / "cold_start" / "README.md").read_text()
+    assert card_counts(card, "source") == dict(sorted(__import__("collections").Counter(cold["source"]).items()))
+    stats = yaml.safe_load((run_dir / "cold_start" / "stats.json").read_text())
+    assert stats["counts"]["rows_out"] == len(cold)
+
+
+def test_rerun_recomputes_nothing_and_is_identical(run):
+    run_dir, published, overrides = run
+    markers = {p: p.read_bytes() for p in run_dir.rglob("*.done")}
+    before = {p: p.read_bytes() for p in (run_dir / "datasets").rglob("*") if p.is_file()}
+    curate(target="all", overrides=overrides)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*.done")} == markers
+    assert {p: p.read_bytes() for p in (run_dir / "datasets").rglob("*") if p.is_file()} == before
+    assert StageDir(run_dir, "verified").total_rows() == 6276
