@@ -94,7 +94,7 @@ def test_image_paths_cannot_escape_the_source_root(tmp_path, data_root):
     (tmp_path / "root").mkdir()
     (tmp_path / "root" / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     source = SourceConfig(
-        name="generic", format="hf", path=str(tmp_path / "root" / "data.jsonl"), domain="d",
+        name="generic", format="jsonl", path=str(tmp_path / "root" / "data.jsonl"), domain="d",
         columns={"question": "question", "answer": "answer", "images": "image"},
     )
     ingest(tmp_path / "run", tmp_path, source)

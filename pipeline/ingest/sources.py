@@ -23,16 +23,16 @@ from pipeline.errors import RowError
 
 class SourceConfig(BaseModel):
     name: str
-    format: Literal["tabmwp", "mathvista", "gsm8k", "hf"]
+    format: Literal["tabmwp", "mathvista", "gsm8k", "jsonl", "hf"]
     path: str  # file or folder, relative to the run's data_root unless absolute
     domain: str
     image_root: str | None = None  # images are read only below this folder (default: the file's folder)
     allow_missing_images: bool = False  # keep a multimodal problem whose image file is absent, text-only
     limit: int | None = None
-    # Generic adapter ("hf"): what `datasets.load_dataset` gets, and canonical field -> source column.
-    hf_builder: str | None = None  # "parquet", "json", "csv", or a dataset name/folder; None: infer from path
+    # Generic adapters: "jsonl" (read line by line) and "hf" (anything `datasets.load_dataset` reads).
+    hf_builder: str | None = None  # a dataset name or builder ("parquet", "csv"); None: infer from path
     hf_split: str = "train"
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, str] = Field(default_factory=dict)  # canonical field -> source column
     defaults: dict[str, Any] = Field(default_factory=dict)  # constant values for fields the source lacks
 
 
@@ -66,8 +66,10 @@ class RawRecord:
     parse_error: str | None = None
 
 
-def _text(value: Any, name: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+def _text(value: Any, name: str, numbers_allowed: bool = True) -> str:
+    """Stripped non-empty text; a JSON number is accepted where sources write answers as numbers."""
+    allowed = str | int | float if numbers_allowed else str
+    if isinstance(value, bool) or not isinstance(value, allowed):
         raise RowError("invalid_field", f"{name}: expected text, got {type(value).__name__}")
     text = str(value).strip()
     if not text:
@@ -160,22 +162,24 @@ class JsonObjectAdapter(SourceAdapter):
 
 
 class JsonLinesAdapter(SourceAdapter):
-    """One JSON object per line; a line that does not parse becomes a quarantined row."""
+    """One JSON object per line; a line that does not parse becomes a quarantined row.
+
+    A row's source id is its 0-based line number in the file (blank lines are skipped, not renumbered).
+    """
 
     @cached_property
-    def _lines(self) -> list[bytes]:
-        return [line for line in self.path.read_bytes().splitlines() if line.strip()]
+    def _lines(self) -> list[tuple[int, bytes]]:
+        return [(number, line) for number, line in enumerate(self.path.read_bytes().split(b"\n")) if line.strip()]
 
     def _count(self) -> int:
         return len(self._lines)
 
     def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
-        for index in range(start, stop):
-            line = self._lines[index]
+        for number, line in self._lines[start:stop]:
             try:
-                yield RawRecord(str(index), json.loads(line.decode("utf-8")))
+                yield RawRecord(str(number), json.loads(line.decode("utf-8")))
             except (UnicodeDecodeError, ValueError) as error:
-                yield RawRecord(str(index), line[:2000].decode("utf-8", "replace"), f"invalid_json: {error}")
+                yield RawRecord(str(number), line[:2000].decode("utf-8", "replace"), f"invalid_json: {error}")
 
 
 class TabMWPAdapter(JsonObjectAdapter):
@@ -191,7 +195,7 @@ class TabMWPAdapter(JsonObjectAdapter):
         unit = row.get("unit")
         return ProblemFields(
             source_id=record.source_id,
-            question=_text(row.get("question"), "question"),
+            question=_text(row.get("question"), "question", numbers_allowed=False),
             answer=_text(row.get("answer"), "answer"),
             answer_type=self.ANSWER_TYPES.get(row.get("ans_type"), "text"),
             question_type=question_type,
@@ -218,7 +222,7 @@ class MathVistaAdapter(JsonObjectAdapter):
         unit = row.get("unit")
         return ProblemFields(
             source_id=_text(row.get("pid", record.source_id), "pid"),
-            question=_text(row.get("question"), "question"),
+            question=_text(row.get("question"), "question", numbers_allowed=False),
             answer=_text(row.get("answer"), "answer"),
             answer_type=answer_type,
             question_type=question_type,
@@ -245,7 +249,7 @@ class GSM8KAdapter(JsonLinesAdapter):
         answer = _text(final, "final answer").replace(",", "")
         return ProblemFields(
             source_id=record.source_id,
-            question=_text(row.get("question"), "question"),
+            question=_text(row.get("question"), "question", numbers_allowed=False),
             answer=answer,
             answer_type=numeric_answer_type(answer),
             question_type="free_form",
@@ -253,8 +257,67 @@ class GSM8KAdapter(JsonLinesAdapter):
         )
 
 
-class HFDatasetAdapter(SourceAdapter):
-    """Any `datasets`-loadable source (Hub name, local parquet/jsonl/csv folder) with a column mapping.
+class ColumnMappedFields:
+    """`to_fields` for generic sources: canonical field -> source column, plus constant defaults."""
+
+    config: SourceConfig
+
+    def _get(self, row: dict, name: str) -> Any:
+        column = self.config.columns.get(name)
+        return row.get(column) if column else self.config.defaults.get(name)
+
+    @staticmethod
+    def _images(value: Any) -> list[ImageRef]:
+        values = value if isinstance(value, list) else ([] if value is None else [value])
+        refs = []
+        for item in values:
+            if isinstance(item, dict) and isinstance(item.get("bytes"), bytes | bytearray) and item["bytes"]:
+                path = item.get("path")
+                refs.append(ImageRef(path=path if isinstance(path, str) else None, data=bytes(item["bytes"])))
+            elif isinstance(item, dict) and isinstance(item.get("path"), str):
+                refs.append(ImageRef(path=item["path"]))
+            elif isinstance(item, str):
+                refs.append(ImageRef(path=item))
+            else:
+                raise RowError("invalid_field", f"images: unsupported value of type {type(item).__name__}")
+        return refs
+
+    def to_fields(self, record: RawRecord) -> ProblemFields:
+        row = _record(record.value)
+        answer = _text(self._get(row, "answer"), "answer")
+        choices = _choices(self._get(row, "choices"))
+        answer_type = self._get(row, "answer_type") or numeric_answer_type(answer)
+        question_type = self._get(row, "question_type") or ("multi_choice" if choices else "free_form")
+        unit, solution = self._get(row, "unit"), self._get(row, "solution")
+        return ProblemFields(
+            source_id=record.source_id,
+            question=_text(self._get(row, "question"), "question", numbers_allowed=False),
+            answer=answer,
+            answer_type=_text(answer_type, "answer_type"),
+            question_type=_text(question_type, "question_type"),
+            images=self._images(self._get(row, "images")),
+            choices=choices,
+            precision=_optional_int(self._get(row, "precision"), "precision"),
+            unit=_text(unit, "unit") if unit else None,
+            solution=_text(solution, "solution") if solution else None,
+        )
+
+
+class GenericJsonLinesAdapter(ColumnMappedFields, JsonLinesAdapter):
+    """Any JSON-lines file, read line by line so one malformed row cannot fail the whole source."""
+
+    def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
+        id_column = self.config.columns.get("source_id")
+        for record in super()._records(start, stop):
+            if id_column and record.parse_error is None and isinstance(record.value, dict):
+                value = record.value.get(id_column)
+                if isinstance(value, str | int) and not isinstance(value, bool):
+                    record = RawRecord(str(value), record.value)
+            yield record
+
+
+class HFDatasetAdapter(ColumnMappedFields, SourceAdapter):
+    """Any `datasets`-loadable source (Hub name, local parquet folder) with a column mapping.
 
     The table is memory-mapped Arrow, so slicing a shard out of it keeps memory bounded.
     """
@@ -270,12 +333,11 @@ class HFDatasetAdapter(SourceAdapter):
 
         builder = self.config.hf_builder
         if builder is None:
-            suffix = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+            suffix = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv"}
             files = [self.path] if self.path.is_file() else sorted(p for p in self.path.rglob("*") if p.suffix in suffix)
             if not files:
-                raise ValueError(f"{self.config.name}: no parquet/jsonl/csv files under {self.path}")
-            builder = suffix[files[0].suffix]
-            dataset = datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
+                raise ValueError(f"{self.config.name}: no parquet/arrow/csv files under {self.path}")
+            dataset = datasets.load_dataset(suffix[files[0].suffix], data_files=[str(f) for f in files], split="train")
         else:
             dataset = datasets.load_dataset(builder, split=self.config.hf_split)
         images_column = self.config.columns.get("images")
@@ -296,46 +358,12 @@ class HFDatasetAdapter(SourceAdapter):
             source_id = row.get(id_column) if id_column else None
             yield RawRecord(str(source_id if source_id is not None else start + offset), row)
 
-    def _get(self, row: dict, name: str) -> Any:
-        column = self.config.columns.get(name)
-        return row.get(column) if column else self.config.defaults.get(name)
-
-    def _images(self, value: Any) -> list[ImageRef]:
-        values = value if isinstance(value, list) else ([] if value is None else [value])
-        refs = []
-        for item in values:
-            if isinstance(item, dict) and item.get("bytes"):
-                refs.append(ImageRef(path=item.get("path"), data=item["bytes"]))
-            elif isinstance(item, dict) and item.get("path"):
-                refs.append(ImageRef(path=item["path"]))
-            elif isinstance(item, str):
-                refs.append(ImageRef(path=item))
-            else:
-                raise RowError("invalid_field", f"images: unsupported value of type {type(item).__name__}")
-        return refs
-
-    def to_fields(self, record: RawRecord) -> ProblemFields:
-        row = _record(record.value)
-        answer = _text(self._get(row, "answer"), "answer")
-        choices = _choices(self._get(row, "choices"))
-        return ProblemFields(
-            source_id=record.source_id,
-            question=_text(self._get(row, "question"), "question"),
-            answer=answer,
-            answer_type=self._get(row, "answer_type") or numeric_answer_type(answer),
-            question_type=self._get(row, "question_type") or ("multi_choice" if choices else "free_form"),
-            images=self._images(self._get(row, "images")),
-            choices=choices,
-            precision=_optional_int(self._get(row, "precision"), "precision"),
-            unit=self._get(row, "unit") or None,
-            solution=self._get(row, "solution") or None,
-        )
-
 
 ADAPTERS: dict[str, type[SourceAdapter]] = {
     "tabmwp": TabMWPAdapter,
     "mathvista": MathVistaAdapter,
     "gsm8k": GSM8KAdapter,
+    "jsonl": GenericJsonLinesAdapter,
     "hf": HFDatasetAdapter,
 }
 

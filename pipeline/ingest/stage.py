@@ -75,7 +75,6 @@ class IngestStage(Stage):
         adapter = self.adapter(source)
         start = int(index) * self.config.shard_size
         rows, quarantined, stats = [], [], Counter()
-        seen_ids: set[str] = set()
         for record in adapter.records(start, start + self.config.shard_size):
             stats["rows_in"] += 1
             try:
@@ -84,11 +83,7 @@ class IngestStage(Stage):
                 stats[f"quarantined_{error.reason}"] += 1
                 quarantined.append(QuarantinedRow(source, record.source_id, error.reason, error.detail, record.value))
                 continue
-            if row["problem_id"] in seen_ids:  # identical content twice in one source slice
-                stats["duplicate_in_shard"] += 1
-                continue
-            seen_ids.add(row["problem_id"])
-            rows.append(row)
+            rows.append(row)  # exact duplicates stay: the dedupe stage judges them, as a column
         return ShardResult(pa.Table.from_pylist(rows, schema=PROBLEM_SCHEMA), quarantined, stats)
 
     def _problem_row(self, adapter: SourceAdapter, record: RawRecord) -> dict:
