@@ -14,7 +14,7 @@ from pipeline.publish.dataset import published_rows
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, prefect_harness):
     runs_root = tmp_path_factory.mktemp("runs")
     overrides = [f"runs_root={runs_root}", "run_name=flow", "train.mode=none"]
     published = curate(target="all", overrides=overrides)

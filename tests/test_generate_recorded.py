@@ -83,3 +83,14 @@ def test_rerun_after_a_partial_journal_sends_only_missing_requests(tmp_path, dat
     assert len(read_journal(journal)) == 240  # the torn line was cut, not glued to the next result
     assert after.num_rows == 240 and len(set(after.column("request_id").to_pylist())) == 240
     assert after.equals(before)
+
+
+def test_parallel_shards_share_one_backend(tmp_path, data_root):
+    from concurrent.futures import ThreadPoolExecutor
+
+    shards = ingest(tmp_path, data_root)
+    stage = make_stage(tmp_path, data_root, [])
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda shard: run_shard(stage, tmp_path, shard), shards))
+    rows = [r for _, t in StageDir(tmp_path, "generations").iter_tables() for r in t.to_pylist()]
+    assert len(rows) == 360 and all(r["error"] is None for r in rows)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict
@@ -93,12 +94,25 @@ class GenerateStage(Stage):
         self.backend_identity = backend_identity  # what the backend's output depends on (models, recordings)
         self.run_dir = Path(run_dir)
         self._backend: GenerationBackend | None = None
+        self._backend_lock = threading.Lock()
 
     @property
     def backend(self) -> GenerationBackend:
-        if self._backend is None:
-            self._backend = self.backend_factory()
-        return self._backend
+        # Shards run in parallel threads: they must share one backend (one engine, one connection pool).
+        with self._backend_lock:
+            if self._backend is None:
+                self._backend = self.backend_factory()
+            return self._backend
+
+    def __getstate__(self) -> dict:
+        """Ship the recipe, not the live backend, to Dask/Ray workers; each builds its own there."""
+        state = self.__dict__.copy()
+        state["_backend"], state["_backend_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._backend_lock = threading.Lock()
 
     def fingerprint(self) -> str:
         return stable_hash([super().fingerprint(), self.backend_identity])
