@@ -6,6 +6,8 @@ Fast paths run in this process and only the leftovers go to math-verify's proces
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +31,29 @@ class VerifyStage(Stage):
     inputs = ("problems", "generations")
     output_schema = GENERATION_SCHEMA
 
+    def __init__(self, config: VerifyStageConfig):
+        super().__init__(config)
+        self._verifier: Verifier | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def verifier(self) -> Verifier:
+        # One verifier (one set of math-verify workers) for all shards: starting workers costs seconds.
+        with self._lock:
+            if self._verifier is None:
+                self._verifier = Verifier(VerifierConfig(workers=self.config.workers, timeout_s=self.config.timeout_s))
+                atexit.register(self._verifier.close)
+            return self._verifier
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_verifier"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
         rows = inputs["generations"].to_pylist()
@@ -45,8 +70,7 @@ class VerifyStage(Stage):
             )
             for row in answered
         ]
-        with Verifier(VerifierConfig(workers=self.config.workers, timeout_s=self.config.timeout_s)) as verifier:
-            verdicts = verifier.judge_many(items)
+        verdicts = self.verifier.judge_many(items)
         quality_config = QualityConfig(**self.config.quality)
         stats: Counter[str] = Counter(generations_in=len(rows), failed_generation=len(rows) - len(answered))
         for row, verdict in zip(answered, verdicts):
