@@ -30,7 +30,8 @@ def start(command: list[str], home: Path) -> subprocess.Popen:
 
 
 def done_markers(run_dir: Path) -> dict[Path, tuple[bytes, int]]:
-    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*.done")}
+    """Markers of finished shards. A quarantine marker is written first and does not finish a shard."""
+    return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*.done") if "quarantine" not in p.parts}
 
 
 def kill_mid_stage(command: list[str], home: Path, run_dir: Path, stage: str, timeout_s: float = 180) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 import datasets
 import pytest
@@ -21,15 +22,20 @@ def run(tmp_path_factory, prefect_harness):
     return runs_root / "flow", published, overrides
 
 
+def load(folder, tmp_path_factory):
+    """A private cache: `datasets` caches local folders by path, and pytest reuses temporary paths."""
+    return datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path_factory.mktemp("hf-cache")))
+
+
 def card_counts(card: str, section_header: str) -> dict[str, int]:
     table = card.split(f"| {section_header} | rows |")[1].split("\n\n")[0]
     return {m[0]: int(m[1]) for m in re.findall(r"^\| (\S+) \| (\d+) \|$", table, re.M)}
 
 
-def test_rl_set_loads_with_trl_columns_and_its_card_counts_match(run):
+def test_rl_set_loads_with_trl_columns_and_its_card_counts_match(run, tmp_path_factory):
     run_dir, published, _ = run
     folder = published["rl"]
-    rl = datasets.load_dataset(folder, split="train")
+    rl = load(folder, tmp_path_factory)
     assert isinstance(rl.features["images"], datasets.List) and isinstance(rl.features["images"].feature, datasets.Image)
     assert len(rl) > 0 and all(0 < p < 1 for p in rl["pass_rate"])
     assert [m["role"] for m in rl[0]["prompt"]] == ["system", "user"]
@@ -39,9 +45,9 @@ def test_rl_set_loads_with_trl_columns_and_its_card_counts_match(run):
     assert (run_dir / "datasets" / "rl" / "difficulty.png").stat().st_size > 1000
 
 
-def test_cold_start_set_has_images_and_verified_cots(run):
+def test_cold_start_set_has_images_and_verified_cots(run, tmp_path_factory):
     run_dir, published, _ = run
-    cold = datasets.load_dataset(published["cold_start"], split="train")
+    cold = load(published["cold_start"], tmp_path_factory)
     with_images = cold.filter(lambda row: len(row["images"]) > 0)
     assert len(with_images) > 300  # TabMWP CoTs that GPT-3 got right, with their table images
     image = with_images[0]["images"][0]
@@ -49,7 +55,7 @@ def test_cold_start_set_has_images_and_verified_cots(run):
     assistant = cold[0]["messages"][-1]
     assert assistant["role"] == "assistant" and "<think>" in assistant["content"] and "\\boxed{" in assistant["content"]
     card = (run_dir / "datasets" / "cold_start" / "README.md").read_text()
-    assert card_counts(card, "source") == dict(sorted(__import__("collections").Counter(cold["source"]).items()))
+    assert card_counts(card, "source") == dict(sorted(Counter(cold["source"]).items()))
     stats = yaml.safe_load((run_dir / "cold_start" / "stats.json").read_text())
     assert stats["counts"]["rows_out"] == len(cold)
 
