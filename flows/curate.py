@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +24,7 @@ from pipeline.generate.stage import GenerateStage
 from pipeline.ingest.stage import IngestStage
 from pipeline.publish import publish_dataset, push_folder
 from pipeline.score.difficulty import DifficultyStage
+from pipeline.select.plan import plan_selection
 from pipeline.select.stage import ColdStartStage, RLStage
 from pipeline.stage import Stage, run_shard, summarise_stage
 from pipeline.verify.stage import VerifyStage
@@ -46,6 +48,26 @@ def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
     summary = summarise_stage(run_dir, stage.name, shards)
     get_run_logger().info("%s: %s", stage.name, summary["counts"])
     return summary
+
+
+@task(cache_policy=NO_CACHE)
+def plan_task(config: RunConfig, which: str, shards: list[str], annotations: list[str]) -> Path:
+    return plan_selection(config.run_dir, which, shards, config.select, annotations, config.seed)
+
+
+def _select_and_publish(config: RunConfig, which: str, shards: list[str], annotations: list[str], lineage: list[dict]) -> str:
+    """Plan the set globally, build its shards, publish it with a card of the whole lineage."""
+    plan = plan_task(config, which, shards, annotations)
+    plan_summary = json.loads(plan.with_suffix(".json").read_text())
+    stage, schema, repo_id = {
+        "cold_start": (ColdStartStage(config.select, plan), COLD_START_SCHEMA, config.publish.cold_start_repo_id),
+        "rl": (RLStage(config.select, plan), RL_SCHEMA, config.publish.rl_repo_id),
+    }[which]
+    summary = run_stage(stage, config.run_dir, shards)
+    summary["drops"] = plan_summary["drops"]
+    summary["counts"]["selected"] = plan_summary["selected"]
+    summary["counts"]["target"] = plan_summary["target"]
+    return _publish(config, stage, schema, shards, lineage + [summary], repo_id)
 
 
 def _publish(config: RunConfig, stage: Stage, schema, shards: list[str], lineage: list[dict], repo_id: str | None) -> str:
@@ -97,18 +119,12 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
     lineage.append(run_stage(VerifyStage(config.verify), run_dir, shards))
 
     published: dict[str, str] = {}
+    annotations: list[str] = []
     if target in ("all", "cold_start"):
-        cold_start = ColdStartStage(config.select)
-        summary = run_stage(cold_start, run_dir, shards)
-        published["cold_start"] = _publish(
-            config, cold_start, COLD_START_SCHEMA, shards, lineage + [summary], config.publish.cold_start_repo_id
-        )
+        published["cold_start"] = _select_and_publish(config, "cold_start", shards, annotations, lineage)
     if target in ("all", "rl"):
-        difficulty = DifficultyStage(config.score)
-        rl_lineage = lineage + [run_stage(difficulty, run_dir, shards)]
-        rl = RLStage(config.select)
-        rl_lineage.append(run_stage(rl, run_dir, shards))
-        published["rl"] = _publish(config, rl, RL_SCHEMA, shards, rl_lineage, config.publish.rl_repo_id)
+        rl_lineage = lineage + [run_stage(DifficultyStage(config.score), run_dir, shards)]
+        published["rl"] = _select_and_publish(config, "rl", shards, annotations, rl_lineage)
         if config.train.mode != "none":
             _trigger_training(config, published["rl"])
     return published

@@ -20,7 +20,7 @@ from pipeline.ingest.stage import IngestConfig
 from pipeline.paths import REPO_ROOT, default_data_root
 from pipeline.publish import PublishConfig
 from pipeline.score.difficulty import ScoreConfig
-from pipeline.select.stage import SelectConfig
+from pipeline.select.plan import SelectConfig
 from pipeline.verify.stage import VerifyStageConfig
 
 class TaskRunnerConfig(BaseModel):

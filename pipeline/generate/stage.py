@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult
 from pipeline.io import stable_hash
+from pipeline.judgements import keep_mask
 from pipeline.stage import ShardResult, Stage
 from schemas import GENERATION_SCHEMA
 
@@ -88,8 +89,17 @@ class GenerateStage(Stage):
     inputs = ("problems",)
     output_schema = GENERATION_SCHEMA
 
-    def __init__(self, config: GenerateConfig, backend_factory: Callable[[], GenerationBackend], backend_identity: object, run_dir: Path):
+    def __init__(
+        self,
+        config: GenerateConfig,
+        backend_factory: Callable[[], GenerationBackend],
+        backend_identity: object,
+        run_dir: Path,
+        annotation_stages: Sequence[str] = (),
+    ):
         super().__init__(config)
+        self.annotation_stages = tuple(annotation_stages)  # duplicates and contaminated problems get no requests
+        self.inputs = ("problems", *self.annotation_stages)
         self.backend_factory = backend_factory
         self.backend_identity = backend_identity  # what the backend's output depends on (models, recordings)
         self.run_dir = Path(run_dir)
@@ -121,10 +131,14 @@ class GenerateStage(Stage):
         return self.run_dir / self.name / JOURNAL_DIR / f"{shard}.jsonl"
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        stats: Counter[str] = Counter()
+        problems = inputs["problems"]
+        keep, stats = keep_mask(problems.column("problem_id"), [inputs[n] for n in self.annotation_stages])
+        stats = Counter({f"skipped_{k.removeprefix('dropped_')}": v for k, v in stats.items()})
         requests: dict[str, GenerationRequest] = {}
-        for problem in inputs["problems"].to_pylist():
+        for problem, wanted in zip(problems.to_pylist(), keep):
             stats["problems_in"] += 1
+            if not wanted:
+                continue
             for request in self.backend.requests_for(problem):
                 requests.setdefault(request.request_id, request)
         journal = self.journal_path(shard)

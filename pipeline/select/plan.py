@@ -1,0 +1,140 @@
+"""The selection plan: which rows enter the cold-start set and the RL set, decided once, globally.
+
+Balancing needs the whole data set's composition, so one pass reads only narrow columns of every
+shard (ids, domain, source, verdicts, scores, annotation judgements), applies the filters, counts
+every drop by reason, and draws a balanced, seeded subset with `quota_sample`. The per-shard stages
+then only materialise the planned rows, so the plan is the single place where selection happens.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, Field
+
+from pipeline.judgements import is_judgement, keep_mask
+from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
+from pipeline.select.balance import quota_sample
+
+PLAN_SCHEMA = pa.schema([("shard", pa.string()), ("key", pa.string())])
+
+
+class SelectConfig(BaseModel):
+    cold_start_target: int = 1_600_000
+    cold_start_max_per_problem: int = 2  # verified CoTs kept per problem, in (teacher, sample) order
+    cold_start_balance: list[str] = Field(default_factory=lambda: ["domain", "source"])
+    rl_target: int = 15_000
+    rl_min_pass_rate: float = 0.0  # exclusive bounds: p = 0 and p = 1 give GRPO no gradient
+    rl_max_pass_rate: float = 1.0
+    rl_min_rollouts: int = 2
+    rl_balance: list[str] = Field(default_factory=lambda: ["domain", "problem_cluster"])
+    max_per_group: int | None = None  # cap on the finest balance group
+
+
+def _eligible_problems(run_dir: Path, shard: str, annotation_stages: Sequence[str], drops: Counter) -> tuple[pa.Table, np.ndarray]:
+    """The shard's problems (narrow, plus the annotations' score columns) and their keep mask."""
+    problems = StageDir(run_dir, "problems").read(shard, columns=["problem_id", "domain", "source"])
+    annotations = [StageDir(run_dir, stage).read(shard) for stage in annotation_stages]
+    keep, rejected = keep_mask(problems.column("problem_id"), annotations)
+    drops.update(rejected)
+    for annotation in annotations:
+        for name in annotation.column_names:
+            if name != "problem_id" and not is_judgement(name):
+                problems = problems.append_column(name, annotation.column(name))
+    return problems, keep
+
+
+def _cold_start_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequence[str], drops: Counter) -> pa.Table:
+    problems, keep = _eligible_problems(run_dir, shard, stages, drops)
+    info = {pid: row for pid, row, k in zip(problems.column("problem_id").to_pylist(), problems.to_pylist(), keep) if k}
+    generations = StageDir(run_dir, "verified").read(
+        shard, columns=["request_id", "problem_id", "correct", "quality_ok", "quality_reason"]
+    ).to_pylist()
+    kept_per_problem: Counter[str] = Counter()
+    rows = []
+    for generation in generations:
+        problem = info.get(generation["problem_id"])
+        if problem is None:
+            drops["dropped_generation_of_ineligible_problem"] += 1
+        elif not generation["correct"]:
+            drops["dropped_generation_incorrect"] += 1
+        elif not generation["quality_ok"]:
+            drops[f"dropped_quality_{generation['quality_reason']}"] += 1
+        elif kept_per_problem[problem["problem_id"]] >= config.cold_start_max_per_problem:
+            drops["dropped_over_per_problem_cap"] += 1
+        else:
+            kept_per_problem[problem["problem_id"]] += 1
+            rows.append({"shard": shard, "key": generation["request_id"], **{k: problem[k] for k in config.cold_start_balance if k in problem}})
+    return pa.Table.from_pylist(rows) if rows else None
+
+
+def _rl_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequence[str], drops: Counter) -> pa.Table:
+    problems, keep = _eligible_problems(run_dir, shard, stages, drops)
+    scores = StageDir(run_dir, "difficulty").read(shard, columns=["pass_rate", "num_rollouts"]).to_pylist()
+    rows = []
+    for problem, eligible, score in zip(problems.to_pylist(), keep, scores):
+        rate = score["pass_rate"]
+        if not eligible:
+            continue
+        if rate is None or score["num_rollouts"] < config.rl_min_rollouts:
+            drops["dropped_too_few_rollouts"] += 1
+        elif not config.rl_min_pass_rate < rate < config.rl_max_pass_rate:
+            drops["dropped_pass_rate_outside_band"] += 1
+        else:
+            rows.append({"shard": shard, "key": problem["problem_id"], **{k: problem[k] for k in config.rl_balance if k in problem}})
+    return pa.Table.from_pylist(rows) if rows else None
+
+
+def plan_selection(
+    run_dir: Path | str,
+    which: str,
+    shards: Sequence[str],
+    config: SelectConfig,
+    annotation_stages: Sequence[str],
+    seed: int,
+) -> Path:
+    """Write `<run>/select_plan/<which>.parquet` (shard, key) and `<which>.json` (drops, counts)."""
+    run_dir = Path(run_dir)
+    upstream = ["problems", *annotation_stages, "verified" if which == "cold_start" else "difficulty"]
+    inputs = [[s, [StageDir(run_dir, u).marker(s).content_sha256 for u in upstream]] for s in shards]
+    fingerprint = stable_hash([which, config.model_dump(mode="json"), list(annotation_stages), seed, inputs])
+    plan_path = run_dir / "select_plan" / f"{which}.parquet"
+    summary_path = plan_path.with_suffix(".json")
+    if summary_path.exists() and plan_path.exists() and fingerprint in summary_path.read_text():
+        return plan_path
+    drops: Counter[str] = Counter()
+    collect = _cold_start_candidates if which == "cold_start" else _rl_candidates
+    balance = config.cold_start_balance if which == "cold_start" else config.rl_balance
+    tables = [t for t in (collect(run_dir, s, config, annotation_stages, drops) for s in shards) if t is not None]
+    candidates = pa.concat_tables(tables) if tables else pa.table({"shard": [], "key": []}, schema=PLAN_SCHEMA)
+    target = config.cold_start_target if which == "cold_start" else config.rl_target
+    # Balance over the configured keys this run has (the cluster key needs the diversity stage).
+    used_keys = [name for name in balance if name in candidates.column_names]
+    if candidates.num_rows:
+        keys = [[str(v) for v in candidates.column(name).to_pylist()] for name in used_keys] or [["all"] * candidates.num_rows]
+        chosen = quota_sample(keys, target, seed=seed, max_per_group=config.max_per_group)
+        drops["dropped_by_balancing"] += candidates.num_rows - len(chosen)
+        candidates = candidates.take(pa.array(chosen, pa.int64()))
+    plan = candidates.select(["shard", "key"]).cast(PLAN_SCHEMA)
+    write_parquet_atomic(plan_path, plan)
+    write_json_atomic(
+        summary_path,
+        {"fingerprint": fingerprint, "selected": plan.num_rows, "target": target, "balanced_by": used_keys,
+         "drops": dict(sorted(drops.items())),
+         "plan_sha256": file_sha256(plan_path)},
+    )
+    return plan_path
+
+
+def planned_keys(plan_path: Path, shard: str) -> set[str]:
+    plan = pq.read_table(plan_path, filters=[("shard", "==", shard)], columns=["key"])
+    return set(plan.column("key").to_pylist())
+
+
+def plan_identity(plan_path: Path) -> str:
+    return file_sha256(plan_path)
