@@ -1,0 +1,98 @@
+"""A local OpenAI-compatible chat server for tests: scripted failures, counts, bounded, loopback only.
+
+The behaviour of a request is chosen by a word in its user message (`mode:<name>`), or at random for
+load tests; every request received is recorded with its payload key and time.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeOpenAI(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, delay_s: float = 0.0, chaos: float = 0.0, seed: int = 0):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.delay_s, self.chaos = delay_s, chaos
+        self.random = random.Random(seed)
+        self.lock = threading.Lock()
+        self.received: list[tuple[str, float]] = []  # (payload key, time)
+        self.attempts: dict[str, int] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+    def record(self, key: str) -> int:
+        with self.lock:
+            self.received.append((key, time.monotonic()))
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+            return self.attempts[key]
+
+
+def payload_key(payload: dict) -> str:
+    return json.dumps([payload["messages"], payload.get("seed")], sort_keys=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: FakeOpenAI
+
+    def log_message(self, *args) -> None:  # keep test output clean
+        pass
+
+    def _reply(self, status: int, body: bytes, headers: dict | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        key = payload_key(payload)
+        attempt = self.server.record(key)
+        user = payload["messages"][-1]["content"]
+        text = user if isinstance(user, str) else user[-1]["text"]
+        mode = text.split("mode:")[1].split()[0] if "mode:" in text else "ok"
+        if self.server.chaos and mode == "ok":
+            with self.server.lock:
+                roll = self.server.random.random()
+            mode = "drop" if roll < self.server.chaos else "429" if roll < 2 * self.server.chaos else "500" if roll < 3 * self.server.chaos else "ok"
+        time.sleep(self.server.delay_s)
+        if mode == "500" or mode == "always500":
+            return self._reply(500, b'{"error": "boom"}')
+        if mode == "429" or (mode == "429once" and attempt == 1):
+            return self._reply(429, b'{"error": "slow down"}', {"Retry-After": "0" if mode == "429" else "1"})
+        if mode == "hang":
+            time.sleep(3)
+        if mode == "badjson":
+            return self._reply(200, b"{not json")
+        if mode == "drop":
+            self.close_connection = True
+            self.connection.close()  # no response at all
+            return
+        answer = f"<think>echo</think> \\boxed{{{payload.get('seed')}}}"
+        body = {
+            "choices": [{"message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+        }
+        self._reply(200, json.dumps(body).encode())
+
+
+@contextmanager
+def fake_openai(**kwargs):
+    server = FakeOpenAI(**kwargs)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
