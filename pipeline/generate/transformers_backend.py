@@ -1,0 +1,66 @@
+"""Generation with transformers `generate`, for small CPU runs and as vLLM's throughput baseline.
+
+Each request is sampled on its own with its seed, so its text does not depend on what it was
+batched with. Text-only: a request with images fails with a stated reason (use vLLM for images).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
+
+
+class TransformersConfig(BaseModel):
+    device: str = "cpu"
+    trust_remote_code: bool = False
+
+
+class TransformersBackend(GenerationBackend):
+    def __init__(self, teachers: Sequence[TeacherConfig], config: TransformersConfig = TransformersConfig()):
+        super().__init__(teachers)
+        self.config = config
+        self._models: dict[str, tuple] = {}
+
+    def _load(self, model: str):
+        if model not in self._models:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=self.config.trust_remote_code)
+            network = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=self.config.trust_remote_code)
+            self._models[model] = (tokenizer, network.to(self.config.device).eval())
+        return self._models[model]
+
+    def _one(self, request: GenerationRequest) -> GenerationResult:
+        import torch
+
+        if request.images:
+            return GenerationResult(request.request_id, None, error="unsupported: the transformers backend is text-only")
+        tokenizer, model = self._load(request.model)
+        prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        prompt = {k: v.to(self.config.device) for k, v in prompt.items()}
+        generator_seed = request.seed if request.seed is not None else 0
+        torch.manual_seed(generator_seed)
+        with torch.no_grad():
+            output = model.generate(
+                **prompt,
+                do_sample=request.sampling.temperature > 0,
+                temperature=max(request.sampling.temperature, 1e-5),
+                top_p=request.sampling.top_p,
+                max_new_tokens=request.sampling.max_tokens,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
+        new_tokens = output[0, prompt["input_ids"].shape[1] :]
+        finished = bool(len(new_tokens)) and int(new_tokens[-1]) == tokenizer.eos_token_id
+        return GenerationResult(
+            request.request_id,
+            tokenizer.decode(new_tokens, skip_special_tokens=True),
+            finish_reason="stop" if finished else "length",
+            prompt_tokens=int(prompt["input_ids"].shape[1]),
+            completion_tokens=int(len(new_tokens)),
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return [self._one(request) for request in requests]

@@ -1,0 +1,79 @@
+"""Generation with vLLM in-process (`vllm.LLM.chat`), for batch throughput on a GPU machine.
+
+One engine per teacher model, loaded when its first request arrives; tensor parallelism inside the
+engine, data parallelism by running one flow task (one engine) per GPU group. Images travel as data
+URLs in the chat content, exactly as they do to `vllm serve`. vLLM is an optional extra: imported
+only when this backend is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel
+
+from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
+from pipeline.generate.openai_server import openai_messages
+
+
+class VLLMEngineConfig(BaseModel):
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    dtype: str = "auto"
+    enforce_eager: bool = False
+    trust_remote_code: bool = False  # model code from a hub is untrusted unless the run says otherwise
+    max_images_per_prompt: int = 4
+
+
+def _import_vllm():
+    try:
+        import vllm
+    except ImportError as error:
+        raise ImportError("the vllm backend needs vLLM: `pip install -e '.[gpu]'` on a GPU machine") from error
+    return vllm
+
+
+class VLLMEngineBackend(GenerationBackend):
+    def __init__(self, teachers: Sequence[TeacherConfig], config: VLLMEngineConfig):
+        super().__init__(teachers)
+        self.config = config
+        self._engines: dict[str, object] = {}
+
+    def _engine(self, model: str):
+        if model not in self._engines:
+            vllm = _import_vllm()
+            self._engines[model] = vllm.LLM(
+                model=model,
+                tensor_parallel_size=self.config.tensor_parallel_size,
+                gpu_memory_utilization=self.config.gpu_memory_utilization,
+                max_model_len=self.config.max_model_len,
+                dtype=self.config.dtype,
+                enforce_eager=self.config.enforce_eager,
+                trust_remote_code=self.config.trust_remote_code,
+                limit_mm_per_prompt={"image": self.config.max_images_per_prompt},
+            )
+        return self._engines[model]
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        vllm = _import_vllm()
+        results: dict[str, GenerationResult] = {}
+        for model in dict.fromkeys(r.model for r in requests):
+            batch = [r for r in requests if r.model == model]
+            params = [
+                vllm.SamplingParams(
+                    temperature=r.sampling.temperature, top_p=r.sampling.top_p, max_tokens=r.sampling.max_tokens, seed=r.seed
+                )
+                for r in batch
+            ]
+            outputs = self._engine(model).chat([openai_messages(r) for r in batch], sampling_params=params, use_tqdm=False)
+            for request, output in zip(batch, outputs):
+                completion = output.outputs[0]
+                results[request.request_id] = GenerationResult(
+                    request.request_id,
+                    completion.text,
+                    finish_reason=completion.finish_reason,
+                    prompt_tokens=len(output.prompt_token_ids or []),
+                    completion_tokens=len(completion.token_ids),
+                )
+        return [results[r.request_id] for r in requests]
