@@ -1,0 +1,1 @@
+"""Curation pipeline library (no orchestration imports)."""

@@ -1,0 +1,139 @@
+"""Answer equivalence: cheap, exact fast paths; math-verify (sympy) only for what they cannot decide."""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+from pipeline.verify.extract import match_choice
+from pipeline.verify.model import MAX_ANSWER_CHARS, MAX_BRACE_DEPTH, MAX_MATH_VERIFY_CHARS, AnswerSpec
+from pipeline.verify.normalize import (
+    ParsedNumber,
+    canonical_boolean,
+    normalize_text,
+    parse_number,
+    strip_latex_wrappers,
+)
+
+Decision = tuple[bool, str]  # (correct, reason)
+
+# Text that math-verify might read as mathematics; anything else is compared as text only.
+_MATH_SIGNS = re.compile(r"[\d\\^_=+*/()\[\]{}√π∞<>≤≥]")
+_LIST_BRACKETS = "[]()"
+
+
+def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
+    """A verdict from the fast paths, or None when only math-verify can tell."""
+    if pred is None or not pred.strip():
+        return False, "no_answer"
+    if len(pred) > MAX_ANSWER_CHARS:
+        return False, "answer_too_long"
+    gold = spec.gold
+    if spec.is_multi_choice:
+        decided = _decide_choice(pred, spec)
+        if decided is not None:
+            return decided
+    if normalize_text(pred) == normalize_text(gold):
+        return True, "exact"
+    gold_number = parse_number(gold, spec.unit)
+    pred_number = parse_number(pred, spec.unit)
+    if gold_number is not None and pred_number is not None:
+        reason = numbers_match(pred_number, gold_number, spec.precision)
+        return (True, reason) if reason else (False, "mismatch")
+    gold_boolean = canonical_boolean(gold)
+    if gold_boolean is not None:
+        return (True, "exact") if canonical_boolean(pred) == gold_boolean else (False, "mismatch")
+    if spec.answer_type == "list":
+        decided = _decide_list(pred, gold, spec)
+        if decided is not None:
+            return decided
+    if not (_MATH_SIGNS.search(pred) and _MATH_SIGNS.search(gold)):
+        return False, "mismatch"
+    if not fits_math_verify(pred) or not fits_math_verify(gold):
+        return False, "answer_too_complex"
+    return None
+
+
+def _decide_choice(pred: str, spec: AnswerSpec) -> Decision | None:
+    """Both answers name an option: correct iff the same option."""
+    assert spec.choices is not None
+    pred_choice = match_choice(pred, spec.choices)
+    gold_choice = match_choice(spec.gold, spec.choices)
+    if pred_choice is None or gold_choice is None:
+        return None
+    return (True, "choice") if pred_choice[0] == gold_choice[0] else (False, "mismatch")
+
+
+def numbers_match(pred: ParsedNumber, gold: ParsedNumber, precision: int | None) -> str | None:
+    """The reason two numbers count as equal, or None.
+
+    Exact value ("numeric", or "fraction" when one side is a/b); a percent read as its fraction
+    ("percent"); equal after rounding to the stated decimal places ("numeric_precision"); an exact
+    fraction against its rounded decimal, e.g. 1/3 vs 0.33 ("fraction").
+    """
+    if pred.value == gold.value:
+        return "fraction" if pred.is_fraction != gold.is_fraction else "numeric"
+    if pred.is_percent and pred.value / 100 == gold.value or gold.is_percent and gold.value / 100 == pred.value:
+        return "percent"
+    if precision is not None and _within_half_unit(pred.value, gold.value, precision):
+        return "numeric_precision"
+    if pred.is_fraction and gold.decimals and _within_half_unit(pred.value, gold.value, gold.decimals):
+        return "fraction"
+    if gold.is_fraction and pred.decimals and _within_half_unit(gold.value, pred.value, pred.decimals):
+        return "fraction"
+    return None
+
+
+def _within_half_unit(value: Fraction, rounded: Fraction, decimals: int) -> bool:
+    """Whether `rounded` is `value` rounded to `decimals` places (ties either way)."""
+    decimals = min(max(decimals, 0), 20)
+    return abs(value - rounded) <= Fraction(1, 2 * 10**decimals)
+
+
+def _decide_list(pred: str, gold: str, spec: AnswerSpec) -> Decision | None:
+    """Element-wise comparison of "[1, 2.5]"-style lists of plain numbers or words (order matters)."""
+    pred_items, gold_items = split_list(pred), split_list(gold)
+    if len(pred_items) != len(gold_items):
+        return None
+    for pred_item, gold_item in zip(pred_items, gold_items):
+        decided = decide_fast(pred_item, AnswerSpec(gold_item, "text", precision=spec.precision, unit=spec.unit))
+        if decided is None:
+            return None
+        if not decided[0]:
+            return False, "mismatch"
+    return True, "list"
+
+
+def split_list(answer: str) -> list[str]:
+    text = strip_latex_wrappers(answer).strip().strip(_LIST_BRACKETS)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def fits_math_verify(answer: str) -> bool:
+    """Short and shallow enough that sympy gets a fair chance inside the timeout."""
+    if len(answer) > MAX_MATH_VERIFY_CHARS:
+        return False
+    depth = deepest = 0
+    for char in answer:
+        depth += char == "{"
+        depth -= char == "}"
+        deepest = max(deepest, depth)
+    return deepest <= MAX_BRACE_DEPTH
+
+
+def as_math_verify_input(answer: str) -> str:
+    """math-verify reads LaTeX inside math delimiters; wrap a bare answer in $...$."""
+    inner = strip_latex_wrappers(answer).replace("$", "")
+    return f"${inner}$"
+
+
+def math_verify_equal(pred: str, gold: str) -> bool:
+    """math-verify's equivalence with its signal-based timeouts off: call it only in a worker process
+    whose caller enforces a timeout (see Verifier)."""
+    from math_verify import parse, verify  # imported late: the fast paths never need sympy
+
+    gold_parsed = parse(as_math_verify_input(gold), parsing_timeout=None)
+    pred_parsed = parse(as_math_verify_input(pred), parsing_timeout=None)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))

@@ -1,0 +1,152 @@
+"""Batch verification: extraction and fast paths inline, math-verify for the leftovers in killable workers."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pipeline.verify.equivalence import Decision, decide_fast, math_verify_equal
+from pipeline.verify.extract import extract_answer
+from pipeline.verify.model import AnswerSpec, Extraction, Verdict
+from pipeline.verify.pool import TIMEOUT, KillablePool, TaskResult
+
+
+@dataclass
+class VerifierConfig:
+    workers: int = 2  # math-verify worker processes
+    timeout_s: float = 5.0  # per answer, enforced from outside the worker
+    cache_size: int = 100_000  # remembered math-verify outcomes per (pred, gold)
+
+
+@dataclass(frozen=True)
+class VerifyItem:
+    """One response to judge against its problem's gold answer."""
+
+    text: str
+    gold: str
+    answer_type: str = "text"
+    question_type: str = "free_form"
+    choices: Sequence[str] | None = None
+    precision: int | None = None
+    unit: str | None = None
+
+    def spec(self) -> AnswerSpec:
+        return AnswerSpec.of(
+            self.gold,
+            answer_type=self.answer_type,
+            question_type=self.question_type,
+            choices=self.choices,
+            precision=self.precision,
+            unit=self.unit,
+        )
+
+
+class Verifier:
+    """Judges many responses at once; thread-safe; one set of worker processes, started on first need."""
+
+    def __init__(self, config: VerifierConfig = VerifierConfig()):
+        self.config = config
+        self._pool = KillablePool(
+            config.workers,
+            config.timeout_s,
+            preload=("pipeline.verify.equivalence", "math_verify"),
+        )
+        self._cache: dict[tuple[str, str], Decision] = {}
+
+    def judge_many(self, items: Sequence[VerifyItem]) -> list[Verdict]:
+        self._pool.start()  # workers import sympy while this process runs the fast paths
+        specs = [item.spec() for item in items]
+        extractions = [
+            extract_answer(item.text, question_type=spec.question_type, choices=spec.choices, answer_type=spec.answer_type)
+            for item, spec in zip(items, specs)
+        ]
+        decisions = [decide_fast(extraction.answer, spec) for extraction, spec in zip(extractions, specs)]
+        leftovers = [i for i, decision in enumerate(decisions) if decision is None]
+        slow = self.math_verify_many([(extractions[i].answer, specs[i].gold) for i in leftovers])
+        for index, decision in zip(leftovers, slow):
+            decisions[index] = decision
+        return [_verdict(decision, extraction) for decision, extraction in zip(decisions, extractions)]
+
+    def math_verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[Decision]:
+        """math-verify decisions for (pred, gold) pairs, each under the outer timeout."""
+        unknown = list(dict.fromkeys(pair for pair in pairs if pair not in self._cache))
+        fresh = dict(zip(unknown, map(_decision_of, self._pool.map(math_verify_equal, unknown))))
+        decisions = [fresh[pair] if pair in fresh else self._cache[pair] for pair in pairs]
+        if len(self._cache) + len(fresh) > self.config.cache_size:
+            self._cache.clear()
+        # timeouts and errors may pass on a quieter machine: only settled outcomes are remembered
+        self._cache.update((pair, decision) for pair, decision in fresh.items() if decision[1] == "math_verify")
+        return decisions
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Verifier:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _decision_of(result: TaskResult) -> Decision:
+    if result.error is None:
+        return bool(result.value), "math_verify"
+    return False, "math_verify_timeout" if result.error == TIMEOUT else "math_verify_error"
+
+
+def _verdict(decision: Decision, extraction: Extraction) -> Verdict:
+    return Verdict(decision[0], decision[1], extraction.answer, extraction.method)
+
+
+_shared_verifier: Verifier | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_verifier() -> Verifier:
+    """The process-wide verifier behind judge_answer/judge_response (one worker, closed at exit)."""
+    global _shared_verifier
+    with _shared_lock:
+        if _shared_verifier is None:
+            _shared_verifier = Verifier(VerifierConfig(workers=1))
+            atexit.register(_shared_verifier.close)
+        return _shared_verifier
+
+
+def judge_answer(
+    pred: str | None,
+    gold: str,
+    *,
+    answer_type: str = "text",
+    question_type: str = "free_form",
+    choices: Sequence[str] | None = None,
+    precision: int | None = None,
+    unit: str | None = None,
+    verifier: Verifier | None = None,
+) -> Verdict:
+    """Judge an already extracted answer. Fast paths inline; math-verify (if needed) runs in
+    `verifier`'s workers, by default a shared one-worker verifier."""
+    spec = AnswerSpec.of(
+        gold, answer_type=answer_type, question_type=question_type, choices=choices, precision=precision, unit=unit
+    )
+    decision = decide_fast(pred, spec)
+    if decision is None:
+        decision = (verifier or shared_verifier()).math_verify_many([(pred, spec.gold)])[0]
+    return _verdict(decision, Extraction(pred, "given"))
+
+
+def judge_response(
+    text: str,
+    *,
+    gold: str,
+    answer_type: str = "text",
+    question_type: str = "free_form",
+    choices: Sequence[str] | None = None,
+    precision: int | None = None,
+    unit: str | None = None,
+    verifier: Verifier | None = None,
+) -> Verdict:
+    """Extract the final answer of a response, then judge it."""
+    item = VerifyItem(text, gold, answer_type, question_type, choices, precision, unit)
+    return (verifier or shared_verifier()).judge_many([item])[0]

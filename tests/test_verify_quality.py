@@ -1,0 +1,37 @@
+"""CoT quality gates, each with its reason."""
+
+import pytest
+
+from pipeline.verify import QualityConfig, check_cot_quality
+from pipeline.verify.quality import repeated_fraction
+
+GOOD = "First add the two prices: 4 + 3 = 7. Then subtract the discount of 2, which leaves 5. The answer is 5."
+THINK = f"<think>{GOOD}</think> The answer is 5."
+
+
+@pytest.mark.parametrize(
+    "text, finish_reason, config, reason",
+    [
+        (GOOD, None, QualityConfig(), "ok"),
+        (GOOD, "stop", QualityConfig(), "ok"),
+        (THINK, None, QualityConfig(require_think=True), "ok"),
+        (GOOD, "length", QualityConfig(), "truncated"),
+        ("<think>" + GOOD, None, QualityConfig(), "truncated"),
+        (GOOD, None, QualityConfig(require_think=True), "missing_think"),
+        ("</think>" + GOOD + "<think>", None, QualityConfig(), "malformed_think"),
+        (THINK + THINK, None, QualityConfig(), "malformed_think"),
+        ("5", None, QualityConfig(), "too_short"),
+        (GOOD * 400, None, QualityConfig(), "too_long"),
+        ("Add the two prices, then subtract.", None, QualityConfig(require_marked_answer=True), "missing_answer"),
+        (GOOD[:60] + " Wait, let me recount the items again." * 40, None, QualityConfig(), "degenerate_repetition"),
+        ("a" * 5000, None, QualityConfig(), "degenerate_repetition"),
+    ],
+)
+def test_quality_reasons(text, finish_reason, config, reason):
+    result = check_cot_quality(text, finish_reason=finish_reason, config=config)
+    assert (result.ok, result.reason) == (reason == "ok", reason)
+
+
+def test_repeated_fraction_scores_loops_high_and_prose_low():
+    assert repeated_fraction(GOOD, 10) == 0.0
+    assert repeated_fraction("step one two three four five six seven eight nine ten. " * 20, 10) > 0.9
