@@ -55,7 +55,8 @@ def test_normalize_text_and_booleans():
         ("75%", "0.75", {"answer_type": "float"}, "percent"),
         ("0.75", "75%", {"answer_type": "text"}, "percent"),
         ("1.23", "1.2", {"answer_type": "float", "precision": 1}, "numeric_precision"),
-        ("1/3", "0.33", {"answer_type": "float"}, "fraction"),
+        ("1/3", "0.333", {"answer_type": "float"}, "fraction"),
+        ("0.1786", "5/28", {"answer_type": "float"}, "fraction"),
         ("250 g", "250", {"answer_type": "integer", "unit": "g"}, "numeric"),
         ("5 cm", "5", {"answer_type": "integer"}, "numeric"),
         ("Yes", "yes", {"answer_type": "boolean"}, "exact"),
@@ -77,6 +78,8 @@ def test_equivalent_answers(pred, gold, spec, reason):
         ("1.2", "1.25", {"answer_type": "float", "precision": 2}),
         ("12.4", "12", {"answer_type": "integer"}),
         ("0.3", "0.33", {"answer_type": "float"}),
+        ("0.15", "19/124", {"answer_type": "float"}),  # too coarse to claim 0.1532...
+        ("0.4662", "48/103", {"answer_type": "float"}),  # 0.46602 rounds to 0.4660
         ("no", "yes", {"answer_type": "boolean"}),
         ("surplus", "shortage", {"question_type": "multi_choice", "choices": ["shortage", "surplus"]}),
         ("(A)", "5cm", {"question_type": "multi_choice", "choices": ["3cm", "5cm"]}),

@@ -84,3 +84,41 @@ def test_choice_matching_edge_cases():
 
 def test_yes_no_answers_are_found_as_text():
     assert extract_answer("The answer is Yes.", answer_type="boolean").answer == "Yes"
+
+
+@pytest.mark.parametrize(
+    "text, expected, method",
+    [
+        ("If x > 3, the answer is 7.\nOtherwise the answer is 2.", "2", "the_answer_is"),
+        ("所以，答案是 24。", "24", "the_answer_is"),
+        ("So the answer is 1982 with a total income of $931,441.", "1982", "the_answer_is"),
+        ("The answer is 1 and 9.", "1 and 9", "the_answer_is"),  # two answers stay two
+        ("The value of x is **1**.\nx + 150 = 180\nTherefore, the value of x is **30**.", "30", "conclusion_number"),
+        ("The maximum is **70**, reached in 2009; the minimum was 20 in 2005.\nThanks!", "70", "bold_number"),
+        ("So, Luca needs $0.06 + $0.07 = $0.13.\nIn two decimal places, that is 0.13 dollars.", "$0.13", "conclusion_number"),
+        ("For example f(x) = x^2 has degree 2.\nWithout the function, it's impossible to give the degree.", None, "refusal"),
+    ],
+)
+def test_answers_in_prose(text, expected, method):
+    extraction = extract_answer(text, answer_type="integer")
+    assert (extraction.answer, extraction.method) == (expected, method)
+
+
+@pytest.mark.parametrize(
+    "text, choices, expected, method",
+    [
+        ("the function is **odd**.\nThe correct choice is (A).", ["odd", "even"], "odd", "choice_letter"),
+        ("BF = 4\nTherefore, the value of BF is **(B).**\nI hope this helps!", ["2", "4"], "4", "choice_letter"),
+        ("Too low (40) or too high (100).\nTherefore, the count is 80.", ["40", "80", "100"], "80", "last_line"),
+        ("The teacher with the most computers is Mr. Watson.", ["Mr. Watson", "Mrs. Tran"], "Mr. Watson", "last_line"),
+        ("No, he does not have enough.", ["yes", "no"], "no", "last_line"),
+        ("The statement is true.", ["true", "false"], "true", "last_line"),
+        ("The solution cannot be provided as there is no context.", ["yes", "no"], None, "refusal"),
+        ("If the bars add up, the answer is A (Yes).\nWithout data we cannot say.", ["Yes", "No"], None, "refusal"),
+        ("The answer is (B).\nSo x = \\boxed{82}, which is not listed.", ["45", "49", "98"], "49", "choice_letter"),
+        ("The correct answer is **(E)**.", ["(c)", "(a)", "(e)", "(d)", "(b)"], "(b)", "choice_letter"),
+    ],
+)
+def test_multiple_choice_in_prose(text, choices, expected, method):
+    extraction = extract_answer(text, question_type="multi_choice", choices=choices)
+    assert (extraction.answer, extraction.method) == (expected, method)

@@ -18,8 +18,10 @@ from pipeline.verify.normalize import (
 Decision = tuple[bool, str]  # (correct, reason)
 
 # Text that math-verify might read as mathematics; anything else is compared as text only.
-_MATH_SIGNS = re.compile(r"[\d\\^_=+*/()\[\]{}√π∞<>≤≥]")
+_MATH_OPERATORS = re.compile(r"[\\^_=+*/()\[\]{}√π∞<>≤≥]")
+_MATH_SIGNS = re.compile(rf"\d|{_MATH_OPERATORS.pattern}")
 _LIST_BRACKETS = "[]()"
+MIN_SIGNIFICANT_DIGITS = 3  # for a rounded decimal to count as an exact fraction
 
 
 def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
@@ -49,6 +51,8 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
             return decided
     if not (_MATH_SIGNS.search(pred) and _MATH_SIGNS.search(gold)):
         return False, "mismatch"
+    if gold_number is not None and not _MATH_OPERATORS.search(pred):
+        return False, "mismatch"  # a number against words and numbers ("1 and 9", "6,5"): nothing to simplify
     if not fits_math_verify(pred) or not fits_math_verify(gold):
         return False, "answer_too_complex"
     return None
@@ -69,7 +73,7 @@ def numbers_match(pred: ParsedNumber, gold: ParsedNumber, precision: int | None)
 
     Exact value ("numeric", or "fraction" when one side is a/b); a percent read as its fraction
     ("percent"); equal after rounding to the stated decimal places ("numeric_precision"); an exact
-    fraction against its rounded decimal, e.g. 1/3 vs 0.33 ("fraction").
+    fraction against its correctly rounded decimal, e.g. 1/3 vs 0.333 ("fraction").
     """
     if pred.value == gold.value:
         return "fraction" if pred.is_fraction != gold.is_fraction else "numeric"
@@ -77,11 +81,19 @@ def numbers_match(pred: ParsedNumber, gold: ParsedNumber, precision: int | None)
         return "percent"
     if precision is not None and _within_half_unit(pred.value, gold.value, precision):
         return "numeric_precision"
-    if pred.is_fraction and gold.decimals and _within_half_unit(pred.value, gold.value, gold.decimals):
-        return "fraction"
-    if gold.is_fraction and pred.decimals and _within_half_unit(gold.value, pred.value, pred.decimals):
+    if pred.is_fraction and _is_rounding_of(gold, pred.value) or gold.is_fraction and _is_rounding_of(pred, gold.value):
         return "fraction"
     return None
+
+
+def _is_rounding_of(decimal: ParsedNumber, exact: Fraction) -> bool:
+    """Whether `decimal` is `exact` correctly rounded, with enough significant digits to mean it
+    (0.333 or 0.1786 for 1/3 or 5/28; 0.33 or 0.15 is too coarse to tell from a neighbour)."""
+    digits = decimal.value.numerator * 10**decimal.decimals // decimal.value.denominator
+    significant = len(str(abs(digits)).lstrip("0"))
+    return decimal.decimals > 0 and significant >= MIN_SIGNIFICANT_DIGITS and _within_half_unit(
+        exact, decimal.value, decimal.decimals
+    )
 
 
 def _within_half_unit(value: Fraction, rounded: Fraction, decimals: int) -> bool:
@@ -137,3 +149,10 @@ def math_verify_equal(pred: str, gold: str) -> bool:
     if not gold_parsed or not pred_parsed:
         return False
     return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def warm_up_math_verify() -> None:
+    """Run math-verify once per kind of input (LaTeX, plain expression, interval): its parsers and
+    sympy build caches on first use, which would otherwise count against the first answers' timeout."""
+    for pred, gold in ((r"\frac{1}{2}", "0.5"), ("x^2+1", "1+x^2"), ("(1, 2]", r"(1,2]")):
+        math_verify_equal(pred, gold)

@@ -6,6 +6,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from pipeline.verify.model import MAX_NUMBER_CHARS
 
@@ -15,21 +16,28 @@ _LATEX_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 _MATH_DELIMITERS = re.compile(r"^\s*(?:\$\$?|\\\(|\\\[)\s*(.*?)\s*(?:\$\$?|\\\)|\\\])\s*$", re.DOTALL)
 _EDGE_PUNCTUATION = " \t\r\n.,;:!?\"'`*_"
 _WHITESPACE = re.compile(r"\s+")
+_CACHE_SIZE = 1 << 16  # gold answers and options recur across a batch; these are pure functions
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def strip_latex_wrappers(answer: str) -> str:
     """Remove typesetting that carries no value: math delimiters, \\text{}, spacing, degree marks."""
-    answer = unicodedata.normalize("NFKC", answer).replace("\u2212", "-")
-    delimited = _MATH_DELIMITERS.match(answer)
-    if delimited:
-        answer = delimited.group(1)
-    answer = _LATEX_TEXT_WRAPPER.sub(r"\1", answer)
-    answer = _LATEX_DROPPED.sub(" ", answer)
-    answer = _LATEX_DEGREES.sub("", answer)
-    answer = answer.replace("\\%", "%").replace("\\$", "$").replace("{,}", ",")
-    return answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").strip()
+    if not answer.isascii():
+        answer = unicodedata.normalize("NFKC", answer).replace("\u2212", "-")
+        answer = _LATEX_DEGREES.sub("", answer)
+    if "$" in answer or "\\" in answer:  # the regexes below only matter for (La)TeX
+        delimited = _MATH_DELIMITERS.match(answer)
+        if delimited:
+            answer = delimited.group(1)
+        answer = _LATEX_TEXT_WRAPPER.sub(r"\1", answer)
+        answer = _LATEX_DROPPED.sub(" ", answer)
+        answer = _LATEX_DEGREES.sub("", answer)
+        answer = answer.replace("\\%", "%").replace("\\$", "$").replace("{,}", ",")
+        answer = answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    return answer.strip()
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def normalize_text(answer: str) -> str:
     """Case-, space- and edge-punctuation-insensitive form of a text answer."""
     text = _WHITESPACE.sub(" ", strip_latex_wrappers(answer)).lower()
@@ -80,6 +88,7 @@ _NUMBER = re.compile(
 _LATEX_FRACTION = re.compile(r"^([-+]?)\\frac\{(\d+)\}\{(\d+)\}")
 
 
+@lru_cache(maxsize=_CACHE_SIZE)
 def parse_number(answer: str, unit: str | None = None) -> ParsedNumber | None:
     """Parse "22,600", "$4.50", "-3/4", "75%", "1.2e3", "5 cm" (trailing unit words dropped) or None.
 

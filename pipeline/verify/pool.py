@@ -103,7 +103,8 @@ class _Worker:
 
 class KillablePool:
     """`workers` subprocesses, one task each in flight, started on first use; thread-safe (one map
-    at a time). `preload` names modules each worker imports at start (math_verify: ~1 s of sympy)."""
+    at a time). `preload` names what each worker does before it reports ready: "module" imports it,
+    "module:function" also calls function() (e.g. a warm-up; math-verify's first calls take ~0.5 s)."""
 
     def __init__(self, workers: int, timeout_s: float, *, preload: Sequence[str] = ()):
         if workers < 1:
@@ -115,10 +116,15 @@ class KillablePool:
         self._lock = threading.Lock()
         self.replaced = 0  # workers killed (timeout) or found dead, and replaced
 
-    def start(self) -> None:
-        """Start the workers now (they import in the background while the caller does other work)."""
+    def start(self, *, wait: bool = False) -> None:
+        """Start the workers now: they import in the background while the caller does other work, or,
+        with `wait`, until they are ready (e.g. before timing anything)."""
         with self._lock:
             self._ensure_started()
+            if wait:
+                for worker in self._workers:
+                    if not worker.ready:
+                        worker.await_ready()
 
     def _ensure_started(self) -> None:
         if not self._workers:

@@ -51,9 +51,13 @@ class Verifier:
         self._pool = KillablePool(
             config.workers,
             config.timeout_s,
-            preload=("pipeline.verify.equivalence", "math_verify"),
+            preload=("pipeline.verify.equivalence:warm_up_math_verify",),
         )
         self._cache: dict[tuple[str, str], Decision] = {}
+
+    def start(self, *, wait: bool = False) -> None:
+        """Start the math-verify workers ahead of the first batch (otherwise judge_many does)."""
+        self._pool.start(wait=wait)
 
     def judge_many(self, items: Sequence[VerifyItem]) -> list[Verdict]:
         self._pool.start()  # workers import sympy while this process runs the fast paths

@@ -1,4 +1,4 @@
-"""Worker process of KillablePool: `python -m pipeline.verify.worker [module ...]`.
+"""Worker process of KillablePool: `python -m pipeline.verify.worker [module[:function] ...]`.
 
 Reads length-prefixed pickled (function, args) requests on stdin and answers each with a pickled
 TaskResult on stdout, in its own main thread (where signal-based code works). A fresh interpreter,
@@ -31,8 +31,11 @@ def main(preload: list[str]) -> None:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the reply stream
     # Our caller enforces the timeouts; math-verify's warning that its own are off is expected here.
     logging.getLogger("math_verify").setLevel(logging.ERROR)
-    for module in preload:
-        importlib.import_module(module)
+    for entry in preload:  # "module" or "module:function" (called once, e.g. to warm caches)
+        module_name, _, function_name = entry.partition(":")
+        module = importlib.import_module(module_name)
+        if function_name:
+            getattr(module, function_name)()
     threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
     write_message(replies, READY)
     while True:
