@@ -30,6 +30,8 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
         return False, "no_answer"
     if len(pred) > MAX_ANSWER_CHARS:
         return False, "answer_too_long"
+    if len(spec.gold) > MAX_ANSWER_CHARS:
+        return False, "gold_too_long"
     gold = spec.gold
     if spec.is_multi_choice:
         decided = _decide_choice(pred, spec)

@@ -18,7 +18,14 @@ MAX_BRACE_DEPTH = 20  # ... with shallow nesting
 
 @dataclass(frozen=True)
 class Extraction:
-    """The final answer found in a response, and how it was found ("boxed", "answer_tag", ...; "none")."""
+    """The final answer found in a response, and how it was found.
+
+    Methods: "answer_tag", "boxed", "the_answer_is" ("The answer is", "Answer:", "答案是"),
+    "correct_answer" ("X is the correct answer"), "gsm8k_hash" ("#### x"), "answer_line" ("A: x"),
+    "choice_letter" (an option named by its letter), "last_line" (an option named in the closing
+    sentences), "whole_response", "conclusion_number", "bold_number", "last_number", "refusal"
+    (answer None: the response declines), "none"; "given" for answers passed to judge_answer.
+    """
 
     answer: str | None
     method: str
@@ -30,7 +37,7 @@ class Verdict:
 
     `reason` names the path that decided: for a correct answer the fast path that matched ("exact",
     "numeric", "numeric_precision", "fraction", "percent", "choice", "list") or "math_verify"; for a
-    wrong one "mismatch" (fast paths), "math_verify", "no_answer", "answer_too_long",
+    wrong one "mismatch" (fast paths), "math_verify", "no_answer", "answer_too_long", "gold_too_long",
     "answer_too_complex", "math_verify_timeout" or "math_verify_error".
     """
 
@@ -68,7 +75,7 @@ class AnswerSpec:
             answer_type=answer_type or "text",
             question_type=question_type or "free_form",
             choices=tuple(str(c) for c in choices) if choices else None,
-            precision=None if precision is None else int(precision),
+            precision=None if precision is None or precision != precision else int(precision),  # NaN: none
             unit=unit or None,
         )
 

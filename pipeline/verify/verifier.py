@@ -54,6 +54,7 @@ class Verifier:
             preload=("pipeline.verify.equivalence:warm_up_math_verify",),
         )
         self._cache: dict[tuple[str, str], Decision] = {}
+        self._cache_lock = threading.Lock()
 
     def start(self, *, wait: bool = False) -> None:
         """Start the math-verify workers ahead of the first batch (otherwise judge_many does)."""
@@ -62,10 +63,7 @@ class Verifier:
     def judge_many(self, items: Sequence[VerifyItem]) -> list[Verdict]:
         self._pool.start()  # workers import sympy while this process runs the fast paths
         specs = [item.spec() for item in items]
-        extractions = [
-            extract_answer(item.text, question_type=spec.question_type, choices=spec.choices, answer_type=spec.answer_type)
-            for item, spec in zip(items, specs)
-        ]
+        extractions = [_extract(item.text, spec) for item, spec in zip(items, specs)]
         decisions = [decide_fast(extraction.answer, spec) for extraction, spec in zip(extractions, specs)]
         leftovers = [i for i, decision in enumerate(decisions) if decision is None]
         slow = self.math_verify_many([(extractions[i].answer, specs[i].gold) for i in leftovers])
@@ -75,14 +73,15 @@ class Verifier:
 
     def math_verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[Decision]:
         """math-verify decisions for (pred, gold) pairs, each under the outer timeout."""
-        unknown = list(dict.fromkeys(pair for pair in pairs if pair not in self._cache))
-        fresh = dict(zip(unknown, map(_decision_of, self._pool.map(math_verify_equal, unknown))))
-        decisions = [fresh[pair] if pair in fresh else self._cache[pair] for pair in pairs]
-        if len(self._cache) + len(fresh) > self.config.cache_size:
-            self._cache.clear()
-        # timeouts and errors may pass on a quieter machine: only settled outcomes are remembered
-        self._cache.update((pair, decision) for pair, decision in fresh.items() if decision[1] == "math_verify")
-        return decisions
+        with self._cache_lock:  # the pool runs one batch at a time anyway
+            unknown = list(dict.fromkeys(pair for pair in pairs if pair not in self._cache))
+            fresh = dict(zip(unknown, map(_decision_of, self._pool.map(math_verify_equal, unknown))))
+            decisions = [fresh[pair] if pair in fresh else self._cache[pair] for pair in pairs]
+            if len(self._cache) + len(fresh) > self.config.cache_size:
+                self._cache.clear()
+            # timeouts and errors may pass on a quieter machine: only settled outcomes are remembered
+            self._cache.update((pair, decision) for pair, decision in fresh.items() if decision[1] == "math_verify")
+            return decisions
 
     def close(self) -> None:
         self._pool.close()
@@ -102,6 +101,18 @@ def _decision_of(result: TaskResult) -> Decision:
 
 def _verdict(decision: Decision, extraction: Extraction) -> Verdict:
     return Verdict(decision[0], decision[1], extraction.answer, extraction.method)
+
+
+def _extract(text: str, spec: AnswerSpec) -> Extraction:
+    return extract_answer(text, question_type=spec.question_type, choices=spec.choices, answer_type=spec.answer_type)
+
+
+def _judge_one(extraction: Extraction, spec: AnswerSpec, verifier: Verifier | None) -> Verdict:
+    """Fast paths inline; only an undecided answer starts (the shared) math-verify workers."""
+    decision = decide_fast(extraction.answer, spec)
+    if decision is None:
+        decision = (verifier or shared_verifier()).math_verify_many([(extraction.answer, spec.gold)])[0]
+    return _verdict(decision, extraction)
 
 
 _shared_verifier: Verifier | None = None
@@ -134,10 +145,7 @@ def judge_answer(
     spec = AnswerSpec.of(
         gold, answer_type=answer_type, question_type=question_type, choices=choices, precision=precision, unit=unit
     )
-    decision = decide_fast(pred, spec)
-    if decision is None:
-        decision = (verifier or shared_verifier()).math_verify_many([(pred, spec.gold)])[0]
-    return _verdict(decision, Extraction(pred, "given"))
+    return _judge_one(Extraction(pred, "given"), spec, verifier)
 
 
 def judge_response(
@@ -151,6 +159,6 @@ def judge_response(
     unit: str | None = None,
     verifier: Verifier | None = None,
 ) -> Verdict:
-    """Extract the final answer of a response, then judge it."""
-    item = VerifyItem(text, gold, answer_type, question_type, choices, precision, unit)
-    return (verifier or shared_verifier()).judge_many([item])[0]
+    """Extract the final answer of a response, then judge it (as judge_answer does)."""
+    spec = VerifyItem(text, gold, answer_type, question_type, choices, precision, unit).spec()
+    return _judge_one(_extract(text, spec), spec, verifier)
