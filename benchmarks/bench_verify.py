@@ -65,18 +65,22 @@ def _tabmwp_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | None
         initial = re.search(r"[Th]he answer is ([A-Z])[a-z]", text)
         if initial:
             return "official regex misread an option letter", (
-                f"read {initial[1]!r} from the initial of '{initial[0]}...' -> {official!r}; {answers}")
+                f"read {initial[1]!r} from the initial of '{initial[0]}...' -> {official!r}; {answers}"
+            )
         opening = re.match(r"([A-Za-z]). ", text)
         if opening:
             return "official regex misread an option letter", (
-                f"read {opening[1]!r} from the opening word {text.split()[0]!r} -> {official!r}; {answers}")
+                f"read {opening[1]!r} from the opening word {text.split()[0]!r} -> {official!r}; {answers}"
+            )
         if official == choices[0] and not set(text.split()) & set(choices):
             return "official fallback picked the first option", (
-                f"no option is a space-separated word of the output, all overlaps are 0 -> {official!r}; {answers}")
+                f"no option is a space-separated word of the output, all overlaps are 0 -> {official!r}; {answers}"
+            )
     bare_number = re.fullmatch(r"[-+]?[\d,./]+", official.lstrip("$").rstrip(",./"))
     if not choices and verdict.correct and bare_number is None:
         return "official prediction not a bare number", (
-            f"{official!r} was compared as a string; its value {verdict.extracted!r} equals the gold {row.item.gold!r}")
+            f"{official!r} was compared as a string; its value {verdict.extracted!r} equals the gold {row.item.gold!r}"
+        )
     return None
 
 
@@ -89,10 +93,13 @@ def _mathvista_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | N
         option_letters = [chr(ord("A") + i) for i in range(len(choices))]
         if extraction not in choices and letter not in option_letters:
             return "official extraction names no option (similarity guess)", (
-                f"extraction {extraction[:60]!r} is no option; the scorer substituted the most similar one")
-        if letter in option_letters and not _letter_or_option_occurs(letter, choices[option_letters.index(letter)], row.item.text):
+                f"extraction {extraction[:60]!r} is no option; the scorer substituted the most similar one"
+            )
+        option = choices[option_letters.index(letter)] if letter in option_letters else None
+        if option is not None and not _letter_or_option_occurs(letter, option, row.item.text):
             return "official extraction absent from response", (
-                f"extraction {extraction!r}: neither the letter nor the option text occurs in the response")
+                f"extraction {extraction!r}: neither the letter nor the option text occurs in the response"
+            )
         return None
     if parse_number(extraction) is not None and not _number_occurs(extraction, row.item.text):
         return "official extraction absent from response", f"extraction {extraction!r} does not occur in the response"
@@ -110,6 +117,7 @@ def _letter_or_option_occurs(letter: str, option: str, text: str) -> bool:
 
 
 # --- classes and report -----------------------------------------------------------------------------
+
 
 def disagreement_class(row: LabelledResponse, verdict: Verdict, evidence: Evidence | None) -> str:
     if evidence is not None:
@@ -130,7 +138,8 @@ def print_agreement(rows, verdicts, evidences) -> dict[str, float]:
     for key in sorted(total, key=lambda k: (group_of(k), k != group_of(k), k)):
         rest = total[key] - errors[key]
         clean[key] = agree[key] / rest if rest else 1.0
-        print(f"{key:42} {total[key]:6d} {agree[key]:7d} {agree[key] / total[key]:8.2%} {errors[key]:9d} {clean[key]:19.2%}")
+        raw = agree[key] / total[key]
+        print(f"{key:42} {total[key]:6d} {agree[key]:7d} {raw:8.2%} {errors[key]:9d} {clean[key]:19.2%}")
     return clean
 
 
@@ -146,8 +155,10 @@ def print_classes(rows, verdicts, evidences, examples: int) -> None:
         print(f"\n## {name} ({len(members)})")
         for row, verdict, evidence in members[:examples]:
             tail = " ".join(row.item.text.split())[-160:]
-            print(f"- {row.source} id={row.id} gold={row.item.gold!r} official={str(row.official_prediction)[:40]!r} "
-                  f"ours={verdict.extracted!r} ({verdict.reason})")
+            print(
+                f"- {row.source} id={row.id} gold={row.item.gold!r} official={str(row.official_prediction)[:40]!r} "
+                f"ours={verdict.extracted!r} ({verdict.reason})"
+            )
             print(f"    {evidence[1] if evidence else '...' + tail}")
 
 

@@ -18,7 +18,7 @@ def test_unclosed_last_box_falls_back_to_the_previous_balanced_one():
 
 
 def test_answer_tag_beats_box_and_may_contain_one():
-    assert extract_answer(r"\boxed{1} <answer>\boxed{7}</answer>") .answer == "7"
+    assert extract_answer(r"\boxed{1} <answer>\boxed{7}</answer>").answer == "7"
     assert extract_answer("<answer> 42 </answer>", answer_type="integer").method == "answer_tag"
 
 
@@ -93,10 +93,10 @@ def test_yes_no_answers_are_found_as_text():
         ("所以，答案是 24。", "24", "the_answer_is"),
         ("So the answer is 1982 with a total income of $931,441.", "1982", "the_answer_is"),
         ("The answer is 1 and 9.", "1 and 9", "the_answer_is"),  # two answers stay two
-        ("The value of x is **1**.\nx + 150 = 180\nTherefore, the value of x is **30**.", "30", "conclusion_number"),
-        ("The maximum is **70**, reached in 2009; the minimum was 20 in 2005.\nThanks!", "70", "bold_number"),
-        ("So, Luca needs $0.06 + $0.07 = $0.13.\nIn two decimal places, that is 0.13 dollars.", "$0.13", "conclusion_number"),
-        ("For example f(x) = x^2 has degree 2.\nWithout the function, it's impossible to give the degree.", None, "refusal"),
+        ("x is **1**.\nx + 150 = 180\nTherefore, the value of x is **30**.", "30", "conclusion_number"),
+        ("The maximum is **70**, reached in 2009; the minimum was 20.\nThanks!", "70", "bold_number"),
+        ("So, Luca needs $0.06 + $0.07 = $0.13.\nIn two decimal places that is 0.13.", "$0.13", "conclusion_number"),
+        ("E.g. f(x) = x^2 has degree 2.\nWithout the function, it's impossible to say.", None, "refusal"),
     ],
 )
 def test_answers_in_prose(text, expected, method):

@@ -60,7 +60,8 @@ def test_a_hanging_answer_times_out_and_its_worker_is_replaced(verifier):
     [
         ("1" * 10**6, "integer", "answer_too_long"),  # a 10^6-digit number
         (r"\boxed{" + "{" * 5000 + "2" + "}" * 5000 + "}", "expression", "answer_too_long"),
-        (r"\boxed{" + "{" * 10**5 + "2" + "}" * 10**5 + "}", "expression", "no_answer"),  # box opens before the scanned tail
+        # the box opens before the scanned tail of the response
+        (r"\boxed{" + "{" * 10**5 + "2" + "}" * 10**5 + "}", "expression", "no_answer"),
         (r"\boxed{" + r"\sqrt{" * 100 + "2" + "}" * 100 + "}", "expression", "answer_too_complex"),
         ("Let me think. " * 100_000 + "The answer is", "integer", "no_answer"),
     ],

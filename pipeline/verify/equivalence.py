@@ -93,8 +93,10 @@ def _is_rounding_of(decimal: ParsedNumber, exact: Fraction) -> bool:
     (0.333 or 0.1786 for 1/3 or 5/28; 0.33 or 0.15 is too coarse to tell from a neighbour)."""
     digits = decimal.value.numerator * 10**decimal.decimals // decimal.value.denominator
     significant = len(str(abs(digits)).lstrip("0"))
-    return decimal.decimals > 0 and significant >= MIN_SIGNIFICANT_DIGITS and _within_half_unit(
-        exact, decimal.value, decimal.decimals
+    return (
+        decimal.decimals > 0
+        and significant >= MIN_SIGNIFICANT_DIGITS
+        and _within_half_unit(exact, decimal.value, decimal.decimals)
     )
 
 

@@ -18,8 +18,13 @@ _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _MAX_CANDIDATES_PER_MARKER = 5  # bounds brace scans and choice matching on marker-heavy tails
 _ANSWER_PHRASES = (
-    ("the_answer_is", re.compile(
-        r"\b(?:answer|choice|option)\s*\**\s*(?:is|:|=|would be|will be|should be)\s*[:*]*[ \t]*(?P<answer>[^\n]+)", re.IGNORECASE)),
+    (
+        "the_answer_is",
+        re.compile(
+            r"\b(?:answer|choice|option)\s*\**\s*(?:is|:|=|would be|will be|should be)\s*[:*]*[ \t]*(?P<answer>[^\n]+)",
+            re.IGNORECASE,
+        ),
+    ),
     ("the_answer_is", re.compile(r"答案(?:是|为)[:：]?\s*(?P<answer>[^\n]+)")),
     ("gsm8k_hash", re.compile(r"^####\s*(?P<answer>[^\n]+)", re.MULTILINE)),
     ("answer_line", re.compile(r"^\s*A:\s*(?P<answer>[^\n]+)", re.MULTILINE)),
@@ -255,9 +260,9 @@ def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False)
         return options.index(normalized), False
     number = parse_number(answer)
     if number is not None:
-        equal = [i for i, choice in enumerate(choices) if (parsed := parse_number(choice)) and parsed.value == number.value]
-        if len(equal) == 1:
-            return equal[0], False
+        values = [parsed.value if (parsed := parse_number(choice)) else None for choice in choices]
+        if values.count(number.value) == 1:
+            return values.index(number.value), False
     if in_prose:
         words = normalized.split()
         booleans = [canonical_boolean(option) for option in options]
@@ -268,9 +273,7 @@ def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False)
     contained = {
         i
         for i, option in enumerate(options)
-        if option
-        and _contains_phrase(normalized, option)
-        and not (in_prose and _is_common_word(option))
+        if option and _contains_phrase(normalized, option) and not (in_prose and _is_common_word(option))
     }
     if len(contained) == 1:
         return contained.pop(), False

@@ -62,7 +62,7 @@ _BOOLEAN_WORDS = {"yes": "yes", "true": "yes", "correct": "yes", "no": "no", "fa
 
 
 def canonical_boolean(answer: str) -> str | None:
-    """"yes"/"no" for the usual spellings of a boolean answer, else None."""
+    """ "yes"/"no" for the usual spellings of a boolean answer, else None."""
     return _BOOLEAN_WORDS.get(normalize_text(answer))
 
 

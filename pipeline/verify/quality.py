@@ -36,14 +36,15 @@ class QualityResult:
 
 
 def check_cot_quality(
-    text: str, *, finish_reason: str | None = None, config: QualityConfig = QualityConfig()
+    text: str, *, finish_reason: str | None = None, config: QualityConfig | None = None
 ) -> QualityResult:
-    """The first failed gate, cheapest first; ok when none fails."""
+    """The first failed gate, cheapest first; ok when none fails. `config` defaults to QualityConfig()."""
+    config = config or QualityConfig()
     reason = (
         truncation_reason(text, finish_reason)
         or think_tag_reason(text, config.require_think)
         or length_reason(text, config)
-        or (None if not config.require_marked_answer or find_marked_answer(text[-MAX_SCAN_CHARS:]) else "missing_answer")
+        or answer_reason(text, config.require_marked_answer)
         or repetition_reason(text, config)
     )
     return QualityResult(reason is None, reason or "ok")
@@ -74,6 +75,12 @@ def length_reason(text: str, config: QualityConfig) -> str | None:
         return "too_short"
     if size > config.max_chars:
         return "too_long"
+    return None
+
+
+def answer_reason(text: str, require_marked_answer: bool) -> str | None:
+    if require_marked_answer and find_marked_answer(text[-MAX_SCAN_CHARS:]) is None:
+        return "missing_answer"
     return None
 
 

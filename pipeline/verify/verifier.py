@@ -46,7 +46,8 @@ class VerifyItem:
 class Verifier:
     """Judges many responses at once; thread-safe; one set of worker processes, started on first need."""
 
-    def __init__(self, config: VerifierConfig = VerifierConfig()):
+    def __init__(self, config: VerifierConfig | None = None):
+        config = config or VerifierConfig()
         self.config = config
         self._pool = KillablePool(
             config.workers,
