@@ -1,12 +1,13 @@
 """Batch Verifier and its killable worker pool: math-verify off the caller's process, outer timeouts."""
 
+import os
 import threading
 import time
 
 import pytest
 
 from pipeline.verify import Verifier, VerifierConfig, VerifyItem, judge_answer, judge_response
-from pipeline.verify.pool import TIMEOUT, KillablePool
+from pipeline.verify.pool import TIMEOUT, WORKER_DIED, KillablePool
 
 HANGS_SYMPY = "9^{9^{9^{9^{9}}}}"  # math-verify tries to evaluate it and never returns
 
@@ -89,6 +90,16 @@ def test_single_call_helpers_use_a_verifier(verifier):
     assert judge_answer(r"\sqrt{4}", "2", answer_type="expression", verifier=verifier).reason == "math_verify"
     verdict = judge_response("so the answer is $\\frac{3}{2^2}$", gold="0.75", answer_type="float", verifier=verifier)
     assert verdict.correct and verdict.method == "the_answer_is"
+
+
+def test_pool_replaces_a_worker_that_dies_mid_task():
+    pool = KillablePool(1, timeout_s=5.0)
+    try:
+        results = pool.map(os._exit, [(3,)])
+        assert results[0].error == WORKER_DIED and pool.replaced == 1
+        assert pool.map(abs, [(-2,)])[0].value == 2
+    finally:
+        pool.close()
 
 
 def test_pool_kills_overrunning_tasks_and_reports_errors():

@@ -66,9 +66,9 @@ def extract_answer(
     choices: Sequence[str] | None = None,
     answer_type: str = "text",
 ) -> Extraction:
-    """The final answer of `text`. Multiple choice: the option that the last marked answer names (its
-    text, letter, or number), else the option the last line names. Numeric types fall back to the
-    numbers of the prose; text types to a response that is short enough to be the answer itself."""
+    """The final answer of `text`. Multiple choice: the option that the latest marked answer names (its
+    text, letter, or number), else the option the closing sentences name. Numeric types fall back to
+    the numbers of the prose; text types to a response short enough to be the answer itself."""
     tail = (text or "")[-MAX_SCAN_CHARS:]
     marked = marked_answers(tail)
     if question_type == "multi_choice" and choices:
