@@ -38,6 +38,11 @@ def test_not_a_plain_number(text):
     assert parse_number(text) is None
 
 
+def test_the_problem_unit_is_stripped_at_either_end():
+    assert parse_number("12 cm^2", "cm^2").value == 12
+    assert parse_number("$-3", "$").value == -3
+
+
 def test_normalize_text_and_booleans():
     assert normalize_text("  **Yes.** ") == "yes"
     assert normalize_text(r"$\text{Tokyo}$") == "tokyo"

@@ -90,13 +90,14 @@ _LATEX_FRACTION = re.compile(r"^([-+]?)\\frac\{(\d+)\}\{(\d+)\}")
 
 @lru_cache(maxsize=_CACHE_SIZE)
 def parse_number(answer: str, unit: str | None = None) -> ParsedNumber | None:
-    """Parse "22,600", "$4.50", "-3/4", "75%", "1.2e3", "5 cm" (trailing unit words dropped) or None.
+    """Parse "22,600", "$4.50", "-3/4", "75%", "1.2e3", "5 cm" (trailing unit words dropped), else None.
 
     Only simple \\frac{a}{b} of integers is read here; anything richer is math-verify's job.
     """
     text = normalize_text(answer)
-    if unit:
-        text = text.replace(unit.lower(), " ").strip()
+    if unit:  # the problem's unit, before or after the number ("$", "cm^2"); other unit words drop below
+        unit = unit.lower().strip()
+        text = text.removesuffix(unit).removeprefix(unit).strip()
     if len(text) > MAX_NUMBER_CHARS:
         return None
     text = _LATEX_FRACTION.sub(r"\1\2/\3", text)
