@@ -1,7 +1,7 @@
 """Answer verification: extraction, equivalence (fast paths, then math-verify), CoT quality checks."""
 
-from pipeline.verify.equivalence import Verdict
-from pipeline.verify.extract import Extraction, extract_answer
+from pipeline.verify.extract import extract_answer
+from pipeline.verify.model import Extraction, Verdict
 from pipeline.verify.quality import QualityConfig, QualityResult, check_cot_quality
 from pipeline.verify.verifier import Verifier, VerifierConfig, VerifyItem, judge_answer, judge_response
 

@@ -1,148 +1,162 @@
-"""Is an extracted answer equivalent to the gold answer? Fast paths, in order of cost.
-
-Each verdict names the path that decided it. A pair that no fast path can settle (LaTeX, symbolic
-expressions) is returned undecided (`None`) for math-verify, which runs in worker processes. Input is
-never evaluated; numbers are parsed by regular expressions with length caps, so a 10^6-digit string
-costs a length check, not a parse.
-"""
+"""Answer equivalence: cheap, exact fast paths; math-verify (sympy) only for what they cannot decide."""
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass
+from fractions import Fraction
 
-from pipeline.verify.extract import LETTERS, MAX_ANSWER_CHARS, map_to_choice
+from pipeline.verify.extract import match_choice
+from pipeline.verify.model import MAX_ANSWER_CHARS, MAX_BRACE_DEPTH, MAX_MATH_VERIFY_CHARS, AnswerSpec
+from pipeline.verify.normalize import (
+    ParsedNumber,
+    canonical_boolean,
+    normalize_text,
+    parse_number,
+    strip_latex_wrappers,
+)
 
-MAX_NUMBER_CHARS = 64  # no gold answer has more digits; a longer "number" is compared as text
+Decision = tuple[bool, str]  # (correct, reason)
 
-
-@dataclass(frozen=True)
-class Verdict:
-    correct: bool
-    reason: str  # the path that decided: exact, numeric, numeric_precision, percent, choice, list, yes_no, math_verify, math_verify_timeout, no_answer, answer_too_long, mismatch, numeric_mismatch
-    extracted: str | None = None
-    method: str = "none"  # how the answer was extracted
-
-
-_LATEX_FRACTION = re.compile(r"^\\[dt]?frac\{\s*([-+]?\d+(?:\.\d+)?)\s*\}\{\s*([-+]?\d+(?:\.\d+)?)\s*\}$")
-_PLAIN_FRACTION = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*/\s*([-+]?\d+(?:\.\d+)?)$")
-_PLAIN_NUMBER = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d{1,3})?$")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?:\D|$))")
-# "11.0 cm", "4 per day"; never "1 and 9" (a second number means a different answer)
-_LEADING_NUMBER_THEN_WORDS = re.compile(r"^([-+]?(?:\d+\.?\d*|\.\d+)(?:\s*/\s*\d+)?)\s*%?\s*[a-zA-Z°][a-zA-Z°\s.^/]*$")
-_DECORATIONS = ("\\$", "$", "\\!", "\\,", "\\;", "^\\circ", "^{\\circ}", "°", "\\left", "\\right")
-_TEXT_COMMAND = re.compile(r"\\(?:text|mathrm|textbf|mbox)\{([^{}]*)\}")
-_MATHY = re.compile(r"[\\^_{}]|sqrt|\bpi\b|\d\s*[*/]\s*\d|[a-z]\s*[+\-*/=]\s*\w")
-_YES = {"yes", "true", "correct", "y"}
-_NO = {"no", "false", "incorrect", "n"}
+# Text that math-verify might read as mathematics; anything else is compared as text only.
+_MATH_OPERATORS = re.compile(r"[\\^_=+*/()\[\]{}√π∞<>≤≥]")
+_MATH_SIGNS = re.compile(rf"\d|{_MATH_OPERATORS.pattern}")
+_LIST_BRACKETS = "[]()"
+MIN_SIGNIFICANT_DIGITS = 3  # for a rounded decimal to count as an exact fraction
 
 
-_UNICODE_MINUS = str.maketrans({"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00a0": " "})
-
-
-def normalise_text(text: str) -> str:
-    text = _TEXT_COMMAND.sub(r"\1", text.translate(_UNICODE_MINUS))
-    text = text.lower().replace("\\%", "%")
-    return re.sub(r"[\s\"'`*.,;:!?]+", " ", text).strip()
-
-
-def parse_number(text: str, unit: str | None = None) -> tuple[float, bool] | None:
-    """(value, written as a percent) for a number in any common spelling, else None."""
-    if len(text) > MAX_NUMBER_CHARS:
-        return None
-    text = _TEXT_COMMAND.sub(r"\1", text.strip().translate(_UNICODE_MINUS))
-    for decoration in _DECORATIONS:
-        text = text.replace(decoration, "")
-    if unit:
-        text = re.sub(rf"\s*{re.escape(unit.strip())}\s*$", "", text)
-    text = _THOUSANDS.sub("", text.strip()).replace("\\%", "%").strip()
-    percent = text.endswith("%")
-    text = text.rstrip("%").strip()
-    words = _LEADING_NUMBER_THEN_WORDS.match(text)
-    if words:  # "11.0 cm", "5 apples"
-        text = words.group(1)
-    for pattern in (_LATEX_FRACTION, _PLAIN_FRACTION):
-        fraction = pattern.match(text)
-        if fraction:
-            denominator = float(fraction.group(2))
-            return (float(fraction.group(1)) / denominator, percent) if denominator else None
-    if _PLAIN_NUMBER.match(text):
-        value = float(text)
-        return (value, percent) if math.isfinite(value) else None
-    return None
-
-
-def numbers_equal(pred: float, gold: float, precision: int | None) -> bool:
-    if precision is not None:
-        return abs(round(pred, precision) - round(gold, precision)) < 10 ** -(precision + 3)
-    return math.isclose(pred, gold, rel_tol=1e-6, abs_tol=1e-9)
-
-
-def _numeric_verdict(pred: str, gold: str, precision: int | None, unit: str | None) -> Verdict | None:
-    parsed_pred, parsed_gold = parse_number(pred, unit), parse_number(gold, unit)
-    if parsed_pred is None or parsed_gold is None:
-        return None
-    (p, p_percent), (g, g_percent) = parsed_pred, parsed_gold
-    reason = "numeric_precision" if precision is not None else "numeric"
-    if numbers_equal(p, g, precision):
-        return Verdict(True, reason)
-    if p_percent != g_percent and (numbers_equal(p / 100, g, precision) or numbers_equal(p, g / 100, precision)):
-        return Verdict(True, "percent")
-    return Verdict(False, "numeric_mismatch")
-
-
-def _parse_list(text: str) -> list[str] | None:
-    inner = text.strip()
-    if inner[:1] in "[(" and inner[-1:] in "])":
-        inner = inner[1:-1]
-    items = [item.strip() for item in inner.split(",")]
-    return items if len(items) > 1 and all(items) else None
-
-
-def _gold_choice(gold: str, choices: list[str]) -> str:
-    letter = gold.strip().strip("()")
-    if len(letter) == 1 and letter in LETTERS[: len(choices)] and gold not in choices:
-        return choices[LETTERS.index(letter)]
-    return gold
-
-
-def judge_fast(
-    pred: str | None,
-    gold: str,
-    *,
-    answer_type: str = "text",
-    question_type: str = "free_form",
-    choices: list[str] | None = None,
-    precision: int | None = None,
-    unit: str | None = None,
-) -> Verdict | None:
-    """A verdict from the cheap paths, or None when only math-verify can tell."""
+def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
+    """A verdict from the fast paths, or None when only math-verify can tell."""
     if pred is None or not pred.strip():
-        return Verdict(False, "no_answer")
+        return False, "no_answer"
     if len(pred) > MAX_ANSWER_CHARS:
-        return Verdict(False, "answer_too_long")
-    if question_type == "multi_choice" and choices:
-        chosen, _ = map_to_choice(pred, choices)
-        target = _gold_choice(gold, choices)
-        if chosen is not None:
-            return Verdict(normalise_text(chosen) == normalise_text(target), "choice")
-    if normalise_text(pred) == normalise_text(gold):
-        return Verdict(True, "exact")
-    pred_word, gold_word = normalise_text(pred), normalise_text(gold)
-    if gold_word in _YES | _NO and (pred_word in _YES | _NO):
-        return Verdict((pred_word in _YES) == (gold_word in _YES), "yes_no")
-    numeric = _numeric_verdict(pred, gold, precision, unit)
-    if numeric is not None:
-        return numeric
-    if answer_type == "list":
-        pred_items, gold_items = _parse_list(pred), _parse_list(gold)
-        if pred_items and gold_items:
-            same = len(pred_items) == len(gold_items) and all(
-                (_numeric_verdict(p, g, precision, unit) or Verdict(normalise_text(p) == normalise_text(g), "exact")).correct
-                for p, g in zip(pred_items, gold_items)
-            )
-            return Verdict(same, "list")
-    if not (_MATHY.search(pred) or _MATHY.search(gold)):
-        return Verdict(False, "mismatch")
+        return False, "answer_too_long"
+    if len(spec.gold) > MAX_ANSWER_CHARS:
+        return False, "gold_too_long"
+    gold = spec.gold
+    if spec.is_multi_choice:
+        decided = _decide_choice(pred, spec)
+        if decided is not None:
+            return decided
+    if normalize_text(pred) == normalize_text(gold):
+        return True, "exact"
+    gold_number = parse_number(gold, spec.unit)
+    pred_number = parse_number(pred, spec.unit)
+    if gold_number is not None and pred_number is not None:
+        reason = numbers_match(pred_number, gold_number, spec.precision)
+        return (True, reason) if reason else (False, "mismatch")
+    gold_boolean = canonical_boolean(gold)
+    if gold_boolean is not None:
+        return (True, "exact") if canonical_boolean(pred) == gold_boolean else (False, "mismatch")
+    if spec.answer_type == "list":
+        decided = _decide_list(pred, gold, spec)
+        if decided is not None:
+            return decided
+    if not (_MATH_SIGNS.search(pred) and _MATH_SIGNS.search(gold)):
+        return False, "mismatch"
+    if gold_number is not None and not _MATH_OPERATORS.search(pred):
+        return False, "mismatch"  # a number against words and numbers ("1 and 9", "6,5"): nothing to simplify
+    if not fits_math_verify(pred) or not fits_math_verify(gold):
+        return False, "answer_too_complex"
     return None
+
+
+def _decide_choice(pred: str, spec: AnswerSpec) -> Decision | None:
+    """Both answers name an option: correct iff the same option."""
+    assert spec.choices is not None
+    pred_choice = match_choice(pred, spec.choices)
+    gold_choice = match_choice(spec.gold, spec.choices)
+    if pred_choice is None or gold_choice is None:
+        return None
+    return (True, "choice") if pred_choice[0] == gold_choice[0] else (False, "mismatch")
+
+
+def numbers_match(pred: ParsedNumber, gold: ParsedNumber, precision: int | None) -> str | None:
+    """The reason two numbers count as equal, or None.
+
+    Exact value ("numeric", or "fraction" when one side is a/b); a percent read as its fraction
+    ("percent"); equal after rounding to the stated decimal places ("numeric_precision"); an exact
+    fraction against its correctly rounded decimal, e.g. 1/3 vs 0.333 ("fraction").
+    """
+    if pred.value == gold.value:
+        return "fraction" if pred.is_fraction != gold.is_fraction else "numeric"
+    if pred.is_percent and pred.value / 100 == gold.value or gold.is_percent and gold.value / 100 == pred.value:
+        return "percent"
+    if precision is not None and _within_half_unit(pred.value, gold.value, precision):
+        return "numeric_precision"
+    if pred.is_fraction and _is_rounding_of(gold, pred.value) or gold.is_fraction and _is_rounding_of(pred, gold.value):
+        return "fraction"
+    return None
+
+
+def _is_rounding_of(decimal: ParsedNumber, exact: Fraction) -> bool:
+    """Whether `decimal` is `exact` correctly rounded, with enough significant digits to mean it
+    (0.333 or 0.1786 for 1/3 or 5/28; 0.33 or 0.15 is too coarse to tell from a neighbour)."""
+    digits = decimal.value.numerator * 10**decimal.decimals // decimal.value.denominator
+    significant = len(str(abs(digits)).lstrip("0"))
+    return (
+        decimal.decimals > 0
+        and significant >= MIN_SIGNIFICANT_DIGITS
+        and _within_half_unit(exact, decimal.value, decimal.decimals)
+    )
+
+
+def _within_half_unit(value: Fraction, rounded: Fraction, decimals: int) -> bool:
+    """Whether `rounded` is `value` rounded to `decimals` places (ties either way)."""
+    decimals = min(max(decimals, 0), 20)
+    return abs(value - rounded) <= Fraction(1, 2 * 10**decimals)
+
+
+def _decide_list(pred: str, gold: str, spec: AnswerSpec) -> Decision | None:
+    """Element-wise comparison of "[1, 2.5]"-style lists of plain numbers or words (order matters)."""
+    pred_items, gold_items = split_list(pred), split_list(gold)
+    if len(pred_items) != len(gold_items):
+        return None
+    for pred_item, gold_item in zip(pred_items, gold_items):
+        decided = decide_fast(pred_item, AnswerSpec(gold_item, "text", precision=spec.precision, unit=spec.unit))
+        if decided is None:
+            return None
+        if not decided[0]:
+            return False, "mismatch"
+    return True, "list"
+
+
+def split_list(answer: str) -> list[str]:
+    text = strip_latex_wrappers(answer).strip().strip(_LIST_BRACKETS)
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def fits_math_verify(answer: str) -> bool:
+    """Short and shallow enough that sympy gets a fair chance inside the timeout."""
+    if len(answer) > MAX_MATH_VERIFY_CHARS:
+        return False
+    depth = deepest = 0
+    for char in answer:
+        depth += char == "{"
+        depth -= char == "}"
+        deepest = max(deepest, depth)
+    return deepest <= MAX_BRACE_DEPTH
+
+
+def as_math_verify_input(answer: str) -> str:
+    """math-verify reads LaTeX inside math delimiters; wrap a bare answer in $...$."""
+    inner = strip_latex_wrappers(answer).replace("$", "")
+    return f"${inner}$"
+
+
+def math_verify_equal(pred: str, gold: str) -> bool:
+    """math-verify's equivalence with its signal-based timeouts off: call it only in a worker process
+    whose caller enforces a timeout (see Verifier)."""
+    from math_verify import parse, verify  # imported late: the fast paths never need sympy
+
+    gold_parsed = parse(as_math_verify_input(gold), parsing_timeout=None)
+    pred_parsed = parse(as_math_verify_input(pred), parsing_timeout=None)
+    if not gold_parsed or not pred_parsed:
+        return False
+    return bool(verify(gold_parsed, pred_parsed, timeout_seconds=None))
+
+
+def warm_up_math_verify() -> None:
+    """Run math-verify once per kind of input (LaTeX, plain expression, interval): its parsers and
+    sympy build caches on first use, which would otherwise count against the first answers' timeout."""
+    for pred, gold in ((r"\frac{1}{2}", "0.5"), ("x^2+1", "1+x^2"), ("(1, 2]", r"(1,2]")):
+        math_verify_equal(pred, gold)

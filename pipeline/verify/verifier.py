@@ -1,4 +1,4 @@
-"""The verifier API: extract, judge by fast paths in-process, and send only the leftovers to math-verify."""
+"""Batch verification: extraction and fast paths inline, math-verify for the leftovers in killable workers."""
 
 from __future__ import annotations
 
@@ -7,101 +7,127 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.verify.equivalence import Verdict, judge_fast
+from pipeline.verify.equivalence import Decision, decide_fast, math_verify_equal
 from pipeline.verify.extract import extract_answer
-from pipeline.verify.math_verify_pool import TIMEOUT, MathVerifyPool
+from pipeline.verify.model import AnswerSpec, Extraction, Verdict
+from pipeline.verify.pool import TIMEOUT, KillablePool, TaskResult
 
 
 @dataclass
 class VerifierConfig:
-    workers: int = 2
-    timeout_s: float = 5.0
+    workers: int = 2  # math-verify worker processes
+    timeout_s: float = 5.0  # per answer, enforced from outside the worker
+    cache_size: int = 100_000  # remembered math-verify outcomes per (pred, gold)
 
 
-@dataclass
+@dataclass(frozen=True)
 class VerifyItem:
+    """One response to judge against its problem's gold answer."""
+
     text: str
     gold: str
     answer_type: str = "text"
     question_type: str = "free_form"
-    choices: list[str] | None = None
+    choices: Sequence[str] | None = None
     precision: int | None = None
     unit: str | None = None
 
+    def spec(self) -> AnswerSpec:
+        return AnswerSpec.of(
+            self.gold,
+            answer_type=self.answer_type,
+            question_type=self.question_type,
+            choices=self.choices,
+            precision=self.precision,
+            unit=self.unit,
+        )
+
 
 class Verifier:
-    def __init__(self, config: VerifierConfig = VerifierConfig()):
+    """Judges many responses at once; thread-safe; one set of worker processes, started on first need."""
+
+    def __init__(self, config: VerifierConfig | None = None):
+        config = config or VerifierConfig()
         self.config = config
-        self._pool: MathVerifyPool | None = None
-        self._lock = threading.Lock()
+        self._pool = KillablePool(
+            config.workers,
+            config.timeout_s,
+            preload=("pipeline.verify.equivalence:warm_up_math_verify",),
+        )
+        self._cache: dict[tuple[str, str], Decision] = {}
+        self._cache_lock = threading.Lock()
+
+    def start(self, *, wait: bool = False) -> None:
+        """Start the math-verify workers ahead of the first batch (otherwise judge_many does)."""
+        self._pool.start(wait=wait)
 
     def judge_many(self, items: Sequence[VerifyItem]) -> list[Verdict]:
-        verdicts: list[Verdict | None] = []
-        leftovers: list[tuple[int, str, str]] = []
-        for index, item in enumerate(items):
-            extraction = extract_answer(
-                item.text, question_type=item.question_type, choices=item.choices, answer_type=item.answer_type
-            )
-            fast = judge_fast(
-                extraction.answer,
-                item.gold,
-                answer_type=item.answer_type,
-                question_type=item.question_type,
-                choices=item.choices,
-                precision=item.precision,
-                unit=item.unit,
-            )
-            if fast is None:
-                leftovers.append((index, item.gold, extraction.answer))
-                verdicts.append(Verdict(False, "pending", extraction.answer, extraction.method))
-            else:
-                verdicts.append(Verdict(fast.correct, fast.reason, extraction.answer, extraction.method))
-        if leftovers:
-            with self._lock:  # one caller at a time drives the worker processes
-                if self._pool is None:
-                    self._pool = MathVerifyPool(self.config.workers, self.config.timeout_s)
-                outcomes = self._pool.equivalent([(gold, pred) for _, gold, pred in leftovers])
-            for (index, _, _), outcome in zip(leftovers, outcomes):
-                pending = verdicts[index]
-                reason = {TIMEOUT: "math_verify_timeout", True: "math_verify", False: "math_verify"}.get(outcome, "math_verify_error")
-                verdicts[index] = Verdict(outcome is True, reason, pending.extracted, pending.method)
-        return verdicts  # type: ignore[return-value]
+        self._pool.start()  # workers import sympy while this process runs the fast paths
+        specs = [item.spec() for item in items]
+        extractions = [_extract(item.text, spec) for item, spec in zip(items, specs)]
+        decisions = [decide_fast(extraction.answer, spec) for extraction, spec in zip(extractions, specs)]
+        leftovers = [i for i, decision in enumerate(decisions) if decision is None]
+        slow = self.math_verify_many([(extractions[i].answer, specs[i].gold) for i in leftovers])
+        for index, decision in zip(leftovers, slow):
+            decisions[index] = decision
+        return [_verdict(decision, extraction) for decision, extraction in zip(decisions, extractions)]
+
+    def math_verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[Decision]:
+        """math-verify decisions for (pred, gold) pairs, each under the outer timeout."""
+        with self._cache_lock:  # the pool runs one batch at a time anyway
+            unknown = list(dict.fromkeys(pair for pair in pairs if pair not in self._cache))
+            fresh = dict(zip(unknown, map(_decision_of, self._pool.map(math_verify_equal, unknown))))
+            decisions = [fresh[pair] if pair in fresh else self._cache[pair] for pair in pairs]
+            if len(self._cache) + len(fresh) > self.config.cache_size:
+                self._cache.clear()
+            # timeouts and errors may pass on a quieter machine: only settled outcomes are remembered
+            self._cache.update((pair, decision) for pair, decision in fresh.items() if decision[1] == "math_verify")
+            return decisions
 
     def close(self) -> None:
-        with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+        self._pool.close()
 
     def __enter__(self) -> Verifier:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc_info) -> None:
         self.close()
 
 
-_shared: Verifier | None = None
+def _decision_of(result: TaskResult) -> Decision:
+    if result.error is None:
+        return bool(result.value), "math_verify"
+    return False, "math_verify_timeout" if result.error == TIMEOUT else "math_verify_error"
+
+
+def _verdict(decision: Decision, extraction: Extraction) -> Verdict:
+    return Verdict(decision[0], decision[1], extraction.answer, extraction.method)
+
+
+def _extract(text: str, spec: AnswerSpec) -> Extraction:
+    return extract_answer(text, question_type=spec.question_type, choices=spec.choices, answer_type=spec.answer_type)
+
+
+def _judge_one(extraction: Extraction, spec: AnswerSpec, verifier: Verifier | None) -> Verdict:
+    """Fast paths inline; only an undecided answer starts (the shared) math-verify workers."""
+    decision = decide_fast(extraction.answer, spec)
+    if decision is None:
+        decision = (verifier or shared_verifier()).math_verify_many([(extraction.answer, spec.gold)])[0]
+    return _verdict(decision, extraction)
+
+
+_shared_verifier: Verifier | None = None
 _shared_lock = threading.Lock()
 
 
-def judge_response(
-    text: str,
-    *,
-    gold: str,
-    answer_type: str = "text",
-    question_type: str = "free_form",
-    choices: list[str] | None = None,
-    precision: int | None = None,
-    unit: str | None = None,
-) -> Verdict:
-    """One response, judged like `Verifier.judge_many` (a process-wide verifier serves the leftovers)."""
-    global _shared
+def shared_verifier() -> Verifier:
+    """The process-wide verifier behind judge_answer/judge_response (one worker, closed at exit)."""
+    global _shared_verifier
     with _shared_lock:
-        if _shared is None:
-            _shared = Verifier(VerifierConfig(workers=1))
-            atexit.register(_shared.close)
-    item = VerifyItem(text, gold, answer_type, question_type, choices, precision, unit)
-    return _shared.judge_many([item])[0]
+        if _shared_verifier is None:
+            _shared_verifier = Verifier(VerifierConfig(workers=1))
+            atexit.register(_shared_verifier.close)
+        return _shared_verifier
 
 
 def judge_answer(
@@ -110,14 +136,30 @@ def judge_answer(
     *,
     answer_type: str = "text",
     question_type: str = "free_form",
-    choices: list[str] | None = None,
+    choices: Sequence[str] | None = None,
     precision: int | None = None,
     unit: str | None = None,
+    verifier: Verifier | None = None,
 ) -> Verdict:
-    """An already extracted answer against the gold answer."""
-    if pred is None:
-        return Verdict(False, "no_answer")
-    return judge_response(
-        f"\\boxed{{{pred}}}", gold=gold, answer_type=answer_type, question_type=question_type,
-        choices=choices, precision=precision, unit=unit,
+    """Judge an already extracted answer. Fast paths inline; math-verify (if needed) runs in
+    `verifier`'s workers, by default a shared one-worker verifier."""
+    spec = AnswerSpec.of(
+        gold, answer_type=answer_type, question_type=question_type, choices=choices, precision=precision, unit=unit
     )
+    return _judge_one(Extraction(pred, "given"), spec, verifier)
+
+
+def judge_response(
+    text: str,
+    *,
+    gold: str,
+    answer_type: str = "text",
+    question_type: str = "free_form",
+    choices: Sequence[str] | None = None,
+    precision: int | None = None,
+    unit: str | None = None,
+    verifier: Verifier | None = None,
+) -> Verdict:
+    """Extract the final answer of a response, then judge it (as judge_answer does)."""
+    spec = VerifyItem(text, gold, answer_type, question_type, choices, precision, unit).spec()
+    return _judge_one(_extract(text, spec), spec, verifier)
