@@ -93,7 +93,7 @@ def test_single_call_helpers_use_a_verifier(verifier):
 
 
 def test_pool_replaces_a_worker_that_dies_mid_task():
-    pool = KillablePool(1, timeout_s=5.0)
+    pool = KillablePool(1, timeout_s=5.0, preload=["posix", "builtins"])  # os._exit lives in posix
     try:
         results = pool.map(os._exit, [(3,)])
         assert results[0].error == WORKER_DIED and pool.replaced == 1
@@ -103,10 +103,11 @@ def test_pool_replaces_a_worker_that_dies_mid_task():
 
 
 def test_pool_kills_overrunning_tasks_and_reports_errors():
-    pool = KillablePool(1, timeout_s=0.5)
+    pool = KillablePool(1, timeout_s=0.5, preload=["time", "builtins"])
     try:
         results = pool.map(time.sleep, [(0.0,), (30.0,), (0.0,)])
         assert [r.error for r in results] == [None, TIMEOUT, None]
         assert pool.map(int, [("x",)])[0].error.startswith("exception: ValueError")
+        assert pool.map(os.getcwd, [()])[0].error.startswith("exception: PermissionError")  # not allowed
     finally:
         pool.close()

@@ -3,14 +3,14 @@
 concurrent.futures and multiprocessing.Pool cannot kill one hung worker, and math-verify's own
 timeouts (signal.alarm) only work on a main thread; here each task runs in a worker's main thread
 and the caller enforces the deadline from outside. Workers are plain subprocesses
-(`python -m pipeline.verify.worker`) talking pickles over pipes: safe to start from any thread,
+(`python -m pipeline.verify.worker`) talking length-prefixed JSON over pipes (no pickle: task arguments are untrusted text): safe to start from any thread,
 and the caller's __main__ is never re-run (no `if __name__ == "__main__"` guard needed).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import struct
 import subprocess
 import sys
@@ -41,19 +41,30 @@ class TaskResult:
     error: str | None = None
 
 
+def function_name(function: Callable[..., Any]) -> str:
+    return f"{function.__module__}:{function.__qualname__}"
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, TaskResult):
+        return {"value": value.value, "error": value.error}
+    if callable(value):
+        return function_name(value)
+    raise TypeError(f"cannot send {type(value).__name__} to a worker")
+
+
 def write_message(stream: BinaryIO, message: object) -> None:
-    payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = json.dumps(message, default=_encode).encode("utf-8")
     stream.write(_HEADER.pack(len(payload)) + payload)
     stream.flush()
 
 
 def read_message(stream: BinaryIO) -> object:
-    """The next message; EOFError when the other side has gone."""
+    """The next message; EOFError when the other side has gone, ValueError when it is garbled."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         raise EOFError
-    payload = stream.read(_HEADER.unpack(header)[0])
-    return pickle.loads(payload)
+    return json.loads(stream.read(_HEADER.unpack(header)[0]))
 
 
 class _Worker:
@@ -71,7 +82,7 @@ class _Worker:
         """Read the worker's READY message (it is waiting to be read)."""
         try:
             message = read_message(self.replies)
-        except (EOFError, OSError, pickle.UnpicklingError):
+        except (EOFError, OSError, ValueError):
             message = None
         if message != READY:
             self.kill()
@@ -139,7 +150,7 @@ class KillablePool:
 
     def map(self, function: Callable[..., Any], arg_tuples: Sequence[tuple]) -> list[TaskResult]:
         """function(*args) for each tuple, results in input order. `function` must be module-level
-        (it is pickled by name). The deadline of a task counts from when a worker receives it, so it
+        (it is sent by name). The deadline of a task counts from when a worker receives it, so it
         includes a fresh worker's start-up."""
         if not arg_tuples:
             return []
@@ -178,9 +189,9 @@ class KillablePool:
                     continue
                 worker, index, _ = running.pop(stream)
                 try:
-                    results[index] = read_message(stream)
+                    results[index] = TaskResult(**read_message(stream))
                     idle.append(worker)
-                except (EOFError, OSError, pickle.UnpicklingError):  # crashed mid-task: result stays WORKER_DIED
+                except (EOFError, OSError, ValueError, TypeError):  # crashed mid-task: result stays WORKER_DIED
                     fresh = self._replace(worker)
                     starting[fresh.replies] = fresh
             now = time.monotonic()
