@@ -1,0 +1,210 @@
+"""Dedupe: `prepare_dedupe` clusters all shards once; `DedupeStage` writes each shard's annotation.
+
+Layout under the run folder:
+    dedupe_index/signatures/<shard>.parquet   per-shard signatures (+ .done markers), reused across
+                                              configs that share the signature settings
+    dedupe_index/<key>/parts/<shard>.parquet  the annotation of every shard, aligned with problems
+    dedupe_index/<key>/manifest.json          written last: its presence means the index is complete
+<key> hashes the config and the content hashes of the input shards, so the same input and config
+reuse the index and anything else builds a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.dedupe.cluster import Clusters, Rows, cluster_rows, representative_rank, row_image_keys
+from pipeline.dedupe.config import DedupeConfig
+from pipeline.dedupe.signatures import PROBLEM_COLUMNS, shard_signatures
+from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
+from pipeline.stage import ShardResult, Stage
+
+INDEX_DIR = "dedupe_index"
+
+DEDUPE_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("exact_cluster", pa.string()),  # problem_id of the representative of the exact-duplicate group
+        ("near_cluster", pa.string()),  # problem_id of the representative of the near-duplicate cluster
+        ("image_cluster", pa.string()),  # sha256 of each image's group root, comma-joined; null: no image
+        ("cluster_size", pa.int32()),  # rows in the near-duplicate cluster
+        ("is_representative", pa.bool_()),  # the one row of its cluster that selection keeps
+        ("duplicate_of", pa.string()),  # null for representatives, else near_cluster
+        ("duplicate_kind", pa.string()),  # null, "exact" (same exact group as the kept row) or "near"
+    ]
+)
+
+
+def _signature_dir(run_dir: Path) -> StageDir:
+    return StageDir(run_dir / INDEX_DIR, "signatures")
+
+
+def _signature_hash(config: DedupeConfig, problems_sha: str) -> str:
+    return stable_hash(["dedupe-signatures", config.signature_identity(), problems_sha])
+
+
+def _write_signatures(run_dir: Path, shard: str, config_json: str) -> None:
+    """One shard's signatures (a process-pool task: arguments are plain values)."""
+    config = DedupeConfig.model_validate_json(config_json)
+    problems = StageDir(run_dir, "problems")
+    config_hash = _signature_hash(config, problems.marker(shard).content_sha256)
+    out = _signature_dir(run_dir)
+    if not out.is_done(shard, config_hash):
+        table = shard_signatures(problems.read(shard, columns=PROBLEM_COLUMNS), config)
+        out.write(shard, table, config_hash, {"rows": table.num_rows})
+
+
+def _ensure_signatures(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> None:
+    arguments = [(run_dir, shard, config.model_dump_json()) for shard in shards]
+    if config.workers <= 1:
+        for args in arguments:
+            _write_signatures(*args)
+        return
+    # spawn, not fork: the caller may be a threaded flow runner.
+    with ProcessPoolExecutor(config.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_write_signatures, *zip(*arguments)))
+
+
+def _load_rows(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> tuple[Rows, pa.Table, list[int], Counter]:
+    """All rows' keys and signatures (one preallocated array, filled shard by shard), the id columns,
+    shard boundaries, and image statistics."""
+    signatures = _signature_dir(run_dir)
+    sizes = [signatures.marker(shard).rows for shard in shards]
+    bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64).tolist()
+    signature = np.empty((bounds[-1], config.num_perm), dtype=np.uint32)
+    columns = ["problem_id", "source", "source_id", "solution_chars", "exact_key", "answer_key", "numbers_key"]
+    pieces: dict[str, list] = {name: [] for name in columns + ["image_sha256", "image_phash", "image_aspect"]}
+    for shard, start, stop in zip(shards, bounds, bounds[1:]):
+        table = signatures.read(shard)
+        minhash = table.column("minhash").combine_chunks()
+        signature[start:stop] = minhash.values.to_numpy().reshape(-1, config.num_perm)
+        for name in pieces:
+            pieces[name].append(table.column(name))
+    ids = pa.table({name: pa.chunked_array(pieces[name]).combine_chunks() for name in columns})
+    image_sha = pa.chunked_array(pieces["image_sha256"]).combine_chunks()
+    image_offsets = image_sha.offsets.to_numpy().astype(np.int64)
+    encoded = image_sha.flatten().dictionary_encode()
+    image_index = encoded.indices.to_numpy().astype(np.int64)
+    distinct = len(encoded.dictionary)
+    first = np.full(distinct, len(image_index), dtype=np.int64)
+    np.minimum.at(first, image_index, np.arange(len(image_index)))
+    words = config.phash_size**2 // 64
+    phash_bytes = b"".join(pa.chunked_array(pieces["image_phash"]).combine_chunks().flatten().to_pylist())
+    hashes = np.frombuffer(phash_bytes, dtype=">u8").reshape(-1, words).astype(np.uint64)[first]
+    aspects = pa.chunked_array(pieces["image_aspect"]).combine_chunks().flatten().to_numpy()[first]
+    image_key, roots, image_pairs = row_image_keys(image_offsets, image_index, hashes, aspects, config)
+    rows = Rows(
+        exact_key=ids.column("exact_key").to_numpy(),
+        answer_key=ids.column("answer_key").to_numpy(),
+        numbers_key=ids.column("numbers_key").to_numpy(),
+        image_key=image_key,
+        signature=signature,
+        rank=representative_rank(*(ids.column(n) for n in ("solution_chars", "source", "source_id", "problem_id"))),
+    )
+    root_sha = encoded.dictionary.take(pa.array(roots))
+    image_cluster = pa.ListArray.from_arrays(pa.array(image_offsets, pa.int32()), root_sha.take(pa.array(image_index)))
+    joined = pc.binary_join(image_cluster, ",")
+    ids = ids.append_column("image_cluster", pc.if_else(pc.equal(pc.list_value_length(image_cluster), 0), None, joined))
+    stats = Counter(images=len(image_index), distinct_images=distinct, image_groups=len(np.unique(roots)), image_pairs_verified=image_pairs)
+    return rows, ids, bounds, stats
+
+
+def _annotation(ids: pa.Table, clusters: Clusters, exact_key: np.ndarray, sizes: np.ndarray, start: int, stop: int) -> pa.Table:
+    rows = np.arange(start, stop)
+    near = clusters.near_rep[start:stop]
+    problem_id = ids.column("problem_id")
+    representative = near == rows
+    kind = np.where(exact_key[rows] == exact_key[near], "exact", "near")
+    near_cluster = problem_id.take(pa.array(near))
+    return pa.table(
+        {
+            "problem_id": problem_id.slice(start, stop - start),
+            "exact_cluster": problem_id.take(pa.array(clusters.exact_rep[start:stop])),
+            "near_cluster": near_cluster,
+            "image_cluster": ids.column("image_cluster").slice(start, stop - start),
+            "cluster_size": pa.array(sizes[near], pa.int32()),
+            "is_representative": pa.array(representative),
+            "duplicate_of": pc.if_else(pa.array(representative), None, near_cluster),
+            "duplicate_kind": pa.array(np.where(representative, None, kind), pa.string()),
+        },
+        schema=DEDUPE_SCHEMA,
+    )
+
+
+def prepare_dedupe(run_dir: Path | str, shards: Sequence[str], config: DedupeConfig) -> Path:
+    """Cluster every row of `shards` of the problems stage; returns the index folder (reused if built)."""
+    run_dir = Path(run_dir)
+    shards = sorted(shards)
+    problems = StageDir(run_dir, "problems")
+    inputs = []
+    for shard in shards:
+        marker = problems.marker(shard)
+        if marker is None:
+            raise FileNotFoundError(f"dedupe: problems/{shard} is not finished")
+        inputs.append([shard, marker.content_sha256])
+    key = stable_hash(["dedupe", config.identity(), inputs])
+    index_dir = run_dir / INDEX_DIR / key
+    if (index_dir / "manifest.json").exists():
+        return index_dir
+    _ensure_signatures(run_dir, shards, config)
+    rows, ids, bounds, stats = _load_rows(run_dir, shards, config)
+    clusters = cluster_rows(rows, config)
+    stats.update(clusters.stats)
+    staging = run_dir / INDEX_DIR / f".{key}.{os.getpid()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    sizes = np.bincount(clusters.near_rep, minlength=len(clusters.near_rep))
+    parts = {}
+    for shard, start, stop in zip(shards, bounds, bounds[1:]):
+        path = staging / "parts" / f"{shard}.parquet"
+        write_parquet_atomic(path, _annotation(ids, clusters, rows.exact_key, sizes, start, stop))
+        parts[shard] = file_sha256(path)
+    write_json_atomic(
+        staging / "manifest.json",
+        {"key": key, "config": config.identity(), "parts": parts, "content_hash": stable_hash(parts), "stats": dict(stats)},
+    )
+    try:
+        os.replace(staging, index_dir)
+    except OSError:  # another process finished the same index first: theirs is identical
+        shutil.rmtree(staging, ignore_errors=True)
+    return index_dir
+
+
+class DedupeStage(Stage):
+    name = "dedupe"
+    inputs = ("problems",)
+    output_schema = DEDUPE_SCHEMA
+
+    def __init__(self, config: DedupeConfig, index_dir: Path | str):
+        super().__init__(config)
+        self.index_dir = Path(index_dir)
+        self.manifest = json.loads((self.index_dir / "manifest.json").read_text())
+
+    def fingerprint(self) -> str:
+        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
+
+    def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
+        if shard not in self.manifest["parts"]:
+            raise KeyError(f"dedupe: {shard} is not in the index {self.index_dir}; rerun prepare_dedupe")
+        table = pq.read_table(self.index_dir / "parts" / f"{shard}.parquet")
+        if not table.column("problem_id").equals(inputs["problems"].column("problem_id")):
+            raise ValueError(f"dedupe: index part {shard} is not aligned with problems/{shard}")
+        kinds = Counter(table.column("duplicate_kind").to_pylist())
+        stats = Counter(
+            rows_in=table.num_rows,
+            representatives=kinds.pop(None, 0),
+            exact_duplicates=kinds["exact"],
+            near_duplicates=kinds["near"],
+        )
+        return ShardResult(table, [], stats)
