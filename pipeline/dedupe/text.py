@@ -25,6 +25,7 @@ _NUMBER_SPELLINGS = [
     (re.compile(r"\.(?<!\d\.)(?=\d)"), "0."),  # .5 -> 0.5
     (re.compile(r"0(?<![\d.]0)0*(?=\d)"), ""),  # 007 -> 7
     (re.compile(r"\.(?<=\d\.)(\d*?)0+(?!\d)"), r".\1"),  # 2.500 -> 2.5, 3.0 -> 3. (the bare point goes next)
+    (re.compile(r"!(?<![\d)]!)"), " "),  # "5!" is a factorial, "Wow!" is punctuation
 ]
 # Tokens: numbers with their decimal point, words, single ideographs, single math symbols. ASCII text
 # (most of it) takes the ASCII pattern, which is 1.6x faster and gives the same tokens.
