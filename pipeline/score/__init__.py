@@ -1,0 +1,1 @@
+"""Per-problem scores: difficulty (pass rate over k rollouts) and diversity (embedding clusters)."""

@@ -1,0 +1,1 @@
+"""Selection of the two published sets from problems, verified generations and score columns."""
