@@ -51,8 +51,17 @@ def image(data: bytes) -> dict:
     return {"bytes": data, "path": "", "sha256": hashlib.sha256(data).hexdigest(), "width": width, "height": height}
 
 
-def problem_row(question: str, answer: str, *, source: str = "planted", source_id: str = "0", solution: str | None = None,
-                choices: list[str] | None = None, images: list[dict] | None = None, domain: str = "test") -> dict:
+def problem_row(
+    question: str,
+    answer: str,
+    *,
+    source: str = "planted",
+    source_id: str = "0",
+    solution: str | None = None,
+    choices: list[str] | None = None,
+    images: list[dict] | None = None,
+    domain: str = "test",
+) -> dict:
     question = normalise_text(question)
     images = images or []
     return {

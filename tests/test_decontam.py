@@ -5,12 +5,25 @@ from __future__ import annotations
 import json
 
 import pytest
+from problem_rows import (
+    DATA_ROOT,
+    copy_problems,
+    problem_row,
+    read_stage,
+    real_problems,
+    write_shard,
+)
 
-from pipeline.decontam import BenchmarkConfig, DecontamConfig, DecontamStage, decontam_schema, prepare_decontam
+from pipeline.decontam import (
+    BenchmarkConfig,
+    DecontamConfig,
+    DecontamStage,
+    decontam_schema,
+    prepare_decontam,
+)
 from pipeline.decontam.overlap import answers_agree, ngram_size, resolved_answer
 from pipeline.io import StageDir
 from pipeline.stage import run_shard
-from problem_rows import DATA_ROOT, copy_problems, problem_row, read_stage, real_problems, write_shard
 
 TESTMINI = json.loads((DATA_ROOT / "mathvista" / "testmini.json").read_text())
 # Two real TabMWP test problems ARE MathVista testmini items: the same question, the same answer and
@@ -32,8 +45,13 @@ def contaminated_run(tmp_path_factory):
     shards = copy_problems(real_problems(tmp_path_factory), run)
     geometry = TESTMINI["28"]  # "$\overline{AB}$ is a diameter, $AC=8$ inches, ... Find the radius of the circle."
     letter = "ABCD"[geometry["choices"].index(geometry["answer"])]  # the copy gives its answer as a letter
-    planted = problem_row(lightly_perturbed(geometry["question"]), letter, source="scraped", source_id="planted",
-                          choices=geometry["choices"])
+    planted = problem_row(
+        lightly_perturbed(geometry["question"]),
+        letter,
+        source="scraped",
+        source_id="planted",
+        choices=geometry["choices"],
+    )
     return run, shards + [write_shard(run, "scraped-00000", [planted])]
 
 
@@ -43,7 +61,9 @@ def flagged_rows(run, shards, config: DecontamConfig) -> dict[tuple[str, str], d
         run_shard(stage, run, shard)
     problems = read_stage(run, "problems", shards)
     annotations = read_stage(run, "decontam", shards)
-    return {(p["source"], p["source_id"]): a for p, a in zip(problems, annotations) if a["contaminated_mathvista_testmini"]}
+    return {
+        (p["source"], p["source_id"]): a for p, a in zip(problems, annotations) if a["contaminated_mathvista_testmini"]
+    }
 
 
 def test_a_planted_testmini_question_is_flagged_and_no_other_real_problem_is(contaminated_run):
@@ -65,10 +85,16 @@ def test_text_alone_would_also_flag_same_template_questions_over_other_tables(co
 def test_a_test_question_pasted_inside_a_longer_problem_is_flagged(tmp_path):
     item = TESTMINI["30"]  # a long UniGeo question: the 13-gram path
     longer = f"Read the figure carefully. {item['question']} Explain each step before you answer."
-    shard = write_shard(tmp_path, "scraped-00000", [
-        problem_row(longer, item["answer"], choices=item["choices"], source_id="pasted"),
-        problem_row(longer.replace("35.0", "45.0"), item["answer"], choices=item["choices"], source_id="other-numbers"),
-    ])
+    shard = write_shard(
+        tmp_path,
+        "scraped-00000",
+        [
+            problem_row(longer, item["answer"], choices=item["choices"], source_id="pasted"),
+            problem_row(
+                longer.replace("35.0", "45.0"), item["answer"], choices=item["choices"], source_id="other-numbers"
+            ),
+        ],
+    )
     flags = read_flags(tmp_path, shard)
     assert flags == [True, False]
 
@@ -80,16 +106,22 @@ def read_flags(run, shard) -> list[bool]:
 
 
 def test_benchmarks_are_config_and_the_index_is_reused(tmp_path):
-    config = DecontamConfig(benchmarks=[
-        BenchmarkConfig(name="mathvista_testmini", format="mathvista", path="mathvista/testmini.json"),
-        BenchmarkConfig(name="gsm8k_test", format="gsm8k", path="gsm8k/test.jsonl", limit=100),
-    ])
+    config = DecontamConfig(
+        benchmarks=[
+            BenchmarkConfig(name="mathvista_testmini", format="mathvista", path="mathvista/testmini.json"),
+            BenchmarkConfig(name="gsm8k_test", format="gsm8k", path="gsm8k/test.jsonl", limit=100),
+        ]
+    )
     index = prepare_decontam(tmp_path, config, DATA_ROOT)
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["items"] == {"mathvista_testmini": 1000, "gsm8k_test": 100}
     assert prepare_decontam(tmp_path, config, DATA_ROOT) == index
     assert decontam_schema(config).names == [
-        "problem_id", "contaminated_mathvista_testmini", "contaminated_gsm8k_test", "contamination_score", "contamination_match"
+        "problem_id",
+        "contaminated_mathvista_testmini",
+        "contaminated_gsm8k_test",
+        "contamination_score",
+        "contamination_match",
     ]
     with pytest.raises(ValueError):
         BenchmarkConfig(name="Math Vista", format="mathvista", path="x")

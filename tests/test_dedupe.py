@@ -9,6 +9,14 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 from PIL import Image
+from problem_rows import (
+    DATA_ROOT,
+    copy_problems,
+    problem_row,
+    read_stage,
+    real_problems,
+    write_shard,
+)
 
 from pipeline.dedupe import DedupeConfig, DedupeStage, prepare_dedupe
 from pipeline.dedupe.imagehash import hamming, image_groups, phash_bytes
@@ -18,7 +26,6 @@ from pipeline.dedupe.unionfind import UnionFind
 from pipeline.ingest.images import ImageLimits, normalise_image
 from pipeline.io import StageDir, file_sha256
 from pipeline.stage import run_shard
-from problem_rows import DATA_ROOT, copy_problems, problem_row, read_stage, real_problems, write_shard
 
 LINEAR_QUESTION = "The table shows a function. Is the function linear or nonlinear?"
 
@@ -73,19 +80,35 @@ def test_batch_signatures_equal_datasketch_minhash_row_by_row():
 def test_bucket_pairs_are_all_pairs_in_small_buckets_and_star_plus_chain_in_large_ones():
     keys = np.array([5, 5, 5, 1, 2, 2, 5, 5], dtype=np.uint64)
     left, right = bucket_pairs(keys, np.arange(8), max_all_pairs=8)
-    assert set(zip(left.tolist(), right.tolist())) == {(4, 5), (0, 1), (0, 2), (0, 6), (0, 7), (1, 2), (1, 6), (1, 7), (2, 6), (2, 7), (6, 7)}
+    assert set(zip(left.tolist(), right.tolist())) == {
+        (4, 5),
+        (0, 1),
+        (0, 2),
+        (0, 6),
+        (0, 7),
+        (1, 2),
+        (1, 6),
+        (1, 7),
+        (2, 6),
+        (2, 7),
+        (6, 7),
+    }
     left, right = bucket_pairs(keys, np.arange(8), max_all_pairs=3)
     assert set(zip(left.tolist(), right.tolist())) == {(4, 5), (0, 1), (0, 2), (0, 6), (0, 7), (1, 2), (2, 6), (6, 7)}
 
 
 def test_phash_groups_a_resized_recompressed_table_with_its_original_but_not_with_another_table(real_run):
-    problems = read_stage(real_run, "problems", [s for s in StageDir(real_run, "problems").done_shards() if "tabmwp" in s])
+    problems = read_stage(
+        real_run, "problems", [s for s in StageDir(real_run, "problems").done_shards() if "tabmwp" in s]
+    )
     linear = [p["source_id"] for p in problems if p["question"] == LINEAR_QUESTION]
     original, other = table_png(linear[0]), table_png(linear[1])  # the same kind of table: the hard case
     copy = resized_recompressed(original)
     hashes = np.stack([phash_bytes(original), phash_bytes(copy), phash_bytes(other)])
     assert hamming(hashes[0], hashes[1]) <= 12 < hamming(hashes[0], hashes[2])
-    aspects = np.array([image.width / image.height for image in (Image.open(io.BytesIO(b)) for b in (original, copy, other))])
+    aspects = np.array(
+        [image.width / image.height for image in (Image.open(io.BytesIO(b)) for b in (original, copy, other))]
+    )
     roots, _ = image_groups(hashes, aspects, bands=16, max_distance=12, max_aspect_change=0.1, max_all_pairs=64)
     assert roots.tolist() == [0, 0, 2]
 
@@ -114,12 +137,24 @@ def planted_rows(real_run) -> list[dict]:
         problem_row("what is 3 + 4", "7", source_id="sum-7-copy"),
         problem_row(speed, "40", source="b", source_id="2", solution="60 / 1.5 = 40"),
         problem_row(speed + " ", "40", source="a", source_id="9"),
-        problem_row(speed.lower(), "40", source="c", source_id="1", solution="Speed is distance over time: 60 / 1.5 = 40 km/h."),
+        problem_row(
+            speed.lower(), "40", source="c", source_id="1", solution="Speed is distance over time: 60 / 1.5 = 40 km/h."
+        ),
         problem_row("How far is it from Ayton to Beeville?", "12", source="b", source_id="1"),
         problem_row("How far is it from Ayton to Beeville??", "12", source="a", source_id="2"),
         problem_row(table["question"], table["answer"], source_id="table-resized", images=[resized]),
-        problem_row(table["question"], table["answer"], source_id="table-other", images=[real[("tabmwp", linear[0])]["images"][0]]),
-        problem_row("What is the median of the numbers?", table["answer"], source_id="table-other-question", images=table["images"]),
+        problem_row(
+            table["question"],
+            table["answer"],
+            source_id="table-other",
+            images=[real[("tabmwp", linear[0])]["images"][0]],
+        ),
+        problem_row(
+            "What is the median of the numbers?",
+            table["answer"],
+            source_id="table-other-question",
+            images=table["images"],
+        ),
     ]
 
 
@@ -197,4 +232,6 @@ def test_the_index_is_reused_and_the_output_is_byte_identical_across_runs(dedupe
     stage = DedupeStage(DedupeConfig(), again)
     for shard in shards:
         run_shard(stage, other, shard)
-        assert file_sha256(StageDir(other, "dedupe").shard_path(shard)) == file_sha256(StageDir(run, "dedupe").shard_path(shard))
+        assert file_sha256(StageDir(other, "dedupe").shard_path(shard)) == file_sha256(
+            StageDir(run, "dedupe").shard_path(shard)
+        )

@@ -6,14 +6,20 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from problem_rows import DATA_ROOT, REAL_SOURCES, copy_problems, read_stage
 
 from pipeline.ingest.sources import SourceConfig
 from pipeline.ingest.stage import IngestConfig, IngestStage
 from pipeline.io import StageDir, file_sha256
-from pipeline.score.diversity import DiversityConfig, DiversityStage, embed, prepare_diversity, sample_rows
+from pipeline.score.diversity import (
+    DiversityConfig,
+    DiversityStage,
+    embed,
+    prepare_diversity,
+    sample_rows,
+)
 from pipeline.select.balance import quota_sample, water_fill
 from pipeline.stage import run_shard
-from problem_rows import DATA_ROOT, REAL_SOURCES, copy_problems, read_stage
 
 CONFIG = DiversityConfig(clusters=6, sample_size=200, seed=3)
 
@@ -51,10 +57,15 @@ def test_real_questions_cluster_by_kind_of_problem(clustered):
     run, shards, _ = clustered
     rows = [{**p, **d} for p, d in zip(read_stage(run, "problems", shards), read_stage(run, "diversity", shards))]
     assert len(rows) == 200 and all(0 <= r["problem_cluster"] < CONFIG.clusters for r in rows)
-    majority = {c: Counter(r["source"] for r in rows if r["problem_cluster"] == c).most_common(1)[0][0] for c in {r["problem_cluster"] for r in rows}}
+    majority = {
+        c: Counter(r["source"] for r in rows if r["problem_cluster"] == c).most_common(1)[0][0]
+        for c in {r["problem_cluster"] for r in rows}
+    }
     purity = np.mean([majority[r["problem_cluster"]] == r["source"] for r in rows])
     assert purity >= 0.75  # mostly by source (chance: 0.5); money and counting problems mix the two
-    shopping = {r["problem_cluster"] for r in rows if "enough to buy" in r["question"] or "need to buy" in r["question"]}
+    shopping = {
+        r["problem_cluster"] for r in rows if "enough to buy" in r["question"] or "need to buy" in r["question"]
+    }
     assert len(shopping) == 1  # "Does Vijay have enough to buy ...?": one topic, one cluster
     assert len(majority) == CONFIG.clusters
 
@@ -64,7 +75,9 @@ def test_clusters_and_assignments_are_deterministic(clustered, tmp_path):
     index_again = cluster(tmp_path, copy_problems(run, tmp_path))
     assert file_sha256(index_again / "centroids.npy") == file_sha256(index / "centroids.npy")
     for shard in shards:
-        assert file_sha256(StageDir(tmp_path, "diversity").shard_path(shard)) == file_sha256(StageDir(run, "diversity").shard_path(shard))
+        assert file_sha256(StageDir(tmp_path, "diversity").shard_path(shard)) == file_sha256(
+            StageDir(run, "diversity").shard_path(shard)
+        )
     assert prepare_diversity(run, shards, CONFIG) == index  # reused, not refitted
 
 

@@ -44,7 +44,9 @@ class BenchmarkItem:
 
 
 def adapter(config: BenchmarkConfig, data_root: Path) -> SourceAdapter:
-    source = SourceConfig(name=config.name, format=config.format, path=config.path, domain="benchmark", limit=config.limit)
+    source = SourceConfig(
+        name=config.name, format=config.format, path=config.path, domain="benchmark", limit=config.limit
+    )
     return make_adapter(source, data_root)
 
 

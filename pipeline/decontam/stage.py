@@ -43,7 +43,9 @@ class DecontamConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     benchmarks: list[BenchmarkConfig] = Field(
-        default_factory=lambda: [BenchmarkConfig(name="mathvista_testmini", format="mathvista", path="mathvista/testmini.json")]
+        default_factory=lambda: [
+            BenchmarkConfig(name="mathvista_testmini", format="mathvista", path="mathvista/testmini.json")
+        ]
     )
     ngram: int = 13  # the classic contamination n-gram
     fallback_ngram: int = 6  # for benchmark questions shorter than `ngram` tokens; shorter still: MinHash only
@@ -122,7 +124,9 @@ class BenchmarkIndex:
         self.coverage_threshold = np.full(len(self.labels), config.fallback_coverage_threshold)
         questions = [q.split() for q in columns["question"]]
         for n in {config.ngram, config.fallback_ngram}:
-            members = [i for i, q in enumerate(questions) if ngram_size(len(q), config.ngram, config.fallback_ngram) == n]
+            members = [
+                i for i, q in enumerate(questions) if ngram_size(len(q), config.ngram, config.fallback_ngram) == n
+            ]
             if n == config.ngram:
                 self.coverage_threshold[members] = config.coverage_threshold
             hashes, offsets = word_shingle_hashes([questions[i] for i in members], n)

@@ -41,10 +41,14 @@ class Clusters:
     stats: Counter
 
 
-def representative_rank(solution_chars: pa.Array, source: pa.Array, source_id: pa.Array, problem_id: pa.Array) -> np.ndarray:
+def representative_rank(
+    solution_chars: pa.Array, source: pa.Array, source_id: pa.Array, problem_id: pa.Array
+) -> np.ndarray:
     """The rule: the longest reference solution first, then the smallest (source, source_id, problem_id);
     a stable sort leaves full ties (the same problem twice in one source) in row order."""
-    table = pa.table({"minus_chars": pc.negate(solution_chars), "source": source, "source_id": source_id, "problem_id": problem_id})
+    table = pa.table(
+        {"minus_chars": pc.negate(solution_chars), "source": source, "source_id": source_id, "problem_id": problem_id}
+    )
     order = pc.sort_indices(table, sort_keys=[(name, "ascending") for name in table.column_names]).to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(len(order))

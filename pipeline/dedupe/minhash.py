@@ -114,7 +114,11 @@ def _all_pairs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def _star_and_chain(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     member_run = np.repeat(np.arange(len(starts)), sizes - 1)
-    position = starts[member_run] + 1 + (np.arange((sizes - 1).sum()) - np.repeat(np.cumsum(sizes - 1) - (sizes - 1), sizes - 1))
+    position = (
+        starts[member_run]
+        + 1
+        + (np.arange((sizes - 1).sum()) - np.repeat(np.cumsum(sizes - 1) - (sizes - 1), sizes - 1))
+    )
     return np.concatenate([starts[member_run], position - 1]), np.concatenate([position, position])
 
 

@@ -50,7 +50,9 @@ def shard_signatures(problems: pa.Table, config: DedupeConfig) -> pa.Table:
         "numbers_key": [numbers_key(t) for t in texts],
         "minhash": pa.FixedSizeListArray.from_arrays(pa.array(minhash.ravel()), config.num_perm),
         "image_sha256": shas,
-        "image_phash": [[phash_bytes(i["bytes"], config.phash_size).astype(">u8").tobytes() for i in row or []] for row in images],
+        "image_phash": [
+            [phash_bytes(i["bytes"], config.phash_size).astype(">u8").tobytes() for i in row or []] for row in images
+        ],
         "image_aspect": [[i["width"] / i["height"] for i in row or []] for row in images],
     }
     return pa.table(columns, schema=signature_schema(config))

@@ -78,8 +78,8 @@ def _ensure_signatures(run_dir: Path, shards: Sequence[str], config: DedupeConfi
 
 
 def _load_rows(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> tuple[Rows, pa.Table, list[int], Counter]:
-    """All rows' keys and signatures (one preallocated array, filled shard by shard), the id columns,
-    shard boundaries, and image statistics."""
+    """All rows' keys and signatures (one preallocated array, filled shard by shard), their id
+    columns (+ image_cluster), the shard boundaries, and image statistics."""
     signatures = _signature_dir(run_dir)
     sizes = [signatures.marker(shard).rows for shard in shards]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64).tolist()
@@ -88,40 +88,52 @@ def _load_rows(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> tu
     pieces: dict[str, list] = {name: [] for name in columns + ["image_sha256", "image_phash", "image_aspect"]}
     for shard, start, stop in zip(shards, bounds, bounds[1:]):
         table = signatures.read(shard)
-        minhash = table.column("minhash").combine_chunks()
-        signature[start:stop] = minhash.values.to_numpy().reshape(-1, config.num_perm)
+        signature[start:stop] = table.column("minhash").combine_chunks().values.to_numpy().reshape(-1, config.num_perm)
         for name in pieces:
             pieces[name].append(table.column(name))
-    ids = pa.table({name: pa.chunked_array(pieces[name]).combine_chunks() for name in columns})
-    image_sha = pa.chunked_array(pieces["image_sha256"]).combine_chunks()
-    image_offsets = image_sha.offsets.to_numpy().astype(np.int64)
-    encoded = image_sha.flatten().dictionary_encode()
-    image_index = encoded.indices.to_numpy().astype(np.int64)
-    distinct = len(encoded.dictionary)
-    first = np.full(distinct, len(image_index), dtype=np.int64)
-    np.minimum.at(first, image_index, np.arange(len(image_index)))
-    words = config.phash_size**2 // 64
-    phash_bytes = b"".join(pa.chunked_array(pieces["image_phash"]).combine_chunks().flatten().to_pylist())
-    hashes = np.frombuffer(phash_bytes, dtype=">u8").reshape(-1, words).astype(np.uint64)[first]
-    aspects = pa.chunked_array(pieces["image_aspect"]).combine_chunks().flatten().to_numpy()[first]
-    image_key, roots, image_pairs = row_image_keys(image_offsets, image_index, hashes, aspects, config)
+    merged = {name: pa.chunked_array(chunks).combine_chunks() for name, chunks in pieces.items()}
+    image_key, image_cluster, stats = _image_groups(merged, config)
+    ids = pa.table({name: merged[name] for name in columns}).append_column("image_cluster", image_cluster)
+    rank = representative_rank(*(merged[n] for n in ("solution_chars", "source", "source_id", "problem_id")))
     rows = Rows(
-        exact_key=ids.column("exact_key").to_numpy(),
-        answer_key=ids.column("answer_key").to_numpy(),
-        numbers_key=ids.column("numbers_key").to_numpy(),
+        exact_key=merged["exact_key"].to_numpy(),
+        answer_key=merged["answer_key"].to_numpy(),
+        numbers_key=merged["numbers_key"].to_numpy(),
         image_key=image_key,
         signature=signature,
-        rank=representative_rank(*(ids.column(n) for n in ("solution_chars", "source", "source_id", "problem_id"))),
+        rank=rank,
     )
-    root_sha = encoded.dictionary.take(pa.array(roots))
-    image_cluster = pa.ListArray.from_arrays(pa.array(image_offsets, pa.int32()), root_sha.take(pa.array(image_index)))
-    joined = pc.binary_join(image_cluster, ",")
-    ids = ids.append_column("image_cluster", pc.if_else(pc.equal(pc.list_value_length(image_cluster), 0), None, joined))
-    stats = Counter(images=len(image_index), distinct_images=distinct, image_groups=len(np.unique(roots)), image_pairs_verified=image_pairs)
     return rows, ids, bounds, stats
 
 
-def _annotation(ids: pa.Table, clusters: Clusters, exact_key: np.ndarray, sizes: np.ndarray, start: int, stop: int) -> pa.Table:
+def _image_groups(columns: Mapping[str, pa.Array], config: DedupeConfig) -> tuple[np.ndarray, pa.Array, Counter]:
+    """Per row: its image key for clustering and its `image_cluster` value; distinct images are the
+    distinct sha256s, each hashed once (its first occurrence)."""
+    image_offsets = columns["image_sha256"].offsets.to_numpy().astype(np.int64)
+    encoded = columns["image_sha256"].flatten().dictionary_encode()
+    image_index = encoded.indices.to_numpy().astype(np.int64)
+    first = np.full(len(encoded.dictionary), len(image_index), dtype=np.int64)
+    np.minimum.at(first, image_index, np.arange(len(image_index)))
+    words = config.phash_size**2 // 64
+    packed = b"".join(columns["image_phash"].flatten().to_pylist())
+    hashes = np.frombuffer(packed, dtype=">u8").reshape(-1, words).astype(np.uint64)[first]
+    aspects = columns["image_aspect"].flatten().to_numpy()[first]
+    image_key, roots, pairs = row_image_keys(image_offsets, image_index, hashes, aspects, config)
+    root_sha = encoded.dictionary.take(pa.array(roots)).take(pa.array(image_index))
+    per_row = pa.ListArray.from_arrays(pa.array(image_offsets, pa.int32()), root_sha)
+    image_cluster = pc.if_else(pc.equal(pc.list_value_length(per_row), 0), None, pc.binary_join(per_row, ","))
+    stats = Counter(
+        images=len(image_index),
+        distinct_images=len(first),
+        image_groups=len(np.unique(roots)),
+        image_pairs_verified=pairs,
+    )
+    return image_key, image_cluster, stats
+
+
+def _annotation(
+    ids: pa.Table, clusters: Clusters, exact_key: np.ndarray, sizes: np.ndarray, start: int, stop: int
+) -> pa.Table:
     rows = np.arange(start, stop)
     near = clusters.near_rep[start:stop]
     problem_id = ids.column("problem_id")
@@ -172,7 +184,13 @@ def prepare_dedupe(run_dir: Path | str, shards: Sequence[str], config: DedupeCon
         parts[shard] = file_sha256(path)
     write_json_atomic(
         staging / "manifest.json",
-        {"key": key, "config": config.identity(), "parts": parts, "content_hash": stable_hash(parts), "stats": dict(stats)},
+        {
+            "key": key,
+            "config": config.identity(),
+            "parts": parts,
+            "content_hash": stable_hash(parts),
+            "stats": dict(stats),
+        },
     )
     try:
         os.replace(staging, index_dir)

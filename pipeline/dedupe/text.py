@@ -73,6 +73,7 @@ def numbers_key(normalised: str) -> int:
 
 # --- shingles -------------------------------------------------------------------------------------
 
+
 def fmix64(values: np.ndarray) -> np.ndarray:
     """MurmurHash3's 64-bit finaliser: a bijection that spreads every input bit over the output."""
     with np.errstate(over="ignore"):

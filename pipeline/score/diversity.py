@@ -67,7 +67,13 @@ def _load_model(folder: str, max_seq_length: int):
 def embed(texts: Sequence[str], config: DiversityConfig) -> np.ndarray:
     """(len(texts), 384) float32 unit vectors."""
     model = _load_model(str(model_folder(config)), config.max_seq_length)
-    vectors = model.encode(list(texts), batch_size=config.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    vectors = model.encode(
+        list(texts),
+        batch_size=config.batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
     return vectors.astype(np.float32, copy=False)
 
 
@@ -102,7 +108,9 @@ def prepare_diversity(run_dir: Path | str, shards: Sequence[str], config: Divers
     markers = [problems.marker(shard) for shard in shards]
     if any(m is None for m in markers):
         raise FileNotFoundError("diversity: every problems shard must be finished first")
-    key = stable_hash(["diversity", config.model_dump(mode="json"), model_identity(config), [m.content_sha256 for m in markers]])
+    key = stable_hash(
+        ["diversity", config.model_dump(mode="json"), model_identity(config), [m.content_sha256 for m in markers]]
+    )
     index_dir = run_dir / INDEX_DIR / key
     if (index_dir / "manifest.json").exists():
         return index_dir
@@ -120,7 +128,12 @@ def prepare_diversity(run_dir: Path | str, shards: Sequence[str], config: Divers
     sizes = np.bincount(nearest(vectors, centroids)[0], minlength=len(centroids))
     write_json_atomic(
         staging / "manifest.json",
-        {"key": key, "content_hash": file_sha256(staging / "centroids.npy"), "sample": len(texts), "sample_cluster_sizes": sizes.tolist()},
+        {
+            "key": key,
+            "content_hash": file_sha256(staging / "centroids.npy"),
+            "sample": len(texts),
+            "sample_cluster_sizes": sizes.tolist(),
+        },
     )
     try:
         os.replace(staging, index_dir)
@@ -148,7 +161,13 @@ class DiversityStage(Stage):
         questions = problems.column("question").to_pylist()
         cluster, distance = nearest(embed(questions, self.config), self.centroids) if questions else ([], [])
         table = pa.table(
-            {"problem_id": problems.column("problem_id"), "problem_cluster": pa.array(cluster, pa.int32()), "cluster_distance": pa.array(distance, pa.float32())},
+            {
+                "problem_id": problems.column("problem_id"),
+                "problem_cluster": pa.array(cluster, pa.int32()),
+                "cluster_distance": pa.array(distance, pa.float32()),
+            },
             schema=DIVERSITY_SCHEMA,
         )
-        return ShardResult(table, [], Counter(rows_in=len(questions), clusters_present=len(set(np.asarray(cluster).tolist()))))
+        return ShardResult(
+            table, [], Counter(rows_in=len(questions), clusters_present=len(set(np.asarray(cluster).tolist())))
+        )
