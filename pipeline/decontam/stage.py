@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.decontam.benchmarks import BenchmarkConfig, adapter, read_items
 from pipeline.decontam.overlap import answers_agree, ngram_size, numbers_contained, resolved_answer
-from pipeline.dedupe.minhash import band_keys, signatures
-from pipeline.dedupe.text import char_shingle_hashes, normalise, numbers_of, problem_text, word_shingle_hashes
+from pipeline.dedupe.minhash import band_keys, text_signatures
+from pipeline.dedupe.text import normalise, numbers_of, problem_text, word_shingle_hashes
 from pipeline.io import file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
 from pipeline.stage import ShardResult, Stage
 
@@ -167,8 +167,7 @@ class BenchmarkIndex:
 
 
 def _signatures(texts: list[str], config: DecontamConfig) -> np.ndarray:
-    hashes, offsets = char_shingle_hashes(texts, config.shingle_chars)
-    return signatures(hashes, offsets, config.num_perm, config.seed)
+    return text_signatures(texts, config.shingle_chars, config.num_perm, config.seed)
 
 
 class DecontamStage(Stage):

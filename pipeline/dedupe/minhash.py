@@ -9,14 +9,16 @@ but is computed for thousands of documents per numpy call instead of one Python 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 from datasketch import MinHash
 
-from pipeline.dedupe.text import fmix64
+from pipeline.dedupe.text import char_shingle_hashes, fmix64
 
 _CHUNK_ELEMENTS = 1 << 20  # shingles x permutations per numpy step: 4 MiB of uint32 scratch stays in cache
+_TEXT_BATCH = 1024  # texts shingled at once: their arrays stay in cache (2x faster than 10k at once)
 
 
 @lru_cache(maxsize=8)
@@ -56,6 +58,15 @@ def signatures(hashes: np.ndarray, offsets: np.ndarray, num_perm: int, seed: int
             permuted += b[:, None]
         out[first:last] = np.minimum.reduceat(permuted, offsets[first:last] - lo, axis=1).T
         first = last
+    return out
+
+
+def text_signatures(texts: Sequence[str], shingle_chars: int, num_perm: int, seed: int) -> np.ndarray:
+    """Signatures of the character n-gram sets of normalised texts, a cache-sized batch at a time."""
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    for start in range(0, len(texts), _TEXT_BATCH):
+        hashes, offsets = char_shingle_hashes(texts[start : start + _TEXT_BATCH], shingle_chars)
+        out[start : start + _TEXT_BATCH] = signatures(hashes, offsets, num_perm, seed)
     return out
 
 

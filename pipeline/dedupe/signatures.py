@@ -9,8 +9,8 @@ import pyarrow as pa
 
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.dedupe.imagehash import phash_bytes
-from pipeline.dedupe.minhash import signatures
-from pipeline.dedupe.text import answer_key, char_shingle_hashes, key64, normalise, numbers_key, problem_text
+from pipeline.dedupe.minhash import text_signatures
+from pipeline.dedupe.text import answer_key, key64, normalise, numbers_key, problem_text
 
 PROBLEM_COLUMNS = ["problem_id", "source", "source_id", "question", "choices", "answer", "solution", "images"]
 
@@ -38,8 +38,7 @@ def shard_signatures(problems: pa.Table, config: DedupeConfig) -> pa.Table:
     images = problems.column("images").to_pylist()
     texts = [normalise(problem_text(q, c)) for q, c in zip(rows["question"], rows["choices"])]
     shas = [[image["sha256"] for image in row or []] for row in images]
-    hashes, offsets = char_shingle_hashes(texts, config.shingle_chars)
-    minhash = signatures(hashes, offsets, config.num_perm, config.seed)
+    minhash = text_signatures(texts, config.shingle_chars, config.num_perm, config.seed)
     columns = {
         "problem_id": problems.column("problem_id"),
         "source": problems.column("source"),
