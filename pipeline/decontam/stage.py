@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -94,7 +94,7 @@ def prepare_decontam(run_dir: Path | str, config: DecontamConfig, data_root: Pat
                     "question": normalise(item.question),
                     "text": text,
                     "answer": resolved_answer(item.answer, item.choices),
-                    "numbers": numbers_of(text),
+                    "numbers": numbers_of(normalise(item.question)),  # a copy may drop the choices
                 }
             )
     staging = run_dir / INDEX_DIR / f".{key}.{os.getpid()}.tmp"
@@ -119,7 +119,7 @@ class BenchmarkIndex:
         self.benchmark = columns["benchmark"]
         self.answer = columns["answer"]
         self.numbers = columns["numbers"]
-        self.grams: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+        self.grams: dict[int, dict[int, list[int]]] = {}
         self.gram_count = np.zeros(len(self.labels), dtype=np.int64)
         self.coverage_threshold = np.full(len(self.labels), config.fallback_coverage_threshold)
         questions = [q.split() for q in columns["question"]]
@@ -130,22 +130,23 @@ class BenchmarkIndex:
             if n == config.ngram:
                 self.coverage_threshold[members] = config.coverage_threshold
             hashes, offsets = word_shingle_hashes([questions[i] for i in members], n)
+            lookup = self.grams.setdefault(n, {})
             for k, item in enumerate(members):
                 unique = set(hashes[offsets[k] : offsets[k + 1]].tolist())
                 self.gram_count[item] = len(unique)
                 for gram in unique:
-                    self.grams[n][gram].append(item)
+                    lookup.setdefault(gram, []).append(item)
         self.gram_arrays = {n: np.fromiter(lookup, dtype=np.uint32) for n, lookup in self.grams.items()}
         self.signature = _signatures(columns["text"], config)
-        self.bands: list[dict[int, list[int]]] = [defaultdict(list) for _ in range(config.bands)]
+        self.bands: list[dict[int, list[int]]] = [{} for _ in range(config.bands)]
         for item, keys in enumerate(band_keys(self.signature, config.bands).tolist()):
             for band, key in enumerate(keys):
-                self.bands[band][key].append(item)
+                self.bands[band].setdefault(key, []).append(item)
         self.band_arrays = [np.fromiter(lookup, dtype=np.uint64) for lookup in self.bands]
 
     def candidates(self, texts: list[str]) -> dict[tuple[int, int], list[float]]:
         """(row, item) -> [n-gram coverage, MinHash Jaccard] for every pair that shares anything."""
-        scores: dict[tuple[int, int], list[float]] = defaultdict(lambda: [0.0, 0.0])
+        coverage: dict[tuple[int, int], float] = {}
         token_lists = [t.split() for t in texts]
         for n, lookup in self.grams.items():
             hashes, offsets = word_shingle_hashes(token_lists, n)
@@ -154,16 +155,16 @@ class BenchmarkIndex:
             found = Counter(
                 (row, item) for row, gram in set(zip(rows.tolist(), hashes[hits].tolist())) for item in lookup[gram]
             )
-            for (row, item), count in found.items():
-                scores[(row, item)][0] = count / self.gram_count[item]
+            coverage.update({pair: count / self.gram_count[pair[1]] for pair, count in found.items()})
         signature = _signatures(texts, self.config)
+        pairs = set(coverage)
         for band, keys in enumerate(band_keys(signature, self.config.bands).T):
             for row in np.flatnonzero(np.isin(keys, self.band_arrays[band])).tolist():
-                for item in self.bands[band][int(keys[row])]:
-                    scores[(row, item)]
-        for (row, item), pair in scores.items():
-            pair[1] = float((signature[row] == self.signature[item]).mean())
-        return scores
+                pairs.update((row, item) for item in self.bands[band][int(keys[row])])
+        return {
+            (row, item): [coverage.get((row, item), 0.0), float((signature[row] == self.signature[item]).mean())]
+            for row, item in pairs
+        }
 
 
 def _signatures(texts: list[str], config: DecontamConfig) -> np.ndarray:
