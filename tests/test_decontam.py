@@ -82,7 +82,7 @@ def test_text_alone_would_also_flag_same_template_questions_over_other_tables(co
     assert {sid for source, sid in flagged if source == "tabmwp"} >= SAME_TEMPLATE_OTHER_TABLE | {"17425", "29793"}
 
 
-def test_a_test_question_pasted_inside_a_longer_problem_is_flagged(tmp_path):
+def test_a_test_question_pasted_in_a_longer_problem_or_stripped_of_its_choices_is_flagged(tmp_path):
     item = TESTMINI["30"]  # a long UniGeo question: the 13-gram path
     longer = f"Read the figure carefully. {item['question']} Explain each step before you answer."
     shard = write_shard(
@@ -93,10 +93,11 @@ def test_a_test_question_pasted_inside_a_longer_problem_is_flagged(tmp_path):
             problem_row(
                 longer.replace("35.0", "45.0"), item["answer"], choices=item["choices"], source_id="other-numbers"
             ),
+            problem_row(TESTMINI["28"]["question"], TESTMINI["28"]["answer"], source_id="choices-dropped"),
         ],
     )
     flags = read_flags(tmp_path, shard)
-    assert flags == [True, False]
+    assert flags == [True, False, True]
 
 
 def read_flags(run, shard) -> list[bool]:
