@@ -235,3 +235,9 @@ def test_the_index_is_reused_and_the_output_is_byte_identical_across_runs(dedupe
         assert file_sha256(StageDir(other, "dedupe").shard_path(shard)) == file_sha256(
             StageDir(run, "dedupe").shard_path(shard)
         )
+
+
+def test_an_empty_shard_gets_an_empty_annotation(tmp_path):
+    shards = [write_shard(tmp_path, "a-00000", []), write_shard(tmp_path, "b-00000", [problem_row("What is 3+4?", "7")])]
+    stage = DedupeStage(DedupeConfig(), prepare_dedupe(tmp_path, shards, DedupeConfig()))
+    assert [run_shard(stage, tmp_path, shard).rows for shard in shards] == [0, 1]

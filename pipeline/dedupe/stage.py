@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from pipeline.dedupe.cluster import Clusters, Rows, cluster_rows, representative_rank, row_image_keys
 from pipeline.dedupe.config import DedupeConfig
-from pipeline.dedupe.signatures import PROBLEM_COLUMNS, shard_signatures
+from pipeline.dedupe.signatures import PROBLEM_COLUMNS, shard_signatures, signature_schema
 from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
 from pipeline.stage import ShardResult, Stage
 
@@ -85,13 +85,14 @@ def _load_rows(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> tu
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64).tolist()
     signature = np.empty((bounds[-1], config.num_perm), dtype=np.uint32)
     columns = ["problem_id", "source", "source_id", "solution_chars", "exact_key", "answer_key", "numbers_key"]
-    pieces: dict[str, list] = {name: [] for name in columns + ["image_sha256", "image_phash", "image_aspect"]}
+    tables = [signature_schema(config).empty_table().drop_columns(["minhash"])]  # typed even with no rows
     for shard, start, stop in zip(shards, bounds, bounds[1:]):
         table = signatures.read(shard)
         signature[start:stop] = table.column("minhash").combine_chunks().values.to_numpy().reshape(-1, config.num_perm)
-        for name in pieces:
-            pieces[name].append(table.column(name))
-    merged = {name: pa.chunked_array(chunks).combine_chunks() for name, chunks in pieces.items()}
+        tables.append(table.drop_columns(["minhash"]))
+    merged = {
+        name: column.combine_chunks() for name, column in zip(tables[0].column_names, pa.concat_tables(tables).columns)
+    }
     image_key, image_cluster, stats = _image_groups(merged, config)
     ids = pa.table({name: merged[name] for name in columns}).append_column("image_cluster", image_cluster)
     rank = representative_rank(*(merged[n] for n in ("solution_chars", "source", "source_id", "problem_id")))

@@ -92,7 +92,7 @@ def _window_hashes(symbols: np.ndarray, lengths: np.ndarray, n: int) -> tuple[np
     hashes[offsets[i]:offsets[i + 1]]. A sequence shorter than n is one window (itself, zero-padded);
     an empty one is the all-zero window, so a signature never sees an empty set.
     """
-    windows = len(symbols) - n + 1
+    windows = max(len(symbols) - n + 1, 0)  # an empty batch has no separators either
     value = np.full(windows, np.uint64(n), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for k in range(n):  # polynomial hash of every window at once, over contiguous slices
