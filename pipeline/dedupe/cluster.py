@@ -98,13 +98,9 @@ def _group_representatives(group_keys: list[np.ndarray], rank: np.ndarray) -> np
     return rep
 
 
-def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
-    stats: Counter = Counter(rows=len(rows.rank))
-    exact_rep = _group_representatives([rows.exact_key, rows.answer_key], rows.rank)
-    conflicted = _group_representatives([rows.exact_key], rows.rank)
-    stats["exact_groups_split_by_answer"] = len(np.unique(exact_rep)) - len(np.unique(conflicted))
-    reps = np.unique(exact_rep)
-    stats["exact_groups"] = len(reps)
+def _candidate_pairs(rows: Rows, reps: np.ndarray, config: DedupeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (as positions in `reps`) that share at least one LSH bucket. Bucket keys are salted with
+    the answer, numbers and image keys: rows that differ in any of them never meet."""
     with np.errstate(over="ignore"):
         salt = (
             fmix64(rows.answer_key[reps].view(np.uint64))
@@ -113,12 +109,24 @@ def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
         ).view(np.int64)
     width = config.num_perm // config.bands
     lefts, rights = [], []
-    for band in range(config.bands):
+    for band in range(config.bands):  # one band at a time: a (reps, bands) key matrix would double the peak
         keys = band_keys(rows.signature[reps, band * width : (band + 1) * width], 1, salt)[:, 0]
         left, right = bucket_pairs(keys, rows.rank[reps], config.max_all_pairs)
         lefts.append(left)
         rights.append(right)
-    left, right = unique_pairs(np.concatenate(lefts), np.concatenate(rights))
+    return unique_pairs(np.concatenate(lefts), np.concatenate(rights))
+
+
+def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
+    """Exact groups (same exact key and answer key), then near-duplicate clusters of their
+    representatives: LSH candidates, verified by keys and estimated Jaccard, joined by union-find."""
+    stats: Counter = Counter(rows=len(rows.rank))
+    exact_rep = _group_representatives([rows.exact_key, rows.answer_key], rows.rank)
+    conflicted = _group_representatives([rows.exact_key], rows.rank)
+    stats["exact_groups_split_by_answer"] = len(np.unique(exact_rep)) - len(np.unique(conflicted))
+    reps = np.unique(exact_rep)
+    stats["exact_groups"] = len(reps)
+    left, right = _candidate_pairs(rows, reps, config)
     stats["candidate_pairs"] = len(left)
     a, b = reps[left], reps[right]
     compatible = (
