@@ -43,10 +43,6 @@ def normalise(text: str) -> str:
     return " ".join((_ASCII_TOKEN if text.isascii() else _TOKEN).findall(text))
 
 
-def tokens(text: str) -> list[str]:
-    return normalise(text).split()
-
-
 def problem_text(question: str, choices: Sequence[str] | None) -> str:
     """What near-dedupe and decontamination compare: the question, then the choices in given order."""
     return "\n".join([question, *(choices or [])])
