@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import multiprocessing
 import queue
 import re
@@ -272,6 +273,7 @@ class TreeRSS(threading.Thread):
 
 def _measure(run_dir: str, shards: list[str], config_json: str, results) -> None:
     """Child process: prepare + stage over every shard; reports wall time and peak memory."""
+    logging.basicConfig(level=logging.INFO, format="  %(message)s", stream=sys.stdout)  # phase timings
     config = DedupeConfig.model_validate_json(config_json)
     memory = TreeRSS()
     memory.start()

@@ -238,6 +238,7 @@ def test_the_index_is_reused_and_the_output_is_byte_identical_across_runs(dedupe
 
 
 def test_an_empty_shard_gets_an_empty_annotation(tmp_path):
-    shards = [write_shard(tmp_path, "a-00000", []), write_shard(tmp_path, "b-00000", [problem_row("What is 3+4?", "7")])]
+    rows = {"a-00000": [], "b-00000": [problem_row("What is 3+4?", "7")]}
+    shards = [write_shard(tmp_path, shard, shard_rows) for shard, shard_rows in rows.items()]
     stage = DedupeStage(DedupeConfig(), prepare_dedupe(tmp_path, shards, DedupeConfig()))
     assert [run_shard(stage, tmp_path, shard).rows for shard in shards] == [0, 1]

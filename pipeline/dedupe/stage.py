@@ -12,9 +12,11 @@ reuse the index and anything else builds a new one.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import shutil
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -31,6 +33,7 @@ from pipeline.dedupe.signatures import PROBLEM_COLUMNS, shard_signatures, signat
 from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
 from pipeline.stage import ShardResult, Stage
 
+log = logging.getLogger(__name__)
 INDEX_DIR = "dedupe_index"
 
 DEDUPE_SCHEMA = pa.schema(
@@ -171,10 +174,14 @@ def prepare_dedupe(run_dir: Path | str, shards: Sequence[str], config: DedupeCon
     index_dir = run_dir / INDEX_DIR / key
     if (index_dir / "manifest.json").exists():
         return index_dir
+    started = time.perf_counter()
     _ensure_signatures(run_dir, shards, config)
+    signed = time.perf_counter()
     rows, ids, bounds, stats = _load_rows(run_dir, shards, config)
+    loaded = time.perf_counter()
     clusters = cluster_rows(rows, config)
     stats.update(clusters.stats)
+    clustered = time.perf_counter()
     staging = run_dir / INDEX_DIR / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     sizes = np.bincount(clusters.near_rep, minlength=len(clusters.near_rep))
@@ -197,6 +204,18 @@ def prepare_dedupe(run_dir: Path | str, shards: Sequence[str], config: DedupeCon
         os.replace(staging, index_dir)
     except OSError:  # another process finished the same index first: theirs is identical
         shutil.rmtree(staging, ignore_errors=True)
+    log.info(
+        "dedupe index %s: %d rows; signatures %.1f s (%d workers), load + image groups %.1f s, "
+        "clustering %.1f s, writing %d parts %.1f s",
+        key,
+        len(rows.rank),
+        signed - started,
+        config.workers,
+        loaded - signed,
+        clustered - loaded,
+        len(parts),
+        time.perf_counter() - clustered,
+    )
     return index_dir
 
 

@@ -88,7 +88,8 @@ def sample_rows(sizes: Sequence[int], sample_size: int, seed: int) -> list[np.nd
     total = int(sum(sizes))
     chosen = np.sort(np.random.default_rng(seed).choice(total, size=min(sample_size, total), replace=False))
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    return [chosen[(chosen >= lo) & (chosen < hi)] - lo for lo, hi in zip(bounds, bounds[1:])]
+    cuts = np.searchsorted(chosen, bounds)
+    return [chosen[a:b] - lo for a, b, lo in zip(cuts, cuts[1:], bounds)]
 
 
 def nearest(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
