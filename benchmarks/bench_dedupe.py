@@ -45,7 +45,7 @@ from pipeline.dedupe.text import normalise, problem_text  # noqa: E402
 from pipeline.dedupe.unionfind import UnionFind  # noqa: E402
 from pipeline.ingest.sources import SourceConfig, make_adapter  # noqa: E402
 from pipeline.ingest.stage import normalise_text, problem_id  # noqa: E402
-from pipeline.io import StageDir  # noqa: E402
+from pipeline.io import StageDir, stable_hash  # noqa: E402
 from pipeline.stage import run_shard  # noqa: E402
 from schemas import PROBLEM_SCHEMA  # noqa: E402
 
@@ -237,11 +237,15 @@ def shard_table(bases: list[Base], plan: Plan, start: int, stop: int) -> pa.Tabl
 
 
 def write_problems(run_dir: Path, bases: list[Base], plan: Plan, shard_size: int, positions: range) -> list[str]:
+    """The table as problem shards; a kept run's finished shards are reused (the plan is seeded)."""
     problems = StageDir(run_dir, "problems")
+    identity = stable_hash(["bench", shard_size, len(plan.kind), positions.start, positions.stop])
     shards = []
     for number, start in enumerate(range(positions.start, positions.stop, shard_size)):
         shard = f"bench-{number:05d}"
-        problems.write(shard, shard_table(bases, plan, start, min(start + shard_size, positions.stop)), "bench", {})
+        if not problems.is_done(shard, identity):
+            table = shard_table(bases, plan, start, min(start + shard_size, positions.stop))
+            problems.write(shard, table, identity, {})
         shards.append(shard)
     return shards
 
@@ -298,6 +302,8 @@ def _measure(run_dir: str, shards: list[str], config_json: str, results) -> None
 
 
 def measure(run_dir: Path, shards: list[str], config: DedupeConfig) -> dict:
+    for previous in ("dedupe_index", "dedupe", "quarantine"):  # a kept run is measured from cold too
+        shutil.rmtree(run_dir / previous, ignore_errors=True)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     child = context.Process(target=_measure, args=(str(run_dir), shards, config.model_dump_json(), results))
@@ -385,7 +391,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
-    parser.add_argument("--keep", type=Path, default=None, help="build the run here and keep it")
+    parser.add_argument("--keep", type=Path, default=None, help="build the table here, keep it, reuse it next time")
     args = parser.parse_args()
     config = DedupeConfig(workers=args.workers)
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_dedupe_"))
