@@ -23,6 +23,7 @@ from pipeline.dedupe.imagehash import hamming, image_groups, phash_bytes
 from pipeline.dedupe.minhash import bucket_pairs, signatures
 from pipeline.dedupe.text import char_shingle_hashes, normalise
 from pipeline.dedupe.unionfind import UnionFind
+from pipeline.index import building, index_path
 from pipeline.ingest.images import ImageLimits, normalise_image
 from pipeline.io import StageDir, file_sha256
 from pipeline.stage import run_shard
@@ -242,3 +243,11 @@ def test_an_empty_shard_gets_an_empty_annotation(tmp_path):
     shards = [write_shard(tmp_path, shard, shard_rows) for shard, shard_rows in rows.items()]
     stage = DedupeStage(DedupeConfig(), prepare_dedupe(tmp_path, shards, DedupeConfig()))
     assert [run_shard(stage, tmp_path, shard).rows for shard in shards] == [0, 1]
+
+
+def test_an_index_that_fails_half_way_leaves_nothing_behind(tmp_path):
+    index_dir = index_path(tmp_path, "dedupe", "k")
+    with pytest.raises(ZeroDivisionError), building(index_dir) as staging:
+        (staging / "part").write_text("half")
+        raise ZeroDivisionError
+    assert not index_dir.exists() and not any(index_dir.parent.iterdir())

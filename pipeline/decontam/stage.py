@@ -7,9 +7,6 @@ each problem shard against them, one boolean column per benchmark plus the best 
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,10 +20,10 @@ from pipeline.decontam.benchmarks import BenchmarkConfig, adapter, read_items
 from pipeline.decontam.overlap import answers_agree, ngram_size, numbers_contained, resolved_answer
 from pipeline.dedupe.minhash import band_keys, text_signatures
 from pipeline.dedupe.text import normalise, numbers_of, problem_text, word_shingle_hashes
-from pipeline.io import file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
+from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
+from pipeline.io import file_sha256, stable_hash, write_parquet_atomic
 from pipeline.stage import ShardResult, Stage
 
-INDEX_DIR = "decontam_index"
 ITEMS_SCHEMA = pa.schema(
     [
         ("benchmark", pa.string()),
@@ -78,8 +75,8 @@ def prepare_decontam(run_dir: Path | str, config: DecontamConfig, data_root: Pat
     run_dir, data_root = Path(run_dir), Path(data_root)
     identities = [adapter(b, data_root).identity() for b in config.benchmarks]
     key = stable_hash(["decontam", config.model_dump(mode="json"), identities])
-    index_dir = run_dir / INDEX_DIR / key
-    if (index_dir / "manifest.json").exists():
+    index_dir = index_path(run_dir, "decontam", key)
+    if is_built(index_dir):
         return index_dir
     rows, counts, skipped = [], {}, {}
     for benchmark in config.benchmarks:
@@ -97,15 +94,10 @@ def prepare_decontam(run_dir: Path | str, config: DecontamConfig, data_root: Pat
                     "numbers": numbers_of(normalise(item.question)),  # a copy may drop the choices
                 }
             )
-    staging = run_dir / INDEX_DIR / f".{key}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    write_parquet_atomic(staging / "items.parquet", pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA))
-    manifest = {"key": key, "content_hash": file_sha256(staging / "items.parquet"), "items": counts, "skipped": skipped}
-    write_json_atomic(staging / "manifest.json", manifest)
-    try:
-        os.replace(staging, index_dir)
-    except OSError:  # a concurrent prepare finished the same index first
-        shutil.rmtree(staging, ignore_errors=True)
+    with building(index_dir) as staging:
+        write_parquet_atomic(staging / "items.parquet", pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA))
+        content_hash = file_sha256(staging / "items.parquet")
+        write_manifest(staging, {"key": key, "content_hash": content_hash, "items": counts, "skipped": skipped})
     return index_dir
 
 
@@ -178,7 +170,7 @@ class DecontamStage(Stage):
     def __init__(self, config: DecontamConfig, index_dir: Path | str):
         super().__init__(config)
         self.index_dir = Path(index_dir)
-        self.manifest = json.loads((self.index_dir / "manifest.json").read_text())
+        self.manifest = load_manifest(self.index_dir)
         self.output_schema = decontam_schema(config)
         self._index: BenchmarkIndex | None = None
 

@@ -11,11 +11,8 @@ reuse the index and anything else builds a new one.
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
-import os
-import shutil
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -30,11 +27,11 @@ import pyarrow.parquet as pq
 from pipeline.dedupe.cluster import Clusters, Rows, cluster_rows, representative_rank, row_image_keys
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.dedupe.signatures import PROBLEM_COLUMNS, shard_signatures, signature_schema
-from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
+from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
+from pipeline.io import StageDir, file_sha256, stable_hash, write_parquet_atomic
 from pipeline.stage import ShardResult, Stage
 
 log = logging.getLogger(__name__)
-INDEX_DIR = "dedupe_index"
 
 DEDUPE_SCHEMA = pa.schema(
     [
@@ -51,7 +48,7 @@ DEDUPE_SCHEMA = pa.schema(
 
 
 def _signature_dir(run_dir: Path) -> StageDir:
-    return StageDir(run_dir / INDEX_DIR, "signatures")
+    return StageDir(index_path(run_dir, "dedupe", "signatures").parent, "signatures")
 
 
 def _signature_hash(config: DedupeConfig, problems_sha: str) -> str:
@@ -171,8 +168,8 @@ def prepare_dedupe(run_dir: Path | str, shards: Sequence[str], config: DedupeCon
             raise FileNotFoundError(f"dedupe: problems/{shard} is not finished")
         inputs.append([shard, marker.content_sha256])
     key = stable_hash(["dedupe", config.identity(), inputs])
-    index_dir = run_dir / INDEX_DIR / key
-    if (index_dir / "manifest.json").exists():
+    index_dir = index_path(run_dir, "dedupe", key)
+    if is_built(index_dir):
         return index_dir
     started = time.perf_counter()
     _ensure_signatures(run_dir, shards, config)
@@ -182,28 +179,15 @@ def prepare_dedupe(run_dir: Path | str, shards: Sequence[str], config: DedupeCon
     clusters = cluster_rows(rows, config)
     stats.update(clusters.stats)
     clustered = time.perf_counter()
-    staging = run_dir / INDEX_DIR / f".{key}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
     sizes = np.bincount(clusters.near_rep, minlength=len(clusters.near_rep))
     parts = {}
-    for shard, start, stop in zip(shards, bounds, bounds[1:]):
-        path = staging / "parts" / f"{shard}.parquet"
-        write_parquet_atomic(path, _annotation(ids, clusters, rows.exact_key, sizes, start, stop))
-        parts[shard] = file_sha256(path)
-    write_json_atomic(
-        staging / "manifest.json",
-        {
-            "key": key,
-            "config": config.identity(),
-            "parts": parts,
-            "content_hash": stable_hash(parts),
-            "stats": dict(stats),
-        },
-    )
-    try:
-        os.replace(staging, index_dir)
-    except OSError:  # another process finished the same index first: theirs is identical
-        shutil.rmtree(staging, ignore_errors=True)
+    with building(index_dir) as staging:
+        for shard, start, stop in zip(shards, bounds, bounds[1:]):
+            path = staging / "parts" / f"{shard}.parquet"
+            write_parquet_atomic(path, _annotation(ids, clusters, rows.exact_key, sizes, start, stop))
+            parts[shard] = file_sha256(path)
+        manifest = {"key": key, "config": config.identity(), "parts": parts, "stats": dict(stats)}
+        write_manifest(staging, {**manifest, "content_hash": stable_hash(parts)})
     log.info(
         "dedupe index %s: %d rows; signatures %.1f s (%d workers), load + image groups %.1f s, "
         "clustering %.1f s, writing %d parts %.1f s",
@@ -227,7 +211,7 @@ class DedupeStage(Stage):
     def __init__(self, config: DedupeConfig, index_dir: Path | str):
         super().__init__(config)
         self.index_dir = Path(index_dir)
-        self.manifest = json.loads((self.index_dir / "manifest.json").read_text())
+        self.manifest = load_manifest(self.index_dir)
 
     def fingerprint(self) -> str:
         return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])

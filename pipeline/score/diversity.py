@@ -10,9 +10,7 @@ each problem to its nearest centroid. Selection balances over these clusters (se
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -22,10 +20,10 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic
+from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
+from pipeline.io import StageDir, file_sha256, stable_hash
 from pipeline.stage import ShardResult, Stage
 
-INDEX_DIR = "diversity_index"
 DIVERSITY_SCHEMA = pa.schema(
     [
         ("problem_id", pa.string()),
@@ -112,8 +110,8 @@ def prepare_diversity(run_dir: Path | str, shards: Sequence[str], config: Divers
     key = stable_hash(
         ["diversity", config.model_dump(mode="json"), model_identity(config), [m.content_sha256 for m in markers]]
     )
-    index_dir = run_dir / INDEX_DIR / key
-    if (index_dir / "manifest.json").exists():
+    index_dir = index_path(run_dir, "diversity", key)
+    if is_built(index_dir):
         return index_dir
     texts: list[str] = []
     for shard, rows in zip(shards, sample_rows([m.rows for m in markers], config.sample_size, config.seed)):
@@ -122,24 +120,14 @@ def prepare_diversity(run_dir: Path | str, shards: Sequence[str], config: Divers
     vectors = embed(texts, config)
     kmeans = MiniBatchKMeans(n_clusters=min(config.clusters, len(texts)), random_state=config.seed, n_init=3)
     centroids = kmeans.fit(vectors).cluster_centers_.astype(np.float32)
-    staging = run_dir / INDEX_DIR / f".{key}.{os.getpid()}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    np.save(staging / "centroids.npy", centroids)
     sizes = np.bincount(nearest(vectors, centroids)[0], minlength=len(centroids))
-    write_json_atomic(
-        staging / "manifest.json",
-        {
-            "key": key,
-            "content_hash": file_sha256(staging / "centroids.npy"),
-            "sample": len(texts),
-            "sample_cluster_sizes": sizes.tolist(),
-        },
-    )
-    try:
-        os.replace(staging, index_dir)
-    except OSError:  # a concurrent prepare finished the same index first
-        shutil.rmtree(staging, ignore_errors=True)
+    with building(index_dir) as staging:
+        np.save(staging / "centroids.npy", centroids)
+        content_hash = file_sha256(staging / "centroids.npy")
+        write_manifest(
+            staging,
+            {"key": key, "content_hash": content_hash, "sample": len(texts), "sample_cluster_sizes": sizes.tolist()},
+        )
     return index_dir
 
 
@@ -151,7 +139,7 @@ class DiversityStage(Stage):
     def __init__(self, config: DiversityConfig, index_dir: Path | str):
         super().__init__(config)
         self.index_dir = Path(index_dir)
-        self.manifest = json.loads((self.index_dir / "manifest.json").read_text())
+        self.manifest = load_manifest(self.index_dir)
         self.centroids = np.load(self.index_dir / "centroids.npy")
 
     def fingerprint(self) -> str:
