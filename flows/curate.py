@@ -1,4 +1,4 @@
-"""The `curate` flow: ingest -> generate -> verify -> score -> select -> publish -> trigger training.
+"""The `curate` flow: ingest -> dedupe, decontam -> generate -> verify -> score -> select -> publish -> train.
 
 Thin by design: every stage comes from `pipeline/`; the flow only fans shards out as tasks (paths in,
 markers out, never DataFrames) and chains stages. Finished shards are skipped by their markers, so
@@ -19,11 +19,14 @@ from prefect.futures import wait
 
 from flows.runners import task_runner_for
 from pipeline.config import RunConfig, load_config, save_resolved
+from pipeline.decontam.stage import DecontamStage, prepare_decontam
+from pipeline.dedupe.stage import DedupeStage, prepare_dedupe
 from pipeline.generate.factory import backend_identity, make_backend
 from pipeline.generate.stage import GenerateStage
 from pipeline.ingest.stage import IngestStage
 from pipeline.publish import publish_dataset, push_folder
 from pipeline.score.difficulty import DifficultyStage
+from pipeline.score.diversity import DiversityStage, prepare_diversity
 from pipeline.select.plan import plan_selection
 from pipeline.select.stage import ColdStartStage, RLStage
 from pipeline.stage import Stage, run_shard, summarise_stage
@@ -38,6 +41,12 @@ Target = Literal["all", "cold_start", "rl"]
 def shard_task(stage: Stage, run_dir: Path, shard: str) -> dict:
     marker = run_shard(stage, run_dir, shard)
     return {"shard": marker.shard, "rows": marker.rows}
+
+
+@task(cache_policy=NO_CACHE, task_run_name="prepare:{name}")
+def prepare_task(name: str, prepare, *args) -> Path:
+    """A global step (an index over all shards): streams the shards, skips itself when up to date."""
+    return prepare(*args)
 
 
 def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
@@ -109,22 +118,30 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
     ingest = IngestStage(config.ingest, config.sources, config.data_root)
     shards = ingest.shards()
     lineage = [run_stage(ingest, run_dir, shards)]
+    # Judge problems before generating: no teacher compute for duplicates or benchmark copies.
+    dedupe_index = prepare_task("dedupe", prepare_dedupe, run_dir, shards, config.dedupe)
+    lineage.append(run_stage(DedupeStage(config.dedupe, dedupe_index), run_dir, shards))
+    decontam_index = prepare_task("decontam", prepare_decontam, run_dir, config.decontam, config.data_root)
+    lineage.append(run_stage(DecontamStage(config.decontam, decontam_index), run_dir, shards))
+    judgements = ["dedupe", "decontam"]
     generate = GenerateStage(
         config.generate,
         functools.partial(make_backend, config.backend, config.data_root),
         backend_identity(config.backend),
         run_dir,
+        annotation_stages=judgements,
     )
     lineage.append(run_stage(generate, run_dir, shards))
     lineage.append(run_stage(VerifyStage(config.verify), run_dir, shards))
 
     published: dict[str, str] = {}
-    annotations: list[str] = []
     if target in ("all", "cold_start"):
-        published["cold_start"] = _select_and_publish(config, "cold_start", shards, annotations, lineage)
+        published["cold_start"] = _select_and_publish(config, "cold_start", shards, judgements, lineage)
     if target in ("all", "rl"):
         rl_lineage = lineage + [run_stage(DifficultyStage(config.score), run_dir, shards)]
-        published["rl"] = _select_and_publish(config, "rl", shards, annotations, rl_lineage)
+        diversity_index = prepare_task("diversity", prepare_diversity, run_dir, shards, config.diversity)
+        rl_lineage.append(run_stage(DiversityStage(config.diversity, diversity_index), run_dir, shards))
+        published["rl"] = _select_and_publish(config, "rl", shards, judgements + ["diversity"], rl_lineage)
         if config.train.mode != "none":
             _trigger_training(config, published["rl"])
     return published

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.decontam.stage import DecontamConfig
+from pipeline.dedupe.config import DedupeConfig
 from pipeline.generate.factory import BackendConfig
 from pipeline.generate.stage import GenerateConfig
 from pipeline.ingest.sources import SourceConfig
@@ -20,6 +22,7 @@ from pipeline.ingest.stage import IngestConfig
 from pipeline.paths import REPO_ROOT, default_data_root
 from pipeline.publish import PublishConfig
 from pipeline.score.difficulty import ScoreConfig
+from pipeline.score.diversity import DiversityConfig
 from pipeline.select.plan import SelectConfig
 from pipeline.verify.stage import VerifyStageConfig
 
@@ -43,6 +46,9 @@ class RunConfig(BaseModel):
     seed: int = 0
     sources: list[SourceConfig] = Field(default_factory=list)
     ingest: IngestConfig = IngestConfig()
+    dedupe: DedupeConfig = DedupeConfig()
+    decontam: DecontamConfig = DecontamConfig()
+    diversity: DiversityConfig = DiversityConfig()
     generate: GenerateConfig = GenerateConfig()
     backend: BackendConfig = BackendConfig()
     verify: VerifyStageConfig = VerifyStageConfig()
