@@ -45,6 +45,20 @@ def load_processing_class(model_path: Path):
     return (AutoProcessor if is_vision else AutoTokenizer).from_pretrained(model_path)
 
 
+def build_trainer(config: TrainConfig, dataset, model_path: Path):
+    from pipeline.train.rewards import build_reward_functions
+    from pipeline.train.trl_trainer import VASGRPOTrainer
+
+    return VASGRPOTrainer(
+        model=str(model_path),
+        reward_funcs=build_reward_functions(config.rewards)[0],
+        args=config.grpo_args(),
+        train_dataset=dataset,
+        processing_class=load_processing_class(model_path),
+        vas=config.vas,
+    )
+
+
 def run_training(config: TrainConfig) -> TrainResult:
     dataset, report = load_validated_rl_dataset(config.rl_dataset_dir)
     result = TrainResult(rows=report.rows, rows_with_images=report.rows_with_images)
@@ -52,26 +66,16 @@ def run_training(config: TrainConfig) -> TrainResult:
         return result
 
     from pipeline.train.plots import write_training_plots
-    from pipeline.train.rewards import build_reward_functions
-    from pipeline.train.trl_trainer import VASGRPOTrainer
 
     if config.max_rows is not None:
         dataset = dataset.select(range(min(config.max_rows, len(dataset))))
     config.output_dir.mkdir(parents=True, exist_ok=True)
     model_path = ensure_model(config, report)
-    reward_funcs, _ = build_reward_functions(config.rewards)
-    trainer = VASGRPOTrainer(
-        model=str(model_path),
-        reward_funcs=reward_funcs,
-        args=config.grpo_args(),
-        train_dataset=dataset,
-        processing_class=load_processing_class(model_path),
-        vas=config.vas,
-    )
+    trainer = build_trainer(config, dataset, model_path)
     try:
         output = trainer.train()
     finally:
-        reward_funcs[0].close()
+        trainer.close_rewards()
     trainer.save_vas_state(config.output_dir)
     history = trainer.state.log_history
     (config.output_dir / METRICS_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in history), encoding="utf-8")

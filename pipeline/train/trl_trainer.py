@@ -168,6 +168,12 @@ class VASGRPOTrainer(GRPOTrainer):
             logs["vas/sampler_seconds_total"] = self._vas_sampler.seconds_in_weighted_draws
         super().log(logs, start_time)
 
+    def close_rewards(self) -> None:
+        """Stop reward functions that hold worker processes (the verifier's math-verify pool)."""
+        for reward_func in self.reward_funcs:
+            if hasattr(reward_func, "close"):
+                reward_func.close()
+
     def vas_seconds(self) -> float:
         """Everything VAS added: table updates plus weighted draws."""
         sampler_seconds = self._vas_sampler.seconds_in_weighted_draws if self._vas_sampler else 0.0
