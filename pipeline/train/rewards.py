@@ -58,8 +58,17 @@ class AccuracyReward:
 
     __name__ = ACCURACY  # TRL logs rewards under the callable's name
 
+    _shared: AccuracyReward | None = None
+
     def __init__(self, workers: int = 1):
         self._verifier = Verifier(VerifierConfig(workers=workers))
+
+    @classmethod
+    def shared(cls) -> AccuracyReward:
+        """One per process, for callers that score one completion at a time (verl's reward manager)."""
+        if cls._shared is None:
+            cls._shared = cls()
+        return cls._shared
 
     def __call__(
         self,
