@@ -24,6 +24,7 @@ class TrainConfig(BaseModel):
     prompts_per_step: int = 2  # unique prompts per optimiser step (per device)
     max_completion_length: int = 32
     learning_rate: float = 1e-5
+    lr_scheduler_type: str = "linear"  # transformers' names; "constant" for short benchmark runs
     temperature: float = 1.0
     beta: float = 0.0  # KL coefficient; 0 skips the reference model
     max_grad_norm: float = 1.0
@@ -53,6 +54,7 @@ class TrainConfig(BaseModel):
             num_generations=self.num_generations,
             max_completion_length=self.max_completion_length,
             learning_rate=self.learning_rate,
+            lr_scheduler_type=self.lr_scheduler_type,
             temperature=self.temperature,
             beta=self.beta,
             max_grad_norm=self.max_grad_norm,
