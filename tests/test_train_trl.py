@@ -145,3 +145,13 @@ def test_train_flow_validates_a_real_rl_set(tmp_path, curated_rl_dir):
 
     result = train_flow(rl_dataset_dir=str(curated_rl_dir), output_dir=str(tmp_path), max_steps=0)
     assert result["rows"] == len(load_rl_dataset(curated_rl_dir)) and result["steps"] == 0
+
+
+def test_scoring_pass_rolls_out_every_prompt_before_training(tmp_path, curated_rl_dir, tiny_text_model):
+    trainer = _trainer(curated_rl_dir, tiny_text_model, tmp_path, max_steps=1, max_rows=4)
+    trainer.vas = VASConfig(vas_lambda=0.5, scoring_rollouts=3)
+    trainer.score_all_prompts()
+    assert set(trainer.score_table.scores) == set(trainer.prompt_ids)
+    assert all(score.observations == 1 and score.diversity is not None for score in trainer.score_table.scores.values())
+    assert not trainer.vas_history.zero_variance_fraction  # scoring rollouts are not training steps
+    assert trainer.num_generations_eval != 3 and not trainer._metrics["eval"]
