@@ -1,0 +1,285 @@
+"""Uniform vs Variance-Aware Sampling for GRPO on a task a tiny model learns on CPU in minutes.
+
+    python benchmarks/bench_vas.py [--seeds 3] [--steps 60] [--out runs/bench_vas]
+
+Task: integer additions of three difficulty levels (one-digit pairs, two-digit pairs, three terms), answered as
+"<think>a+b=c</think> \\boxed{c}". A tiny Qwen2 model gets a brief SFT on generated worked answers whose
+correctness depends on the level (mostly right, a coin flip, mostly off by one or two), so the policy starts
+with the spread of per-prompt pass rates RL sees in practice: easy prompts give all-correct groups, hard ones
+all-wrong groups, neither teaches GRPO anything. Then GRPO (TRL, the project's verifier rewards) runs with
+lambda = 0 (TRL's uniform sampler, exactly) and with VAS, same seeds and budget. Reported per arm (mean over
+seeds): the fraction of zero-variance accuracy groups, steps until the sampled pass rate on the prompts first
+reaches the target, and VAS's share of step time (table updates + weighted draws over train time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import datasets  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+from pipeline.models.tiny import TinyTextConfig, build_tiny_text_lm, train_tokenizer  # noqa: E402
+from pipeline.train.config import TrainConfig  # noqa: E402
+from pipeline.train.plots import plot_curves, plot_transition_matrix, vps_bin_edges, vps_transition_matrix  # noqa: E402
+from pipeline.train.rewards import AccuracyReward  # noqa: E402
+from pipeline.train.run import build_trainer  # noqa: E402
+from pipeline.train.trl_trainer import VASConfig  # noqa: E402
+
+LEVELS = ("one_digit", "two_digit", "three_terms")
+# Chance that an SFT worked answer is right, per level: what the warm-started policy's pass rate drifts to.
+SFT_CORRECTNESS = {"one_digit": 0.9, "two_digit": 0.5, "three_terms": 0.15}
+
+
+def make_question(rng: random.Random, level: str) -> tuple[str, int]:
+    if level == "one_digit":
+        terms = [rng.randint(0, 9), rng.randint(0, 9)]
+    elif level == "two_digit":
+        terms = [rng.randint(10, 99), rng.randint(10, 99)]
+    else:
+        terms = [rng.randint(10, 99), rng.randint(10, 99), rng.randint(0, 9)]
+    return "+".join(map(str, terms)), sum(terms)
+
+
+def worked_answer(expression: str, value: int) -> str:
+    return f"<think>{expression}={value}</think> \\boxed{{{value}}}"
+
+
+def make_prompts(rng: random.Random, size: int, mix: tuple[float, ...]) -> list[dict]:
+    rows = []
+    for number in range(size):
+        level = rng.choices(LEVELS, weights=mix)[0]
+        expression, answer = make_question(rng, level)
+        rows.append({"problem_id": f"{level}-{number}", "prompt": f"{expression}=", "answer": str(answer),
+                     "answer_type": "integer", "level": level})
+    return rows
+
+
+def sft_examples(rng: random.Random, prompts: list[dict], per_prompt: int) -> list[tuple[str, str]]:
+    """Worked answers, right with the level's SFT_CORRECTNESS, else off by one or two."""
+    examples = []
+    for row in prompts:
+        expression, answer = row["prompt"][:-1], int(row["answer"])
+        for _ in range(per_prompt):
+            value = answer if rng.random() < SFT_CORRECTNESS[row["level"]] else answer + rng.choice((-2, -1, 1, 2))
+            examples.append((row["prompt"], worked_answer(expression, value)))
+    return examples
+
+
+def supervised_warmup(model_dir: Path, examples: list[tuple[str, str]], steps: int, batch: int = 64, lr: float = 3e-3) -> None:
+    """Brief SFT (loss on the completion + end token only), saved back to `model_dir`."""
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr)
+    rng = random.Random(0)
+    model.train()
+    for _ in range(steps):
+        chosen = rng.sample(examples, batch)
+        prompts = [tokenizer(prompt).input_ids for prompt, _ in chosen]
+        completions = [tokenizer(completion).input_ids + [tokenizer.eos_token_id] for _, completion in chosen]
+        width = max(len(p) + len(c) for p, c in zip(prompts, completions))
+        ids = torch.full((batch, width), tokenizer.pad_token_id)
+        labels = torch.full((batch, width), -100)
+        attention = torch.zeros((batch, width), dtype=torch.long)
+        for row, (p, c) in enumerate(zip(prompts, completions)):
+            ids[row, : len(p) + len(c)] = torch.tensor(p + c)
+            labels[row, len(p) : len(p) + len(c)] = torch.tensor(c)
+            attention[row, : len(p) + len(c)] = 1
+        model(input_ids=ids, attention_mask=attention, labels=labels).loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    model.save_pretrained(model_dir)
+
+
+def sampled_pass_rate(model, tokenizer, rows: list[dict], reward: AccuracyReward, samples: int, max_new_tokens: int) -> float:
+    """Mean accuracy of `samples` temperature-1 completions per prompt (the quantity GRPO maximises)."""
+    was_training = model.training
+    model.eval()
+    tokenizer.padding_side = "left"
+    prompts = [row["prompt"] for row in rows for _ in range(samples)]
+    inputs = tokenizer(prompts, return_tensors="pt", padding=True)
+    torch.manual_seed(1234)  # the same sampling noise at every evaluation: differences come from the policy
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0, top_k=0,
+                                top_p=1.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    texts = tokenizer.batch_decode(output[:, inputs.input_ids.shape[1] :], skip_special_tokens=True)
+    model.train(was_training)
+    answers = [row["answer"] for row in rows for _ in range(samples)]
+    return statistics.mean(reward(texts, answer=answers, answer_type=["integer"] * len(texts)))
+
+
+class PassRateProbe(TrainerCallback):
+    """Sampled pass rate on the training prompts at step 0 and every `every` steps."""
+
+    def __init__(self, tokenizer, rows: list[dict], every: int, samples: int, max_new_tokens: int):
+        self.tokenizer, self.rows, self.every = tokenizer, rows, every
+        self.samples, self.max_new_tokens = samples, max_new_tokens
+        self.reward = AccuracyReward()
+        self.curve: list[tuple[int, float]] = []
+
+    def _measure(self, model, step: int) -> None:
+        rate = sampled_pass_rate(model, self.tokenizer, self.rows, self.reward, self.samples, self.max_new_tokens)
+        self.curve.append((step, rate))
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._measure(model, 0)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0:
+            self._measure(model, state.global_step)
+
+
+@dataclass
+class ArmRun:
+    arm: str
+    seed: int
+    zero_variance: list[tuple[int, float]] = field(default_factory=list)
+    pass_rate: list[tuple[int, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    vas_seconds: float = 0.0
+    vps_first_last: tuple[list[float], list[float]] | None = None
+
+    @property
+    def mean_zero_variance(self) -> float:
+        return statistics.mean(value for _, value in self.zero_variance)
+
+    def steps_to(self, target: float) -> int | None:
+        return next((step for step, rate in self.pass_rate if rate >= target), None)
+
+
+def run_arm(args, arm: str, vas_lambda: float, seed: int, model_dir: Path, prompts: list[dict]) -> ArmRun:
+    output_dir = args.out / f"{arm}-seed{seed}"
+    config = TrainConfig(
+        rl_dataset_dir=output_dir, output_dir=output_dir, model_path=model_dir, max_steps=args.steps, seed=seed,
+        num_generations=args.generations, prompts_per_step=args.prompts_per_step,
+        max_completion_length=args.max_completion_length, learning_rate=args.lr, lr_scheduler_type="constant",
+        vas=VASConfig(vas_lambda=vas_lambda, seed_from_pass_rate=False),
+    )
+    trainer = build_trainer(config, datasets.Dataset.from_list(prompts), model_dir)
+    probe = PassRateProbe(trainer.processing_class, prompts, args.eval_every, args.eval_samples, args.max_completion_length)
+    trainer.add_callback(probe)
+    output = trainer.train()
+    trainer.close_rewards()
+    probe.reward.close()
+    snapshots = trainer.vas_history.vps_snapshots
+    return ArmRun(
+        arm=arm, seed=seed, zero_variance=trainer.vas_history.zero_variance_fraction, pass_rate=probe.curve,
+        train_seconds=output.metrics["train_runtime"], vas_seconds=trainer.vas_seconds(),
+        vps_first_last=(snapshots[0][1], snapshots[-1][1]) if snapshots else None,
+    )
+
+
+def mean_curve(runs: list[ArmRun], attribute: str) -> list[tuple[int, float]]:
+    by_step: dict[int, list[float]] = {}
+    for run in runs:
+        for step, value in getattr(run, attribute):
+            by_step.setdefault(step, []).append(value)
+    return [(step, statistics.mean(values)) for step, values in sorted(by_step.items())]
+
+
+def summarise(runs: dict[str, list[ArmRun]], target: float, budget: int) -> dict:
+    summary = {}
+    for arm, arm_runs in runs.items():
+        steps = [run.steps_to(target) for run in arm_runs]
+        summary[arm] = {
+            "zero_variance_fraction": statistics.mean(run.mean_zero_variance for run in arm_runs),
+            "steps_to_target": steps,
+            # A run that never reaches the target counts as the whole budget (a lower bound on its real steps).
+            "mean_steps_to_target": statistics.mean(budget if s is None else s for s in steps),
+            "final_pass_rate": statistics.mean(run.pass_rate[-1][1] for run in arm_runs),
+            "vas_share_of_step_time": sum(r.vas_seconds for r in arm_runs) / sum(r.train_seconds for r in arm_runs),
+            "seconds_per_run": statistics.mean(run.train_seconds for run in arm_runs),
+        }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--vas-lambdas", type=float, nargs="+", default=[0.5], help="one VAS arm per lambda")
+    parser.add_argument("--generations", type=int, default=8)
+    parser.add_argument("--prompts-per-step", type=int, default=8)
+    parser.add_argument("--max-completion-length", type=int, default=20)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--sft-steps", type=int, default=150)
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--eval-samples", type=int, default=4)
+    parser.add_argument("--target-gain", type=float, default=0.1, help="target = step-0 pass rate + this")
+    parser.add_argument("--mix", type=float, nargs=3, default=(0.3, 0.4, 0.3), help="share of each level")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_vas"))
+    args = parser.parse_args(argv)
+    hf_logging.set_verbosity_error()
+    args.out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    rng = random.Random(0)
+    prompts = make_prompts(rng, args.prompts, tuple(args.mix))
+    examples = sft_examples(rng, prompts, per_prompt=16)
+    tokenizer = train_tokenizer([p + c for p, c in examples], vocab_size=320, vision=False)
+    model_dir = build_tiny_text_lm(args.out / "sft-model", seed=0, config=TinyTextConfig(vocab_size=320), tokenizer=tokenizer)
+    supervised_warmup(model_dir, examples, args.sft_steps)
+    print(f"SFT warm-up: {args.sft_steps} steps on {len(examples)} worked answers, {time.perf_counter() - started:.0f}s",
+          flush=True)
+
+    arms = {"uniform": 0.0, **{f"vas-{vas_lambda:g}": vas_lambda for vas_lambda in args.vas_lambdas}}
+    runs: dict[str, list[ArmRun]] = {arm: [] for arm in arms}
+    for seed in range(args.seeds):
+        for arm, vas_lambda in arms.items():
+            run = run_arm(args, arm, vas_lambda, seed, model_dir, prompts)
+            runs[arm].append(run)
+            print(f"{arm:7s} seed {seed}: zero-variance groups {run.mean_zero_variance:.3f}, pass rate "
+                  f"{run.pass_rate[0][1]:.3f} -> {run.pass_rate[-1][1]:.3f}, {run.train_seconds:.0f}s", flush=True)
+
+    start = statistics.mean(run.pass_rate[0][1] for arm_runs in runs.values() for run in arm_runs)
+    target = round(start + args.target_gain, 3)
+    summary = summarise(runs, target, args.steps)
+    print(f"\npass rate at step 0: {start:.3f}; target {target}; budget {args.steps} steps x {args.prompts_per_step} "
+          f"prompts x {args.generations} rollouts; {args.seeds} seeds")
+    print(f"{'arm':9s} {'zero-var groups':>16s} {'steps to target (per seed)':>28s} {'final pass':>11s} {'VAS share':>10s}")
+    for arm, row in summary.items():
+        steps = ",".join("-" if s is None else str(s) for s in row["steps_to_target"])
+        print(f"{arm:9s} {row['zero_variance_fraction']:16.3f} {row['mean_steps_to_target']:12.1f} ({steps:>13s}) "
+              f"{row['final_pass_rate']:11.3f} {row['vas_share_of_step_time']:10.4%}")
+    uniform = summary["uniform"]
+    for arm in list(arms)[1:]:
+        vas = summary[arm]
+        reduction = 1 - vas["zero_variance_fraction"] / uniform["zero_variance_fraction"]
+        ratio = vas["mean_steps_to_target"] / uniform["mean_steps_to_target"]
+        print(f"\n{arm}: zero-variance groups {reduction:.1%} fewer than uniform (goal >= 30%); steps to target "
+              f"{ratio:.2f}x uniform (goal <= 0.8; '-' = not reached, counted as the budget); overhead "
+              f"{vas['vas_share_of_step_time']:.3%} of step time (goal <= 1%)")
+
+    plot_curves({arm: mean_curve(r, "zero_variance") for arm, r in runs.items()}, "zero-variance group fraction",
+                args.out / "zero_variance.png")
+    plot_curves({arm: mean_curve(r, "pass_rate") for arm, r in runs.items()}, "sampled pass rate",
+                args.out / "pass_rate.png")
+    first_vas = runs[list(arms)[1]][0]
+    if first_vas.vps_first_last:
+        edges = vps_bin_edges(1.0)
+        matrix = vps_transition_matrix(*first_vas.vps_first_last, edges)
+        plot_transition_matrix(matrix, edges, "VAS seed 0: VPS bins, first -> last step", args.out / "vps_transitions.png")
+    results = {"args": {k: str(v) for k, v in vars(args).items()}, "target": target, "summary": summary,
+               "runs": {arm: [asdict(run) for run in arm_runs] for arm, arm_runs in runs.items()}}
+    (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(f"plots and results.json in {args.out}; total {time.perf_counter() - started:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

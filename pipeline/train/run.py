@@ -1,0 +1,94 @@
+"""One GRPO + VAS run from a TrainConfig: validate the RL set, get a model, train, write metrics/plots/VPS state."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline.train.config import TrainConfig
+from pipeline.train.dataset import RLDatasetReport, load_validated_rl_dataset
+
+METRICS_FILE = "metrics.jsonl"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class TrainResult:
+    rows: int
+    rows_with_images: int
+    steps: int = 0
+    model_path: str | None = None
+    final_metrics: dict = field(default_factory=dict)
+    vas_seconds: float = 0.0
+    train_seconds: float = 0.0
+    files: list[str] = field(default_factory=list)
+
+
+def ensure_model(config: TrainConfig, report: RLDatasetReport) -> Path:
+    """The configured model, or a tiny offline one (Qwen2.5-VL when the RL set has images)."""
+    if config.model_path is not None:
+        return config.model_path
+    from pipeline.models.tiny import build_tiny_qwen2_5_vl, build_tiny_text_lm
+
+    if report.rows_with_images:
+        return build_tiny_qwen2_5_vl(config.output_dir / "tiny-vl", seed=config.seed)
+    return build_tiny_text_lm(config.output_dir / "tiny-text", seed=config.seed)
+
+
+def load_processing_class(model_path: Path):
+    """A VL model's processor (the tiny one is registered by importing pipeline.models), else its tokenizer."""
+    import pipeline.models  # noqa: F401  registers the tiny processor with AutoProcessor
+    from transformers import AutoConfig, AutoProcessor, AutoTokenizer
+
+    is_vision = hasattr(AutoConfig.from_pretrained(model_path), "vision_config")
+    return (AutoProcessor if is_vision else AutoTokenizer).from_pretrained(model_path)
+
+
+def build_trainer(config: TrainConfig, dataset, model_path: Path):
+    from pipeline.train.rewards import build_reward_functions
+    from pipeline.train.trl_trainer import VASGRPOTrainer
+
+    return VASGRPOTrainer(
+        model=str(model_path),
+        reward_funcs=build_reward_functions(config.rewards)[0],
+        args=config.grpo_args(),
+        train_dataset=dataset,
+        processing_class=load_processing_class(model_path),
+        vas=config.vas,
+    )
+
+
+def run_training(config: TrainConfig) -> TrainResult:
+    dataset, report = load_validated_rl_dataset(config.rl_dataset_dir)
+    result = TrainResult(rows=report.rows, rows_with_images=report.rows_with_images)
+    if config.max_steps == 0:
+        return result
+
+    from pipeline.train.plots import write_training_plots
+
+    if config.max_rows is not None:
+        dataset = dataset.select(range(min(config.max_rows, len(dataset))))
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+    model_path = ensure_model(config, report)
+    trainer = build_trainer(config, dataset, model_path)
+    try:
+        output = trainer.train()
+    finally:
+        trainer.close_rewards()
+    trainer.save_vas_state(config.output_dir)
+    history = trainer.state.log_history
+    (config.output_dir / METRICS_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in history), encoding="utf-8")
+    vps_upper = config.vas.vps.ovs_weight + config.vas.vps.tds_weight
+    plots = write_training_plots(
+        trainer.vas_history.vps_snapshots, trainer.vas_history.zero_variance_fraction, config.output_dir, vps_upper
+    )
+    step_logs = [entry for entry in history if "loss" in entry]
+    result.steps = trainer.state.global_step
+    result.model_path = str(model_path)
+    result.final_metrics = step_logs[-1] if step_logs else {}
+    result.vas_seconds = trainer.vas_seconds()
+    result.train_seconds = output.metrics.get("train_runtime", 0.0)
+    result.files = [str(path) for path in plots] + [str(config.output_dir / METRICS_FILE)]
+    (config.output_dir / SUMMARY_FILE).write_text(json.dumps(result.__dict__, indent=2, default=str), encoding="utf-8")
+    return result

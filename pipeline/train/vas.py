@@ -1,0 +1,231 @@
+"""Variance-Aware Sampling (VAS) scores: outcome variance, trajectory diversity, Variance Promotion Score.
+
+For a prompt x with G rollouts:
+    OVS(x) = p (1 - p)               p = mean accuracy reward of the rollouts (graded rewards in [0, 1] allowed)
+    TDS(x) = diversity of the rollouts (distinct-n over the group, or 1 - self-BLEU), higher = more diverse
+    VPS(x) = a * OVS_norm(x) + b * TDS_norm(x)
+where *_norm is min-max normalisation over the scored prompts, floored so that no prompt's weight is exactly 0.
+GRPO's advantage is zero for a group whose rewards are all equal: high-OVS prompts are the ones that still teach.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+TokenIds = Sequence[int]
+DiversityMethod = Literal["distinct_n", "self_bleu"]
+
+
+def outcome_variance(rewards: Sequence[float]) -> float:
+    """p (1 - p) with p the mean reward clipped to [0, 1]: 0 for all-correct and all-wrong groups, 1/4 at p = 1/2."""
+    if len(rewards) == 0:
+        return 0.0
+    p = min(1.0, max(0.0, float(np.mean(rewards))))
+    return p * (1.0 - p)
+
+
+def _ngrams(tokens: TokenIds, n: int) -> list[tuple[int, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def distinct_n(sequences: Sequence[TokenIds], n: int = 2) -> float:
+    """Distinct n-grams over all n-grams of the group: 1/G for G identical rollouts, 1 when nothing repeats."""
+    grams = [gram for tokens in sequences for gram in _ngrams(tokens, n)]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _sentence_bleu(hypothesis: TokenIds, references: Sequence[TokenIds], max_n: int) -> float:
+    """BLEU with clipped counts against several references and NLTK's "method1" smoothing (0.1 for empty matches)."""
+    if not hypothesis:
+        return 0.0
+    log_precision = 0.0
+    for n in range(1, max_n + 1):
+        hyp_counts = Counter(_ngrams(hypothesis, n))
+        total = sum(hyp_counts.values())
+        if total == 0:  # hypothesis shorter than n: precision undefined, smooth like an empty match
+            log_precision += math.log(0.1 / 1)
+            continue
+        max_ref_counts: Counter = Counter()
+        for reference in references:
+            for gram, count in Counter(_ngrams(reference, n)).items():
+                max_ref_counts[gram] = max(max_ref_counts[gram], count)
+        matches = sum(min(count, max_ref_counts[gram]) for gram, count in hyp_counts.items())
+        log_precision += math.log((matches or 0.1) / total)
+    hyp_len = len(hypothesis)
+    closest_ref_len = min((abs(len(ref) - hyp_len), len(ref)) for ref in references)[1]
+    brevity = 1.0 if hyp_len > closest_ref_len else math.exp(1 - closest_ref_len / hyp_len)
+    return brevity * math.exp(log_precision / max_n)
+
+
+def self_bleu_diversity(sequences: Sequence[TokenIds], max_n: int = 4) -> float:
+    """1 - mean BLEU of each rollout against the others: 0 for identical rollouts (self-BLEU is a similarity)."""
+    if len(sequences) < 2:
+        return 0.0
+    bleus = [_sentence_bleu(seq, sequences[:i] + sequences[i + 1 :], max_n) for i, seq in enumerate(sequences)]
+    return 1.0 - float(np.mean(bleus))
+
+
+@dataclass(frozen=True)
+class DiversityConfig:
+    method: DiversityMethod = "distinct_n"
+    n: int = 2  # distinct-n's n, or self-BLEU's maximum n-gram order
+
+
+def trajectory_diversity(sequences: Sequence[TokenIds], config: DiversityConfig = DiversityConfig()) -> float:
+    """TDS of one group of unpadded completion token ids; 0 with fewer than two rollouts (nothing to compare)."""
+    sequences = [list(seq) for seq in sequences]
+    if len(sequences) < 2:
+        return 0.0
+    if config.method == "distinct_n":
+        return distinct_n(sequences, config.n)
+    return self_bleu_diversity(sequences, config.n)
+
+
+def minmax_normalise(values: np.ndarray, floor: float = 1e-3) -> np.ndarray:
+    """Map to [floor, 1]; a constant vector maps to all ones (it ranks nothing, so it must not bias the draw)."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return values
+    low, high = values.min(), values.max()
+    if high - low <= 1e-12:
+        return np.ones_like(values)
+    return floor + (1.0 - floor) * (values - low) / (high - low)
+
+
+def variance_promotion_scores(
+    ovs: np.ndarray, tds: np.ndarray, a: float = 0.8, b: float = 0.2, floor: float = 1e-3
+) -> np.ndarray:
+    """VPS = a * OVS_norm + b * TDS_norm over the scored prompts."""
+    return a * minmax_normalise(ovs, floor) + b * minmax_normalise(tds, floor)
+
+
+@dataclass(frozen=True)
+class VPSConfig:
+    ovs_weight: float = 0.8  # a
+    tds_weight: float = 0.2  # b
+    floor: float = 1e-3
+    # VPS of a prompt never scored: a number, or "mean" (the mean VPS of the scored prompts, 1.0 before any).
+    unscored_prior: float | Literal["mean"] = "mean"
+    # Weight of a new observation in the per-prompt EMA of p and TDS (1.0 keeps only the latest group).
+    ema_new_weight: float = 0.5
+    diversity: DiversityConfig = DiversityConfig()
+
+
+@dataclass
+class PromptScore:
+    pass_rate: float  # EMA of p
+    diversity: float | None  # EMA of TDS; None when only a pass rate is known (e.g. seeded from the RL set)
+    observations: int = 0  # rollout groups seen
+
+
+class VPSScoreTable:
+    """Per-prompt running estimates of p and TDS, keyed by prompt id, turned into sampling weights."""
+
+    def __init__(self, config: VPSConfig = VPSConfig()):
+        self.config = config
+        self.scores: dict[str, PromptScore] = {}
+        self._version = 0  # bumps on every change so `weights` can reuse its last answer
+        self._cached: tuple[int, tuple[str, ...], np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def seed_pass_rate(self, prompt_id: str, pass_rate: float) -> None:
+        """Initialise p from an offline estimate (the RL set's `pass_rate`); TDS stays unknown until rollouts."""
+        if prompt_id not in self.scores and pass_rate is not None and not math.isnan(pass_rate):
+            self.scores[prompt_id] = PromptScore(float(pass_rate), None, 0)
+            self._version += 1
+
+    def update(self, prompt_id: str, rewards: Sequence[float], completion_token_ids: Sequence[TokenIds]) -> None:
+        """Fold one rollout group (accuracy rewards + unpadded completion ids) into the prompt's EMA."""
+        p = min(1.0, max(0.0, float(np.mean(rewards))))
+        tds = trajectory_diversity(completion_token_ids, self.config.diversity)
+        current = self.scores.get(prompt_id)
+        if current is None:
+            self.scores[prompt_id] = PromptScore(p, tds, 1)
+        else:  # includes a pass rate seeded from the RL set, which the first groups then move away from
+            alpha = self.config.ema_new_weight
+            current.pass_rate = (1 - alpha) * current.pass_rate + alpha * p
+            current.diversity = tds if current.diversity is None else (1 - alpha) * current.diversity + alpha * tds
+            current.observations += 1
+        self._version += 1
+
+    def scored_vps(self) -> dict[str, float]:
+        """VPS of every scored prompt; a prompt with no TDS yet gets the mean normalised TDS of those with one."""
+        if not self.scores:
+            return {}
+        ids = list(self.scores)
+        ovs = np.array([self.scores[i].pass_rate * (1 - self.scores[i].pass_rate) for i in ids])
+        diversities = [self.scores[i].diversity for i in ids]
+        known = np.array([d is not None for d in diversities])
+        tds_norm = np.full(len(ids), 0.5)
+        if known.any():
+            tds_norm[known] = minmax_normalise(np.array([d for d in diversities if d is not None]), self.config.floor)
+            tds_norm[~known] = tds_norm[known].mean()
+        vps = self.config.ovs_weight * minmax_normalise(ovs, self.config.floor) + self.config.tds_weight * tds_norm
+        return dict(zip(ids, vps.tolist()))
+
+    def weights(self, prompt_ids: Sequence[str]) -> np.ndarray:
+        """Sampling weights aligned with `prompt_ids` (dataset order); unscored prompts get the prior."""
+        key = tuple(prompt_ids)
+        if self._cached is not None and self._cached[0] == self._version and self._cached[1] == key:
+            return self._cached[2]
+        scored = self.scored_vps()
+        prior = self.config.unscored_prior
+        if prior == "mean":
+            prior = float(np.mean(list(scored.values()))) if scored else 1.0
+        weights = np.array([scored.get(prompt_id, prior) for prompt_id in prompt_ids], dtype=np.float64)
+        self._cached = (self._version, key, weights)
+        return weights
+
+    def state_dict(self) -> dict:
+        return {
+            "config": asdict(self.config),
+            "scores": {prompt_id: asdict(score) for prompt_id, score in self.scores.items()},
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.scores = {prompt_id: PromptScore(**score) for prompt_id, score in state["scores"].items()}
+        self._version += 1
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.state_dict()), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path, config: VPSConfig | None = None) -> VPSScoreTable:
+        """Load scores; the saved config is used unless one is given (a resumed run may change weights)."""
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        table = cls(config or vps_config_from_dict(state["config"]))
+        table.load_state_dict(state)
+        return table
+
+
+def vps_config_from_dict(values: Mapping) -> VPSConfig:
+    fields = dict(values)
+    fields["diversity"] = DiversityConfig(**fields.get("diversity", {}))
+    return VPSConfig(**fields)
+
+
+def group_rollouts(
+    prompt_ids: Sequence[str], rewards: Sequence[float], completion_ids: Sequence[TokenIds], group_size: int
+) -> Iterable[tuple[str, list[float], list[TokenIds]]]:
+    """Split a flat batch into its consecutive groups of `group_size` rollouts of one prompt (TRL's layout)."""
+    if not len(prompt_ids) == len(rewards) == len(completion_ids) or len(prompt_ids) % group_size:
+        raise ValueError(f"{len(prompt_ids)} rollouts do not split into groups of {group_size}")
+    for start in range(0, len(prompt_ids), group_size):
+        ids = set(prompt_ids[start : start + group_size])
+        if len(ids) != 1:
+            raise ValueError(f"rollouts {start}..{start + group_size - 1} mix prompts {sorted(ids)}")
+        yield (
+            prompt_ids[start],
+            [float(r) for r in rewards[start : start + group_size]],
+            list(completion_ids[start : start + group_size]),
+        )

@@ -1,0 +1,157 @@
+"""GRPO + VAS really trains (tiny text model on the curated GSM8K RL set, tiny Qwen2.5-VL on TabMWP tables),
+checkpoints and restores its VPS state, and the train flow validates a real RL set."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+from trl.trainer.utils import RepeatSampler
+
+from pipeline.models.tiny import build_tiny_text_lm, train_tokenizer
+from pipeline.prompts import chat_messages
+from pipeline.train.config import TrainConfig
+from pipeline.train.dataset import RLDatasetError, load_rl_dataset, load_validated_rl_dataset
+from pipeline.train.run import build_trainer, run_training
+from pipeline.train.trl_trainer import VAS_HISTORY_FILE, VPS_STATE_FILE, VASConfig, VASGRPOTrainer
+from pipeline.train.vas import VPSScoreTable
+from schemas import RL_SCHEMA
+
+SMOKE = dict(max_steps=2, max_rows=8, num_generations=2, prompts_per_step=2, max_completion_length=8)
+
+
+@pytest.fixture(scope="session")
+def curated_rl_dir(tmp_path_factory, prefect_harness, data_root) -> Path:
+    from flows.curate import curate
+
+    runs = tmp_path_factory.mktemp("curate")
+    return Path(curate(target="rl", overrides=[f"runs_root={runs}", "run_name=t", "train.mode=none"])["rl"])
+
+
+@pytest.fixture(scope="session")
+def tabmwp_rl_dir(tmp_path_factory, data_root) -> Path:
+    """A few RL rows in the published columns, from real TabMWP problems and their table images."""
+    problems = json.loads((data_root / "tabmwp" / "problems.json").read_text(encoding="utf-8"))
+    rows = []
+    for source_id, problem in list(problems.items())[:6]:
+        png = (data_root / "tabmwp" / "tables" / f"{source_id}.png").read_bytes()
+        question_type = "multi_choice" if problem["ques_type"] == "multi_choice" else "free_form"
+        fields = {"question": problem["question"], "choices": problem["choices"], "unit": problem["unit"], "domain": "table_math"}
+        rows.append(
+            {
+                "problem_id": f"tabmwp-{source_id}",
+                "prompt": chat_messages(fields),
+                "images": [{"bytes": png, "path": None}],
+                "answer": problem["answer"],
+                "answer_type": {"integer_number": "integer", "decimal_number": "float"}.get(problem["ans_type"], "text"),
+                "question_type": question_type,
+                "choices": problem["choices"],
+                "precision": None,
+                "unit": problem["unit"],
+                "pass_rate": 0.5,
+                "num_rollouts": 0,
+                "source": "tabmwp",
+                "domain": "table_math",
+            }
+        )
+    features = datasets.Features.from_arrow_schema(RL_SCHEMA)
+    features["images"] = datasets.List(datasets.Image())
+    folder = tmp_path_factory.mktemp("tabmwp-rl")
+    datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tmp_path_factory) -> Path:
+    return build_tiny_text_lm(tmp_path_factory.mktemp("tiny-text"), tokenizer=train_tokenizer(vocab_size=1024, vision=False))
+
+
+def test_curated_rl_set_is_trl_ready(curated_rl_dir):
+    dataset, report = load_validated_rl_dataset(curated_rl_dir)
+    assert report.rows == len(dataset) > 100 and report.rows_with_images == 0
+    assert {"answer", "answer_type", "question_type", "choices", "precision", "unit"} <= set(dataset.column_names)
+
+
+def test_validation_names_what_is_wrong(tmp_path, curated_rl_dir):
+    rows = load_rl_dataset(curated_rl_dir).select(range(4)).to_list()
+    rows[1]["prompt"] = [{"role": "assistant", "content": "hi"}]
+    rows[2]["answer"] = " "
+    bad = tmp_path / "bad"
+    datasets.Dataset.from_list(rows, features=load_rl_dataset(curated_rl_dir).features).to_parquet(
+        str(bad / "data" / "train-00000-of-00001.parquet")
+    )
+    with pytest.raises(RLDatasetError, match="prompt roles") as error:
+        load_validated_rl_dataset(bad)
+    assert "no gold answer" in str(error.value)
+
+
+def test_grpo_vas_trains_a_tiny_text_model(tmp_path, curated_rl_dir, tiny_text_model):
+    config = TrainConfig(rl_dataset_dir=curated_rl_dir, output_dir=tmp_path, model_path=tiny_text_model, **SMOKE)
+    result = run_training(config)
+    assert result.steps == 2
+    assert {"grad_norm", "frac_reward_zero_std", "vas/frac_accuracy_zero_variance", "rewards/accuracy/mean"} <= set(
+        result.final_metrics
+    )
+    table = VPSScoreTable.load(tmp_path / VPS_STATE_FILE)
+    assert sum(score.observations for score in table.scores.values()) == 2 * 2  # 2 steps x 2 prompt groups
+    for name in ("vps_histogram.png", "vps_transitions.png", "zero_variance.png", "metrics.jsonl"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert 0 < result.vas_seconds < result.train_seconds
+
+
+def test_grpo_vas_trains_a_tiny_qwen2_5_vl_on_table_images(tmp_path, tabmwp_rl_dir):
+    config = TrainConfig(rl_dataset_dir=tabmwp_rl_dir, output_dir=tmp_path, **SMOKE)  # builds the tiny VL model
+    result = run_training(config)
+    assert result.rows_with_images == 6 and result.steps == 2
+    assert Path(result.model_path).name == "tiny-vl"
+    assert result.final_metrics["vas/scored_prompts"] >= 2
+
+
+def _trainer(curated_rl_dir, model, output_dir, vas_lambda=0.5, **overrides) -> VASGRPOTrainer:
+    config = TrainConfig(
+        rl_dataset_dir=curated_rl_dir, output_dir=output_dir, model_path=model, vas=VASConfig(vas_lambda=vas_lambda), **{**SMOKE, **overrides}
+    )
+    return build_trainer(config, load_rl_dataset(curated_rl_dir).select(range(config.max_rows)), model)
+
+
+def test_vps_state_is_checkpointed_and_restored_on_resume(tmp_path, curated_rl_dir, tiny_text_model):
+    first = _trainer(curated_rl_dir, tiny_text_model, tmp_path, max_steps=1, save_steps=1)
+    first.train()
+    checkpoint = tmp_path / "checkpoint-1"
+    saved = json.loads((checkpoint / VPS_STATE_FILE).read_text())
+    assert (checkpoint / VAS_HISTORY_FILE).exists()
+    resumed = _trainer(curated_rl_dir, tiny_text_model, tmp_path, max_steps=2, save_steps=1)
+    assert resumed.score_table.state_dict()["scores"] != saved["scores"]  # fresh: seeded from pass_rate only
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 2
+    # Restored, then one more step of 2 prompt groups on top: history and observations both continue.
+    assert [step for step, _ in resumed.vas_history.zero_variance_fraction] == [0, 1]
+    saved_observations = sum(score["observations"] for score in saved["scores"].values())
+    assert saved_observations == 2
+    assert sum(score.observations for score in resumed.score_table.scores.values()) == saved_observations + 2
+
+
+def test_lambda_zero_trainer_uses_trl_uniform_order(tmp_path, curated_rl_dir, tiny_text_model):
+    trainer = _trainer(curated_rl_dir, tiny_text_model, tmp_path, vas_lambda=0.0)
+    ours = trainer._get_train_sampler()
+    reference = RepeatSampler(trainer.train_dataset, ours.mini_repeat_count, ours.batch_size, ours.repeat_count, seed=trainer.args.seed)
+    assert list(ours) == list(reference)
+
+
+def test_train_flow_validates_a_real_rl_set(tmp_path, curated_rl_dir):
+    from flows.train import train_flow
+
+    result = train_flow(rl_dataset_dir=str(curated_rl_dir), output_dir=str(tmp_path), max_steps=0)
+    assert result["rows"] == len(load_rl_dataset(curated_rl_dir)) and result["steps"] == 0
+
+
+def test_scoring_pass_rolls_out_every_prompt_before_training(tmp_path, curated_rl_dir, tiny_text_model):
+    trainer = _trainer(curated_rl_dir, tiny_text_model, tmp_path, max_steps=1, max_rows=4)
+    trainer.vas = VASConfig(vas_lambda=0.5, scoring_rollouts=3)
+    trainer.score_all_prompts()
+    assert set(trainer.score_table.scores) == set(trainer.prompt_ids)
+    assert all(score.observations == 1 and score.diversity is not None for score in trainer.score_table.scores.values())
+    assert not trainer.vas_history.zero_variance_fraction  # scoring rollouts are not training steps
+    assert trainer.num_generations_eval != 3 and not trainer._metrics["eval"]
