@@ -11,7 +11,10 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 RUN ?= default
 
-.PHONY: install install-vllm test test-fast rl-data cold-start serve bench clean
+# Train on the RL set of run $(RUN): make train STEPS=20
+STEPS ?= 2
+
+.PHONY: install install-vllm test test-fast rl-data cold-start train serve bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,15 +42,19 @@ rl-data:
 cold-start:
 	$(PY) -m flows.curate --target cold_start run_name=$(RUN)
 
+train:
+	$(PY) -m flows.train --rl-dataset-dir runs/$(RUN)/datasets/rl --output-dir runs/$(RUN)/train --max-steps $(STEPS)
+
 # Start a Prefect server on loopback and serve the deployments curate/cold-start, curate/rl, train/grpo-vas.
 serve:
 	$(PY) -m flows.deploy --start-server
 
+# Each hot stage against its baseline in one process run (minutes each; not part of the tests).
 bench:
 	$(PY) benchmarks/bench_verify.py
-	$(PY) benchmarks/bench_dedupe.py --rows 200000
+	$(PY) benchmarks/bench_dedupe.py --rows 1600000 --naive-rows 20000
 	$(PY) benchmarks/bench_generate.py
-	$(PY) benchmarks/bench_vas.py
+	$(PY) benchmarks/bench_vas.py --seeds 3
 
 clean:
 	rm -rf runs .prefect .pytest_cache

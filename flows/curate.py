@@ -74,6 +74,7 @@ def _select_and_publish(config: RunConfig, which: str, shards: list[str], annota
     }[which]
     summary = run_stage(stage, config.run_dir, shards)
     summary["drops"] = plan_summary["drops"]
+    summary["composition"] = plan_summary["composition"]
     summary["counts"]["selected"] = plan_summary["selected"]
     summary["counts"]["target"] = plan_summary["target"]
     return _publish(config, stage, schema, shards, lineage + [summary], repo_id)

@@ -7,19 +7,22 @@ everything a stage must not care about: skipping finished shards, atomic output,
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel
 
 from pipeline.io import QuarantinedRow, ShardMarker, StageDir, quarantine_dir, quarantine_table, stable_hash, write_json_atomic
 from schemas import validate_table
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -102,3 +105,25 @@ def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str])
     }
     write_json_atomic(out.path / "stats.json", summary)
     return summary
+
+
+class SharedResource(Generic[T]):
+    """Built on first use and shared by the shard threads of a stage (one engine, one worker pool);
+    when a stage is pickled for Dask/Ray workers only the recipe travels, and each builds its own."""
+
+    def __init__(self, factory: Callable[[], T]):
+        self.factory = factory
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> T:
+        with self._lock:
+            if self._value is None:
+                self._value = self.factory()
+            return self._value
+
+    def __getstate__(self) -> dict:
+        return {"factory": self.factory}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["factory"])

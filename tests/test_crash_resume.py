@@ -11,15 +11,31 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.paths import REPO_ROOT
 
-STAGES = ["problems", "generations", "verified", "cold_start", "difficulty", "rl"]
+STAGES = ["problems", "dedupe", "decontam", "generations", "verified", "cold_start", "difficulty", "diversity", "rl"]
+
+
+SMALL_RUN = {
+    "sources": [
+        {"name": "tabmwp", "format": "tabmwp", "path": "tabmwp/problems.json", "domain": "table_math", "limit": 300},
+        {"name": "gsm8k", "format": "gsm8k", "path": "gsm8k/test.jsonl", "domain": "arithmetic_word", "limit": 300},
+    ],
+    "ingest": {"shard_size": 100},
+    "diversity": {"clusters": 8},
+    "train": {"mode": "none"},
+}
 
 
 def flow_command(runs_root: Path, run_name: str) -> list[str]:
-    overrides = [f"runs_root={runs_root}", f"run_name={run_name}", "ingest.shard_size=250", "train.mode=none"]
-    return [sys.executable, "-m", "flows.curate", "--target", "all", *overrides]
+    config = runs_root / "small.yaml"
+    if not config.exists():
+        runs_root.mkdir(parents=True, exist_ok=True)
+        config.write_text(yaml.safe_dump(SMALL_RUN))
+    overrides = [f"runs_root={runs_root}", f"run_name={run_name}"]
+    return [sys.executable, "-m", "flows.curate", "--target", "all", "--config", str(config), *overrides]
 
 
 def start(command: list[str], home: Path) -> subprocess.Popen:

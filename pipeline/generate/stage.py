@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -21,7 +20,7 @@ from pydantic import BaseModel
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult
 from pipeline.io import stable_hash
 from pipeline.judgements import keep_mask
-from pipeline.stage import ShardResult, Stage
+from pipeline.stage import SharedResource, ShardResult, Stage
 from schemas import GENERATION_SCHEMA
 
 JOURNAL_DIR = "_journal"
@@ -100,29 +99,13 @@ class GenerateStage(Stage):
         super().__init__(config)
         self.annotation_stages = tuple(annotation_stages)  # duplicates and contaminated problems get no requests
         self.inputs = ("problems", *self.annotation_stages)
-        self.backend_factory = backend_factory
         self.backend_identity = backend_identity  # what the backend's output depends on (models, recordings)
         self.run_dir = Path(run_dir)
-        self._backend: GenerationBackend | None = None
-        self._backend_lock = threading.Lock()
+        self._backend = SharedResource(backend_factory)
 
     @property
     def backend(self) -> GenerationBackend:
-        # Shards run in parallel threads: they must share one backend (one engine, one connection pool).
-        with self._backend_lock:
-            if self._backend is None:
-                self._backend = self.backend_factory()
-            return self._backend
-
-    def __getstate__(self) -> dict:
-        """Ship the recipe, not the live backend, to Dask/Ray workers; each builds its own there."""
-        state = self.__dict__.copy()
-        state["_backend"], state["_backend_lock"] = None, None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._backend_lock = threading.Lock()
+        return self._backend.get()
 
     def fingerprint(self) -> str:
         return stable_hash([super().fingerprint(), self.backend_identity])

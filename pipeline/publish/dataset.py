@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,36 +40,40 @@ def _with_features(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
-def _plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
+@contextmanager
+def _figure(path: Path, title: str, xlabel: str | None = None, ylabel: str = "rows"):
+    """A small Agg figure saved to `path` without a version string: identical runs, identical bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6, 3))
-    names = sorted(counts)
-    axis.bar(names, [counts[n] for n in names], color="#4c72b0")
+    yield axis
     axis.set_title(title)
-    axis.set_ylabel("rows")
-    figure.tight_layout()
-    figure.savefig(path, metadata={"Software": None})  # no version string: identical runs, identical bytes
-    plt.close(figure)
-
-
-def _plot_histogram(values: list[float], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 3))
-    axis.hist(values, bins=10, range=(0.0, 1.0), color="#55a868", edgecolor="white")
-    axis.set_title(title)
-    axis.set_xlabel("pass rate")
-    axis.set_ylabel("problems")
+    axis.set_ylabel(ylabel)
+    if xlabel:
+        axis.set_xlabel(xlabel)
     figure.tight_layout()
     figure.savefig(path, metadata={"Software": None})
     plt.close(figure)
+
+
+def _plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
+    with _figure(path, title) as axis:
+        names = sorted(counts)
+        axis.bar(names, [counts[n] for n in names], color="#4c72b0")
+
+
+def _plot_cluster_sizes(sizes: dict[str, int], title: str, path: Path) -> None:
+    ordered = sorted(sizes.values(), reverse=True)
+    with _figure(path, title, f"cluster, by size ({len(ordered)} clusters)", "problems") as axis:
+        axis.bar(range(len(ordered)), ordered, color="#8172b2")
+
+
+def _plot_histogram(values: list[float], title: str, path: Path) -> None:
+    with _figure(path, title, "pass rate", "problems") as axis:
+        axis.hist(values, bins=10, range=(0.0, 1.0), color="#55a868", edgecolor="white")
 
 
 def publish_dataset(
@@ -107,6 +112,10 @@ def publish_dataset(
     if pass_rates:
         _plot_histogram(pass_rates, f"{stage}: difficulty", staging / "difficulty.png")
         plots.append("difficulty.png")
+    clusters = next((s["composition"]["problem_cluster"] for s in stage_stats if "problem_cluster" in s.get("composition", {})), None)
+    if clusters:
+        _plot_cluster_sizes(clusters, f"{stage}: problems per embedding cluster", staging / "clusters.png")
+        plots.append("clusters.png")
     environment = Environment(loader=FileSystemLoader(config.card_templates), undefined=StrictUndefined, keep_trailing_newline=True)
     card = environment.get_template(f"{stage}.md.j2").render(
         rows=rows,

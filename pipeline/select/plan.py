@@ -120,11 +120,13 @@ def plan_selection(
         chosen = quota_sample(keys, target, seed=seed, max_per_group=config.max_per_group)
         drops["dropped_by_balancing"] += candidates.num_rows - len(chosen)
         candidates = candidates.take(pa.array(chosen, pa.int64()))
+    composition = {name: dict(sorted(Counter(map(str, candidates.column(name).to_pylist())).items())) for name in used_keys}
     plan = candidates.select(["shard", "key"]).cast(PLAN_SCHEMA)
     write_parquet_atomic(plan_path, plan)
     write_json_atomic(
         summary_path,
         {"fingerprint": fingerprint, "selected": plan.num_rows, "target": target, "balanced_by": used_keys,
+         "composition": composition,
          "drops": dict(sorted(drops.items())),
          "plan_sha256": file_sha256(plan_path)},
     )

@@ -7,7 +7,7 @@ Fast paths run in this process and only the leftovers go to math-verify's proces
 from __future__ import annotations
 
 import atexit
-import threading
+import functools
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
-from pipeline.stage import ShardResult, Stage
+from pipeline.stage import SharedResource, ShardResult, Stage
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
 from schemas import GENERATION_SCHEMA
 
@@ -26,6 +26,12 @@ class VerifyStageConfig(BaseModel):
     quality: dict[str, Any] = Field(default_factory=dict)  # QualityConfig fields, e.g. {require_think: true}
 
 
+def start_verifier(workers: int, timeout_s: float) -> Verifier:
+    verifier = Verifier(VerifierConfig(workers=workers, timeout_s=timeout_s))
+    atexit.register(verifier.close)
+    return verifier
+
+
 class VerifyStage(Stage):
     name = "verified"
     inputs = ("problems", "generations")
@@ -33,26 +39,12 @@ class VerifyStage(Stage):
 
     def __init__(self, config: VerifyStageConfig):
         super().__init__(config)
-        self._verifier: Verifier | None = None
-        self._lock = threading.Lock()
+        # One verifier (one set of math-verify workers) for all shards: starting workers costs seconds.
+        self._verifier = SharedResource(functools.partial(start_verifier, config.workers, config.timeout_s))
 
     @property
     def verifier(self) -> Verifier:
-        # One verifier (one set of math-verify workers) for all shards: starting workers costs seconds.
-        with self._lock:
-            if self._verifier is None:
-                self._verifier = Verifier(VerifierConfig(workers=self.config.workers, timeout_s=self.config.timeout_s))
-                atexit.register(self._verifier.close)
-            return self._verifier
-
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_verifier"], state["_lock"] = None, None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        return self._verifier.get()
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
