@@ -21,6 +21,7 @@ import argparse
 import json
 import logging
 import multiprocessing
+import os
 import queue
 import re
 import resource
@@ -288,11 +289,15 @@ def _measure(run_dir: str, shards: list[str], config_json: str, results) -> None
     with ThreadPoolExecutor(config.workers) as pool:  # run_shard is Parquet I/O: threads overlap it
         list(pool.map(lambda shard: run_shard(stage, run_dir, shard), shards))
     finished = time.perf_counter()
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     results.put(
         {
             "prepare_s": prepared - started,
             "stage_s": finished - prepared,
             "wall_s": finished - started,
+            # CPU seconds of main + workers: on a shared machine, what the wall time would have cost alone
+            "cpu_s": own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime,
+            "load_average": os.getloadavg()[0],
             "peak_rss_tree_bytes": memory.stop(),
             "peak_rss_main_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "peak_rss_worker_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
@@ -427,7 +432,8 @@ def full_run(run_dir: Path, shards: list[str], plan: Plan, config: DedupeConfig)
     rows = full["index_stats"]["rows"]
     print(
         f"ours, {config.workers} workers: {rows / full['wall_s']:,.0f} docs/s, wall {full['wall_s']:.1f} s "
-        f"(prepare {full['prepare_s']:.1f} s + stage {full['stage_s']:.1f} s); peak RSS of main + workers "
+        f"(prepare {full['prepare_s']:.1f} s + stage {full['stage_s']:.1f} s), {full['cpu_s']:.0f} CPU-s, 1-min load "
+        f"average at the end {full['load_average']:.1f} on {os.cpu_count()} cores; peak RSS of main + workers "
         f"together {full['peak_rss_tree_bytes'] / 2**30:.2f} GiB (main alone "
         f"{full['peak_rss_main_kb'] / 2**20:.2f} GiB, largest worker {full['peak_rss_worker_kb'] / 2**20:.2f} GiB)"
     )

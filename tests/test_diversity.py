@@ -21,12 +21,12 @@ from pipeline.score.diversity import (
 from pipeline.select.balance import quota_sample, water_fill
 from pipeline.stage import run_shard
 
-CONFIG = DiversityConfig(clusters=6, sample_size=200, seed=3)
+CONFIG = DiversityConfig(clusters=6, sample_size=120, seed=3)
 
 
-def ingest_sample(run_dir, per_source: int = 100) -> list[str]:
+def ingest_sample(run_dir, per_source: int = 60) -> list[str]:
     sources = [SourceConfig(**{**s.model_dump(), "limit": per_source}) for s in REAL_SOURCES]
-    stage = IngestStage(IngestConfig(shard_size=100), sources, DATA_ROOT)
+    stage = IngestStage(IngestConfig(shard_size=60), sources, DATA_ROOT)
     for shard in stage.shards():
         run_shard(stage, run_dir, shard)
     return stage.shards()
@@ -56,7 +56,7 @@ def test_embeddings_are_384_dimensional_unit_vectors():
 def test_real_questions_cluster_by_kind_of_problem(clustered):
     run, shards, _ = clustered
     rows = [{**p, **d} for p, d in zip(read_stage(run, "problems", shards), read_stage(run, "diversity", shards))]
-    assert len(rows) == 200 and all(0 <= r["problem_cluster"] < CONFIG.clusters for r in rows)
+    assert len(rows) == 120 and all(0 <= r["problem_cluster"] < CONFIG.clusters for r in rows)
     majority = {
         c: Counter(r["source"] for r in rows if r["problem_cluster"] == c).most_common(1)[0][0]
         for c in {r["problem_cluster"] for r in rows}
