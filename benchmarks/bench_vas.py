@@ -1,6 +1,6 @@
 """Uniform vs Variance-Aware Sampling for GRPO on a task a tiny model learns on CPU in minutes.
 
-    python benchmarks/bench_vas.py [--seeds 3] [--steps 60] [--out runs/bench_vas]
+    python benchmarks/bench_vas.py [--seeds 3] [--steps 40] [--vas-lambdas 0.5 1.0] [--out runs/bench_vas]
 
 Task: integer additions of three difficulty levels (one-digit pairs, two-digit pairs, three terms), answered as
 "<think>a+b=c</think> \\boxed{c}". A tiny Qwen2 model gets a brief SFT on generated worked answers whose
@@ -211,21 +211,23 @@ def summarise(runs: dict[str, list[ArmRun]], target: float, budget: int) -> dict
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--vas-lambdas", type=float, nargs="+", default=[0.5], help="one VAS arm per lambda")
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--vas-lambdas", type=float, nargs="+", default=[0.5, 1.0], help="one VAS arm each")
     parser.add_argument("--generations", type=int, default=8)
     parser.add_argument("--prompts-per-step", type=int, default=8)
     parser.add_argument("--max-completion-length", type=int, default=20)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--sft-steps", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=3e-4, help="1e-3 collapses the tiny policy")
+    parser.add_argument("--sft-steps", type=int, default=600)
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--eval-every", type=int, default=5)
-    parser.add_argument("--eval-samples", type=int, default=4)
+    parser.add_argument("--eval-samples", type=int, default=8)
     parser.add_argument("--target-gain", type=float, default=0.1, help="target = step-0 pass rate + this")
     parser.add_argument("--mix", type=float, nargs=3, default=(0.3, 0.4, 0.3), help="share of each level")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 is fastest for a 64-wide model")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_vas"))
     args = parser.parse_args(argv)
     hf_logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 

@@ -38,7 +38,7 @@ class VASConfig:
     scoring_rollouts: int = 0  # > 0: score every prompt before training; 0: seed from `pass_rate`, else the prior
     seed_from_pass_rate: bool = True
     refresh_every_steps: int = 0  # > 0: re-score every prompt with the current policy that often
-    snapshot_every_steps: int = 1  # how often the VPS of all prompts is recorded for the transition plot
+    snapshot_every_steps: int = 10  # how often the VPS of all prompts is recorded (transition plot); O(prompts) each
 
 
 @dataclass
