@@ -34,11 +34,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  #
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from pipeline.models.tiny import TinyTextConfig, build_tiny_text_lm, train_tokenizer  # noqa: E402
-from pipeline.train.config import TrainConfig  # noqa: E402
+from pipeline.train.config import TrainConfig, VASConfig  # noqa: E402
 from pipeline.train.plots import plot_curves, plot_transition_matrix, vps_bin_edges, vps_transition_matrix  # noqa: E402
 from pipeline.train.rewards import AccuracyReward  # noqa: E402
 from pipeline.train.run import build_trainer  # noqa: E402
-from pipeline.train.trl_trainer import VASConfig  # noqa: E402
+
 
 LEVELS = ("one_digit", "two_digit", "three_terms")
 # Chance that an SFT worked answer is right, per level: what the warm-started policy's pass rate drifts to.

@@ -21,24 +21,11 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from pipeline.train.rewards import ACCURACY
+from pipeline.train.config import VASConfig
 from pipeline.train.sampler import VASRepeatSampler
-from pipeline.train.vas import VPSConfig, VPSScoreTable, group_rollouts
+from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable, group_rollouts
 
-VPS_STATE_FILE = "vps_state.json"
 VAS_HISTORY_FILE = "vas_history.json"
-
-
-@dataclass(frozen=True)
-class VASConfig:
-    vas_lambda: float = 0.5  # share of each batch drawn by VPS; 0 = TRL's uniform sampling exactly
-    vps: VPSConfig = field(default_factory=VPSConfig)
-    prompt_id_column: str = "problem_id"
-    accuracy_reward: str = ACCURACY  # the reward function whose column is the correctness p is estimated from
-    scoring_rollouts: int = 0  # > 0: score every prompt before training; 0: seed from `pass_rate`, else the prior
-    seed_from_pass_rate: bool = True
-    refresh_every_steps: int = 0  # > 0: re-score every prompt with the current policy that often
-    snapshot_every_steps: int = 10  # how often the VPS of all prompts is recorded (transition plot); O(prompts) each
 
 
 @dataclass

@@ -22,6 +22,7 @@ import numpy as np
 
 TokenIds = Sequence[int]
 DiversityMethod = Literal["distinct_n", "self_bleu"]
+VPS_STATE_FILE = "vps_state.json"
 
 
 def outcome_variance(rewards: Sequence[float]) -> float:
