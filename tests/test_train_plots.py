@@ -15,6 +15,8 @@ def test_transition_matrix_hand_counts():
     np.testing.assert_allclose(vps_transition_matrix(before, after, edges), [[1 / 3, 2 / 3], [0.5, 0.5]])
     assert vps_transition_matrix([1.0], [1.0], edges)[1, 1] == 1.0  # the top edge belongs to the last bin
     assert vps_transition_matrix([0.1], [0.1], edges)[1].sum() == 0.0  # an empty row stays empty
+    # Prompts unscored at either time are left out.
+    np.testing.assert_allclose(vps_transition_matrix([None, 0.1, 0.9], [0.9, 0.9, None], edges), [[0, 1], [0, 0]])
 
 
 def test_write_training_plots(tmp_path):

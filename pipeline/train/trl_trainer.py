@@ -33,7 +33,7 @@ class VASHistory:
     """What the plots need: per-generation zero-variance fractions and VPS snapshots by step."""
 
     zero_variance_fraction: list[tuple[int, float]] = field(default_factory=list)
-    vps_snapshots: list[tuple[int, list[float]]] = field(default_factory=list)
+    vps_snapshots: list[tuple[int, list[float | None]]] = field(default_factory=list)  # None: not scored yet
     vas_seconds: float = 0.0  # table updates + weighted draws: VAS's whole overhead
 
     def save(self, path: Path) -> None:
@@ -128,7 +128,8 @@ class VASGRPOTrainer(GRPOTrainer):
         self.vas_history.zero_variance_fraction.append((step, fraction))
         self.vas_history.vas_seconds += elapsed
         if step % max(1, self.vas.snapshot_every_steps) == 0:
-            self.vas_history.vps_snapshots.append((step, self.vps_weights().tolist()))
+            vps = self.score_table.vps(self.prompt_ids)  # NaN = unscored, so plots skip prompts still at the prior
+            self.vas_history.vps_snapshots.append((step, [None if np.isnan(v) else v for v in vps.tolist()]))
         metrics = self._metrics["train"]
         metrics["vas/frac_accuracy_zero_variance"].append(fraction)
         metrics["vas/vps_mean"].append(float(self.vps_weights().mean()))
