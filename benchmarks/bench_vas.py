@@ -112,8 +112,8 @@ def supervised_warmup(model_dir: Path, examples: list[tuple[str, str]], steps: i
     model.save_pretrained(model_dir)
 
 
-def sampled_pass_rate(model, tokenizer, rows: list[dict], reward: AccuracyReward, samples: int, max_new_tokens: int) -> float:
-    """Mean accuracy of `samples` temperature-1 completions per prompt (the quantity GRPO maximises)."""
+def sampled_pass_rates(model, tokenizer, rows: list[dict], reward: AccuracyReward, samples: int, max_new_tokens: int) -> list[float]:
+    """Per prompt, the mean accuracy of `samples` temperature-1 completions (the quantity GRPO maximises)."""
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
@@ -126,7 +126,8 @@ def sampled_pass_rate(model, tokenizer, rows: list[dict], reward: AccuracyReward
     texts = tokenizer.batch_decode(output[:, inputs.input_ids.shape[1] :], skip_special_tokens=True)
     model.train(was_training)
     answers = [row["answer"] for row in rows for _ in range(samples)]
-    return statistics.mean(reward(texts, answer=answers, answer_type=["integer"] * len(texts)))
+    correct = reward(texts, answer=answers, answer_type=["integer"] * len(texts))
+    return [statistics.mean(correct[i : i + samples]) for i in range(0, len(correct), samples)]
 
 
 class PassRateProbe(TrainerCallback):
@@ -137,10 +138,13 @@ class PassRateProbe(TrainerCallback):
         self.samples, self.max_new_tokens = samples, max_new_tokens
         self.reward = AccuracyReward()
         self.curve: list[tuple[int, float]] = []
+        self.by_level: dict[str, list[tuple[int, float]]] = {level: [] for level in LEVELS}
 
     def _measure(self, model, step: int) -> None:
-        rate = sampled_pass_rate(model, self.tokenizer, self.rows, self.reward, self.samples, self.max_new_tokens)
-        self.curve.append((step, rate))
+        rates = sampled_pass_rates(model, self.tokenizer, self.rows, self.reward, self.samples, self.max_new_tokens)
+        self.curve.append((step, statistics.mean(rates)))
+        for level in LEVELS:
+            self.by_level[level].append((step, statistics.mean(r for r, row in zip(rates, self.rows) if row["level"] == level)))
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._measure(model, 0)
@@ -156,6 +160,7 @@ class ArmRun:
     seed: int
     zero_variance: list[tuple[int, float]] = field(default_factory=list)
     pass_rate: list[tuple[int, float]] = field(default_factory=list)
+    pass_rate_by_level: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     train_seconds: float = 0.0
     vas_seconds: float = 0.0
     vps_first_last: tuple[list[float | None], list[float | None]] | None = None
@@ -184,7 +189,7 @@ def run_arm(args, arm: str, vas_lambda: float, seed: int, model_dir: Path, promp
     probe.reward.close()
     snapshots = trainer.vas_history.vps_snapshots
     return ArmRun(
-        arm=arm, seed=seed, zero_variance=trainer.vas_history.zero_variance_fraction, pass_rate=probe.curve,
+        arm=arm, seed=seed, zero_variance=trainer.vas_history.zero_variance_fraction, pass_rate=probe.curve, pass_rate_by_level=probe.by_level,
         train_seconds=output.metrics["train_runtime"], vas_seconds=trainer.vas_seconds(),
         vps_first_last=(first_mostly_scored(snapshots)[1], snapshots[-1][1]) if snapshots else None,
     )
@@ -208,6 +213,10 @@ def summarise(runs: dict[str, list[ArmRun]], target: float, budget: int) -> dict
             # A run that never reaches the target counts as the whole budget (a lower bound on its real steps).
             "mean_steps_to_target": statistics.mean(budget if s is None else s for s in steps),
             "final_pass_rate": statistics.mean(run.pass_rate[-1][1] for run in arm_runs),
+            "pass_rate_by_level": {
+                level: [statistics.mean(run.pass_rate_by_level[level][i][1] for run in arm_runs) for i in (0, -1)]
+                for level in LEVELS
+            },
             # Median over runs: the process's first run also pays one-off warm-up costs inside the VAS hooks.
             "vas_share_of_step_time": statistics.median(r.vas_seconds / r.train_seconds for r in arm_runs),
             "seconds_per_run": statistics.mean(run.train_seconds for run in arm_runs),
@@ -266,6 +275,9 @@ def main(argv: list[str] | None = None) -> None:
         steps = ",".join("-" if s is None else str(s) for s in row["steps_to_target"])
         print(f"{arm:9s} {row['zero_variance_fraction']:16.3f} {row['mean_steps_to_target']:12.1f} ({steps:>13s}) "
               f"{row['final_pass_rate']:11.3f} {row['vas_share_of_step_time']:10.4%}")
+    print("\npass rate by level, step 0 -> last (mean over seeds):")
+    for arm, row in summary.items():
+        print(f"{arm:9s} " + "  ".join(f"{level} {a:.2f}->{b:.2f}" for level, (a, b) in row["pass_rate_by_level"].items()))
     uniform = summary["uniform"]
     for arm in list(arms)[1:]:
         vas = summary[arm]
