@@ -12,11 +12,11 @@ from trl.trainer.utils import RepeatSampler
 
 from pipeline.models.tiny import build_tiny_text_lm, train_tokenizer
 from pipeline.prompts import chat_messages
-from pipeline.train.config import TrainConfig
 from pipeline.train.dataset import RLDatasetError, load_rl_dataset, load_validated_rl_dataset
 from pipeline.train.run import build_trainer, run_training
-from pipeline.train.trl_trainer import VAS_HISTORY_FILE, VPS_STATE_FILE, VASConfig, VASGRPOTrainer
-from pipeline.train.vas import VPSScoreTable
+from pipeline.train.config import TrainConfig, VASConfig
+from pipeline.train.trl_trainer import VAS_HISTORY_FILE, VASGRPOTrainer
+from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable
 from schemas import RL_SCHEMA
 
 SMOKE = dict(max_steps=2, max_rows=8, num_generations=2, prompts_per_step=2, max_completion_length=8)

@@ -89,6 +89,7 @@ def test_score_table_updates_with_ema_and_orders_prompts():
     weights = table.weights(["solved", "half", "quarter", "never-seen"])
     assert weights[1] > weights[2] > weights[0]
     assert weights[3] == pytest.approx(weights[:3].mean())  # "mean" prior for unscored prompts
+    assert np.isnan(table.vps(["never-seen"])[0])  # ...but its VPS stays unknown
     table.update("half", [0, 0, 0, 0], DIVERSE)  # EMA: p = 0.5 * 0.5 + 0.5 * 0 = 0.25
     assert table.scores["half"].pass_rate == pytest.approx(0.25)
     assert table.scores["half"].observations == 2

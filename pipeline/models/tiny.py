@@ -127,10 +127,6 @@ def train_tokenizer(
     return wrapped
 
 
-def _seeded(seed: int) -> None:
-    torch.manual_seed(seed)
-
-
 def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
     return {
         "bos_token_id": tokenizer.convert_tokens_to_ids(ENDOFTEXT),
@@ -140,10 +136,8 @@ def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
 
 
 def _generation_defaults(model, tokenizer: PreTrainedTokenizerFast) -> None:
-    ids = _special_ids(tokenizer)
-    model.generation_config.bos_token_id = ids["bos_token_id"]
-    model.generation_config.eos_token_id = ids["eos_token_id"]
-    model.generation_config.pad_token_id = ids["pad_token_id"]
+    for name, token_id in _special_ids(tokenizer).items():
+        setattr(model.generation_config, name, token_id)
 
 
 def build_tiny_text_lm(
@@ -166,7 +160,7 @@ def build_tiny_text_lm(
         tie_word_embeddings=True,
         **_special_ids(tokenizer),
     )
-    _seeded(seed)
+    torch.manual_seed(seed)
     model = Qwen2ForCausalLM(model_config)
     _generation_defaults(model, tokenizer)
     model.save_pretrained(out)
@@ -273,7 +267,7 @@ def build_tiny_qwen2_5_vl(
         tie_word_embeddings=True,
         **ids,
     )
-    _seeded(seed)
+    torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(model_config)
     _generation_defaults(model, tokenizer)
     model.save_pretrained(out)

@@ -1,14 +1,27 @@
-"""The typed config of one GRPO + VAS run, and its translation into TRL's GRPOConfig."""
+"""Typed configs: VAS sampling (shared by the TRL trainer and the verl adapter) and one GRPO + VAS run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.train.rewards import RewardConfig
-from pipeline.train.trl_trainer import VASConfig
+from pipeline.train.rewards import ACCURACY, RewardConfig
+from pipeline.train.vas import VPSConfig
+
+
+@dataclass(frozen=True)
+class VASConfig:
+    vas_lambda: float = 0.5  # share of each batch drawn by VPS; 0 = TRL's uniform sampling exactly
+    vps: VPSConfig = field(default_factory=VPSConfig)
+    prompt_id_column: str = "problem_id"
+    accuracy_reward: str = ACCURACY  # the reward function whose column is the correctness p is estimated from
+    scoring_rollouts: int = 0  # > 0: score every prompt before training; 0: seed from `pass_rate`, else the prior
+    seed_from_pass_rate: bool = True
+    refresh_every_steps: int = 0  # > 0: re-score every prompt with the current policy that often
+    snapshot_every_steps: int = 10  # how often the VPS of all prompts is recorded (transition plot); O(prompts) each
 
 
 class TrainConfig(BaseModel):

@@ -19,8 +19,18 @@ def vps_bin_edges(upper: float = 1.0, bins: int = 5) -> np.ndarray:
     return np.linspace(0.0, upper, bins + 1)
 
 
-def vps_transition_matrix(before: Sequence[float], after: Sequence[float], edges: np.ndarray) -> np.ndarray:
-    """Row-normalised counts of prompts moving from VPS bin i (before) to bin j (after); empty rows stay 0."""
+def _as_floats(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def vps_transition_matrix(
+    before: Sequence[float | None], after: Sequence[float | None], edges: np.ndarray
+) -> np.ndarray:
+    """Row-normalised counts of prompts moving from VPS bin i (before) to bin j (after), over the prompts
+    scored at both times (None/NaN = unscored); empty rows stay 0."""
+    before, after = _as_floats(before), _as_floats(after)
+    both = ~np.isnan(before) & ~np.isnan(after)
+    before, after = before[both], after[both]
     bins = len(edges) - 1
     start = np.clip(np.digitize(before, edges[1:-1]), 0, bins - 1)
     end = np.clip(np.digitize(after, edges[1:-1]), 0, bins - 1)
@@ -30,10 +40,12 @@ def vps_transition_matrix(before: Sequence[float], after: Sequence[float], edges
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
 
 
-def plot_vps_histogram(snapshots: Sequence[tuple[int, Sequence[float]]], path: Path, edges: np.ndarray) -> Path:
+def plot_vps_histogram(snapshots: Sequence[tuple[int, Sequence[float | None]]], path: Path, edges: np.ndarray) -> Path:
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for step, values in (snapshots[0], snapshots[-1]) if len(snapshots) > 1 else snapshots[:1]:
-        axis.hist(values, bins=np.linspace(edges[0], edges[-1], 21), alpha=0.6, label=f"step {step}")
+        scored = _as_floats(values)
+        scored = scored[~np.isnan(scored)]
+        axis.hist(scored, bins=np.linspace(edges[0], edges[-1], 21), alpha=0.6, label=f"step {step} ({scored.size} scored)")
     axis.set_xlabel("VPS")
     axis.set_ylabel("prompts")
     axis.legend()
@@ -77,19 +89,24 @@ def plot_curves(curves: Mapping[str, Curve], ylabel: str, path: Path) -> Path:
     return path
 
 
+def first_mostly_scored(snapshots: Sequence[tuple[int, Sequence[float | None]]]) -> tuple[int, Sequence[float | None]]:
+    return next(((step, v) for step, v in snapshots if np.mean([x is not None for x in v]) >= 0.5), snapshots[0])
+
+
 def write_training_plots(
-    vps_snapshots: Sequence[tuple[int, Sequence[float]]],
+    vps_snapshots: Sequence[tuple[int, Sequence[float | None]]],
     zero_variance: Curve,
     output_dir: Path,
     vps_upper: float = 1.0,
 ) -> list[Path]:
-    """The three figures of one run; the transition matrix compares the first and last VPS snapshots."""
+    """The three figures of one run; the transition matrix compares the first and last VPS snapshots
+    (the first one after most prompts have a score, when the run is long enough for that)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     edges = vps_bin_edges(vps_upper)
     written = [plot_curves({"accuracy groups": zero_variance}, "zero-variance group fraction", output_dir / "zero_variance.png")]
     if vps_snapshots:
         written.append(plot_vps_histogram(vps_snapshots, output_dir / "vps_histogram.png", edges))
-        (first_step, first), (last_step, last) = vps_snapshots[0], vps_snapshots[-1]
+        (first_step, first), (last_step, last) = first_mostly_scored(vps_snapshots), vps_snapshots[-1]
         matrix = vps_transition_matrix(first, last, edges)
         title = f"VPS bins, step {first_step} -> {last_step}"
         written.append(plot_transition_matrix(matrix, edges, title, output_dir / "vps_transitions.png"))

@@ -21,24 +21,11 @@ from accelerate.utils import gather_object
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
-from pipeline.train.rewards import ACCURACY
+from pipeline.train.config import VASConfig
 from pipeline.train.sampler import VASRepeatSampler
-from pipeline.train.vas import VPSConfig, VPSScoreTable, group_rollouts
+from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable, group_rollouts
 
-VPS_STATE_FILE = "vps_state.json"
 VAS_HISTORY_FILE = "vas_history.json"
-
-
-@dataclass(frozen=True)
-class VASConfig:
-    vas_lambda: float = 0.5  # share of each batch drawn by VPS; 0 = TRL's uniform sampling exactly
-    vps: VPSConfig = field(default_factory=VPSConfig)
-    prompt_id_column: str = "problem_id"
-    accuracy_reward: str = ACCURACY  # the reward function whose column is the correctness p is estimated from
-    scoring_rollouts: int = 0  # > 0: score every prompt before training; 0: seed from `pass_rate`, else the prior
-    seed_from_pass_rate: bool = True
-    refresh_every_steps: int = 0  # > 0: re-score every prompt with the current policy that often
-    snapshot_every_steps: int = 1  # how often the VPS of all prompts is recorded for the transition plot
 
 
 @dataclass
@@ -46,7 +33,7 @@ class VASHistory:
     """What the plots need: per-generation zero-variance fractions and VPS snapshots by step."""
 
     zero_variance_fraction: list[tuple[int, float]] = field(default_factory=list)
-    vps_snapshots: list[tuple[int, list[float]]] = field(default_factory=list)
+    vps_snapshots: list[tuple[int, list[float | None]]] = field(default_factory=list)  # None: not scored yet
     vas_seconds: float = 0.0  # table updates + weighted draws: VAS's whole overhead
 
     def save(self, path: Path) -> None:
@@ -141,7 +128,8 @@ class VASGRPOTrainer(GRPOTrainer):
         self.vas_history.zero_variance_fraction.append((step, fraction))
         self.vas_history.vas_seconds += elapsed
         if step % max(1, self.vas.snapshot_every_steps) == 0:
-            self.vas_history.vps_snapshots.append((step, self.vps_weights().tolist()))
+            vps = self.score_table.vps(self.prompt_ids)  # NaN = unscored, so plots skip prompts still at the prior
+            self.vas_history.vps_snapshots.append((step, [None if np.isnan(v) else v for v in vps.tolist()]))
         metrics = self._metrics["train"]
         metrics["vas/frac_accuracy_zero_variance"].append(fraction)
         metrics["vas/vps_mean"].append(float(self.vps_weights().mean()))

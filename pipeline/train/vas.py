@@ -22,6 +22,7 @@ import numpy as np
 
 TokenIds = Sequence[int]
 DiversityMethod = Literal["distinct_n", "self_bleu"]
+VPS_STATE_FILE = "vps_state.json"
 
 
 def outcome_variance(rewards: Sequence[float]) -> float:
@@ -173,16 +174,22 @@ class VPSScoreTable:
         vps = self.config.ovs_weight * minmax_normalise(ovs, self.config.floor) + self.config.tds_weight * tds_norm
         return dict(zip(ids, vps.tolist()))
 
+    def vps(self, prompt_ids: Sequence[str]) -> np.ndarray:
+        """VPS aligned with `prompt_ids`, NaN where a prompt has no score yet."""
+        scored = self.scored_vps()
+        return np.array([scored.get(prompt_id, np.nan) for prompt_id in prompt_ids], dtype=np.float64)
+
     def weights(self, prompt_ids: Sequence[str]) -> np.ndarray:
         """Sampling weights aligned with `prompt_ids` (dataset order); unscored prompts get the prior."""
         key = tuple(prompt_ids)
         if self._cached is not None and self._cached[0] == self._version and self._cached[1] == key:
             return self._cached[2]
-        scored = self.scored_vps()
+        weights = self.vps(prompt_ids)
+        unscored = np.isnan(weights)
         prior = self.config.unscored_prior
         if prior == "mean":
-            prior = float(np.mean(list(scored.values()))) if scored else 1.0
-        weights = np.array([scored.get(prompt_id, prior) for prompt_id in prompt_ids], dtype=np.float64)
+            prior = float(np.mean(weights[~unscored])) if (~unscored).any() else 1.0
+        weights[unscored] = prior
         self._cached = (self._version, key, weights)
         return weights
 

@@ -25,8 +25,8 @@ import numpy as np
 from torch.utils.data import Sampler
 
 from pipeline.train.sampler import VASRepeatSampler
-from pipeline.train.trl_trainer import VPS_STATE_FILE, VASConfig
-from pipeline.train.vas import VPSScoreTable
+from pipeline.train.config import VASConfig
+from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable
 
 INDEX_KEY = "index"  # verl's RLHFDataset copies extra_info["index"] into every rollout's non_tensor_batch
 ACCURACY_KEY = "acc"  # what `verl_compute_score` returns beside "score"; verl keeps it in non_tensor_batch
