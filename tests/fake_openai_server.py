@@ -24,6 +24,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.received: list[tuple[str, float]] = []  # (payload key, time)
         self.attempts: dict[str, int] = {}
+        self.in_flight = self.max_in_flight = 0  # requests being answered now / at most at once
 
     @property
     def url(self) -> str:
@@ -55,6 +56,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self) -> None:
+        with self.server.lock:
+            self.server.in_flight += 1
+            self.server.max_in_flight = max(self.server.max_in_flight, self.server.in_flight)
+        try:
+            self._answer()
+        finally:
+            with self.server.lock:
+                self.server.in_flight -= 1
+
+    def _answer(self) -> None:
         payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         key = payload_key(payload)
         attempt = self.server.record(key)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 
+from pipeline.generate.base import GenerationBackend
 from pipeline.generate.factory import BackendConfig, backend_identity, make_backend
 from pipeline.generate.recorded import RecordingConfig
 from pipeline.generate.stage import GenerateConfig, GenerateStage, read_journal
@@ -24,10 +25,11 @@ BACKEND = BackendConfig(
 )
 
 
-class CountingBackend:
+class CountingBackend(GenerationBackend):
     """Wraps a backend and counts what is really sent."""
 
     def __init__(self, inner, sent):
+        super().__init__(inner.teachers)
         self.inner, self.sent = inner, sent
 
     def requests_for(self, problem):

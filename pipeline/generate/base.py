@@ -7,7 +7,7 @@ sampling parameters, sample index), so a rerun recognises work it already has.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pydantic import BaseModel, Field
@@ -87,6 +87,12 @@ class GenerationBackend(ABC):
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """One result per request, same order; failures are results with `error` set."""
+
+    def stream(self, requests: Sequence[GenerationRequest], chunk_size: int) -> Iterator[GenerationResult]:
+        """One result per request, in any order, as they finish. Batch engines answer a chunk at a time (so a
+        caller can persist progress between chunks); servers override this to keep every slot busy instead."""
+        for start in range(0, len(requests), chunk_size):
+            yield from self.generate(requests[start : start + chunk_size])
 
     def close(self) -> None:
         """Release engines, pools or connections."""

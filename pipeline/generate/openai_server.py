@@ -1,19 +1,25 @@
 """Generation through OpenAI-compatible chat endpoints (`vllm serve`, or any compatible server).
 
 Data parallel: every endpoint serving a request's model pulls from one shared queue with its own
-bounded number of in-flight requests, so faster servers take more work. Transient failures
-(connection errors, timeouts, 429, 5xx, malformed JSON) are retried with exponential backoff and
-jitter, honouring `Retry-After`; after `max_retries` the request becomes a failed result with its
-reason, and the rest of the batch goes on.
+bounded number of in-flight requests, so faster servers take more work, and a retry goes back to
+that queue, so a live server takes over from a dead one. Transient failures (connection errors,
+timeouts, 429, 5xx, malformed JSON) are retried with exponential backoff and jitter, honouring
+`Retry-After`; after `max_retries` the request becomes a failed result with its reason, and the rest
+of the batch goes on. When every endpoint of a model refuses connections, the call raises
+`EndpointsDown` instead: a dead server is an outage to fix and rerun, not a reason to fail requests.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
+import queue
 import random
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -36,6 +42,7 @@ class OpenAIServerConfig(BaseModel):
     backoff_base_s: float = 1.0
     backoff_max_s: float = 60.0
     max_retry_after_s: float = 300.0
+    endpoints_down_after_s: float = 30.0  # every endpoint refusing connections this long fails the call
 
 
 class RetryableError(Exception):
@@ -103,10 +110,30 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None  # an HTTP date: fall back to backoff
 
 
+class EndpointRefused(Exception):
+    """One endpoint refused a connection: a fact about the endpoint, not about the request."""
+
+
+@dataclass
+class _Outage:
+    since: float  # time.monotonic() of the first refusal in a row
+    refusals: int = 0
+
+
+class EndpointsDown(RuntimeError):
+    """Every endpoint serving a model refuses connections: the servers are gone, so the shard fails (its
+    finished results stay journaled) instead of recording every remaining request as a failure."""
+
+
 @dataclass
 class _Job:
     index: int
     request: GenerationRequest
+    attempts: int = 0
+    not_before: float = 0.0  # loop time before which a retry must not be sent
+
+
+_END = object()
 
 
 class OpenAIServerBackend(GenerationBackend):
@@ -116,9 +143,42 @@ class OpenAIServerBackend(GenerationBackend):
             raise ValueError("the openai backend needs at least one endpoint")
         self.config = config
         self._random = random.Random()
+        self._outages: dict[str, _Outage] = {}  # endpoints refusing connections now, by url
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        return asyncio.run(self._generate(list(requests)))
+        results: list[GenerationResult | None] = [None] * len(requests)
+        asyncio.run(self._run(list(requests), results.__setitem__))
+        return results  # type: ignore[return-value]
+
+    def stream(self, requests: Sequence[GenerationRequest], chunk_size: int) -> Iterator[GenerationResult]:
+        """Every request in flight at once (bounded per endpoint), results as they finish: no barrier between
+        chunks, so the servers never idle while the slowest request of a chunk finishes."""
+        requests = list(requests)
+        finished: queue.Queue = queue.Queue()
+        loop = asyncio.new_event_loop()
+        main = loop.create_task(self._run(requests, lambda _, result: finished.put(result)))
+
+        def run() -> None:
+            try:
+                loop.run_until_complete(main)
+                finished.put(_END)
+            except BaseException as error:  # noqa: BLE001  handed to the consumer, which re-raises it
+                finished.put(error)
+            finally:
+                loop.close()
+
+        thread = threading.Thread(target=run, name="openai-stream", daemon=True)
+        thread.start()
+        try:
+            while (item := finished.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if thread.is_alive():  # the consumer stopped early: cancel what is still in flight
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(main.cancel)
+            thread.join()
 
     def _endpoints_for(self, model: str) -> list[Endpoint]:
         endpoints = [e for e in self.config.endpoints if e.model in (None, model)]
@@ -126,8 +186,7 @@ class OpenAIServerBackend(GenerationBackend):
             raise ValueError(f"no endpoint serves model {model!r}")
         return endpoints
 
-    async def _generate(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        results: list[GenerationResult | None] = [None] * len(requests)
+    async def _run(self, requests: list[GenerationRequest], deliver: Callable[[int, GenerationResult], None]) -> None:
         headers = {}
         if self.config.api_key_env and os.environ.get(self.config.api_key_env):
             headers["Authorization"] = f"Bearer {os.environ[self.config.api_key_env]}"
@@ -136,37 +195,60 @@ class OpenAIServerBackend(GenerationBackend):
             queues.setdefault(request.model, asyncio.Queue()).put_nowait(_Job(index, request))
         limits = httpx.Limits(max_connections=sum(e.max_concurrency for e in self.config.endpoints))
         async with httpx.AsyncClient(headers=headers, limits=limits, timeout=self.config.timeout_s) as client:
-            workers = [
-                self._worker(client, endpoint, queue, results)
-                for model, queue in queues.items()
-                for endpoint in self._endpoints_for(model)
-                for _ in range(endpoint.max_concurrency)
-            ]
-            await asyncio.gather(*workers)
-        return results  # type: ignore[return-value]
+            try:
+                async with asyncio.TaskGroup() as group:  # one worker failing (EndpointsDown) cancels the rest
+                    for model, jobs in queues.items():
+                        for endpoint in self._endpoints_for(model):
+                            for _ in range(endpoint.max_concurrency):
+                                group.create_task(self._worker(client, endpoint, jobs, deliver))
+            except* EndpointsDown as group_error:
+                raise group_error.exceptions[0] from None
 
-    async def _worker(self, client: httpx.AsyncClient, endpoint: Endpoint, queue: asyncio.Queue, results: list) -> None:
+    async def _worker(self, client: httpx.AsyncClient, endpoint: Endpoint, jobs: asyncio.Queue, deliver) -> None:
+        """Pull jobs of one model until none is left; a retry goes back to the shared queue, so a healthy
+        endpoint can take over the work of one that is down."""
+        loop = asyncio.get_running_loop()
         while True:
             try:
-                job = queue.get_nowait()
+                job = jobs.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            results[job.index] = await self._with_retries(client, endpoint, job.request)
-
-    async def _with_retries(self, client: httpx.AsyncClient, endpoint: Endpoint, request: GenerationRequest) -> GenerationResult:
-        last: RetryableError | None = None
-        for attempt in range(self.config.max_retries + 1):
-            if last is not None:
-                await asyncio.sleep(self._delay(attempt, last.retry_after_s))
+            if job.not_before > loop.time():
+                await asyncio.sleep(job.not_before - loop.time())
             try:
-                return await self._send(client, endpoint, request)
-            except RetryableError as error:
-                last = error
+                result = await self._send(client, endpoint, job.request)
             except PermanentError as error:
-                return GenerationResult(request.request_id, None, error=str(error))
-        return GenerationResult(
-            request.request_id, None, error=f"{last.kind}: {last.detail} (gave up after {self.config.max_retries + 1} attempts)"
-        )
+                result = GenerationResult(job.request.request_id, None, error=str(error))
+            except EndpointRefused:
+                # The endpoint is down, not the request: hand the job back uncharged for a live endpoint (or
+                # this one, once back) and stop pulling work from here for a growing while.
+                jobs.put_nowait(job)
+                outage = self._outages[endpoint.url]
+                self._raise_if_all_down(job.request.model)
+                await asyncio.sleep(self._delay(outage.refusals, None))
+                continue
+            except RetryableError as error:
+                job.attempts += 1
+                if job.attempts > self.config.max_retries:
+                    result = GenerationResult(
+                        job.request.request_id, None,
+                        error=f"{error.kind}: {error.detail} (gave up after {job.attempts} attempts)",
+                    )  # fmt: skip
+                else:
+                    job.not_before = loop.time() + self._delay(job.attempts, error.retry_after_s)
+                    jobs.put_nowait(job)
+                    continue
+            deliver(job.index, result)
+
+    def _raise_if_all_down(self, model: str) -> None:
+        """EndpointsDown once every endpoint of `model` has refused connections for `endpoints_down_after_s`."""
+        endpoints = self._endpoints_for(model)
+        outages = [self._outages.get(e.url) for e in endpoints]
+        if all(outages):
+            down_for = time.monotonic() - max(outage.since for outage in outages)
+            if down_for >= self.config.endpoints_down_after_s:
+                urls = ", ".join(e.url for e in endpoints)
+                raise EndpointsDown(f"every endpoint serving {model!r} refuses connections ({urls}) for {down_for:.1f} s")
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
         if retry_after_s is not None:
@@ -179,8 +261,13 @@ class OpenAIServerBackend(GenerationBackend):
             response = await client.post(f"{endpoint.url.rstrip('/')}/chat/completions", json=chat_payload(request))
         except httpx.TimeoutException as error:
             raise RetryableError("timeout", type(error).__name__) from None
-        except httpx.TransportError as error:
+        except httpx.ConnectError:  # nothing listens: the server is down (or not up yet)
+            outage = self._outages.setdefault(endpoint.url, _Outage(time.monotonic()))
+            outage.refusals += 1
+            raise EndpointRefused(endpoint.url) from None
+        except httpx.TransportError as error:  # dropped mid-request: the server is up but failed this one
             raise RetryableError("connection_error", type(error).__name__) from None
+        self._outages.pop(endpoint.url, None)
         if response.status_code == 429 or response.status_code >= 500:
             raise RetryableError(f"http_{response.status_code}", response.text[:200], retry_after_seconds(response))
         if response.status_code >= 400:

@@ -1,14 +1,17 @@
 """Generate: a problems shard -> one Generation row per (problem, teacher, sample).
 
-Results are appended to a per-shard journal as they arrive (one JSON line each, flushed and fsynced
-per batch), so a killed run loses at most the batch in flight and a rerun sends only the requests
-whose ids are not journaled yet. The shard is written from the journal once every request has a result.
+The backend streams results as they finish (a server backend keeps every request of the shard in
+flight, bounded per endpoint; batch engines answer `batch_size` at a time). They are appended to a
+per-shard journal (one JSON line each, flushed and fsynced every `batch_size` results), so a killed
+run loses at most one unflushed chunk and a rerun sends only the requests whose ids are not journaled
+yet. The shard is written from the journal once every request has a result.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -27,7 +30,8 @@ JOURNAL_DIR = "_journal"
 
 
 class GenerateConfig(BaseModel):
-    batch_size: int = 256  # requests handed to the backend at once; also the journal flush unit
+    batch_size: int = 256  # journal flush unit; also the requests a batch engine gets at once
+    flush_every_s: float = 30.0  # flush sooner when results come slowly (long CoT): bounds what a kill loses
 
 
 def read_journal(path: Path) -> dict[str, GenerationResult]:
@@ -55,6 +59,8 @@ def drop_torn_tail(path: Path) -> None:
 
 
 def append_journal(path: Path, results: list[GenerationResult]) -> None:
+    if not results:
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as handle:
         for result in results:
@@ -130,14 +136,22 @@ class GenerateStage(Stage):
         done = {rid: result for rid, result in done.items() if rid in requests}
         stats["requests_cached"] = len(done)
         missing = [r for rid, r in requests.items() if rid not in done]
-        for start in range(0, len(missing), self.config.batch_size):
-            batch = missing[start : start + self.config.batch_size]
-            results = self.backend.generate(batch)
-            if [r.request_id for r in results] != [r.request_id for r in batch]:
-                raise RuntimeError(f"{type(self.backend).__name__} returned results out of order or incomplete")
-            append_journal(journal, results)
-            done.update((r.request_id, r) for r in results)
-            stats["requests_sent"] += len(batch)
+        unflushed: list[GenerationResult] = []
+        flushed_at = time.monotonic()
+        try:
+            for result in self.backend.stream(missing, self.config.batch_size):
+                if result.request_id not in requests or result.request_id in done:
+                    raise RuntimeError(f"{type(self.backend).__name__} returned an unasked or repeated result {result.request_id}")
+                done[result.request_id] = result
+                unflushed.append(result)
+                if len(unflushed) >= self.config.batch_size or time.monotonic() - flushed_at >= self.config.flush_every_s:
+                    append_journal(journal, unflushed)
+                    unflushed, flushed_at = [], time.monotonic()
+        finally:  # an outage (EndpointsDown) or a bug still keeps what came back
+            append_journal(journal, unflushed)
+        stats["requests_sent"] = len(missing)
+        if len(done) != len(requests):
+            raise RuntimeError(f"{type(self.backend).__name__} left {len(requests) - len(done)} requests without a result")
         rows = [generation_row(request, done[rid]) for rid, request in requests.items()]
         stats["failed"] = sum(1 for row in rows if row["error"] is not None)
         return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)
