@@ -56,7 +56,7 @@ bench:
 	$(PY) benchmarks/bench_verify.py
 	$(PY) benchmarks/bench_dedupe.py --rows 1600000 --naive-rows 20000
 	$(PY) benchmarks/bench_generate.py
-	$(PY) benchmarks/bench_vas.py --seeds 3
+	$(PY) benchmarks/bench_vas.py
 
 clean:
 	rm -rf runs .prefect .pytest_cache

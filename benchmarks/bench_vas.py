@@ -1,15 +1,17 @@
 """Uniform vs Variance-Aware Sampling for GRPO on a task a tiny model learns on CPU in minutes.
 
-    python benchmarks/bench_vas.py [--seeds 5] [--steps 60] [--vas-lambdas 0.5 1.0] [--out runs/bench_vas]
+    python benchmarks/bench_vas.py [--scenarios saturated balanced] [--seeds 10] [--steps 60] [--vas-lambdas 0.5 1.0]
 
 Task: integer additions of three difficulty levels (one-digit pairs, two-digit pairs, three terms), answered as
 "<think>a+b=c</think> \\boxed{c}". A tiny Qwen2 model gets a brief SFT on generated worked answers whose
 correctness depends on the level (mostly right, a coin flip, mostly off by one or two), so the policy starts
 with the spread of per-prompt pass rates RL sees in practice: easy prompts give all-correct groups, hard ones
-all-wrong groups, neither teaches GRPO anything. Then GRPO (TRL, the project's verifier rewards) runs with
-lambda = 0 (TRL's uniform sampler, exactly) and with VAS, same seeds and budget. Reported per arm (mean over
-seeds): the fraction of zero-variance accuracy groups, steps until the sampled pass rate on the prompts first
-reaches the target, and VAS's share of step time (table updates + weighted draws over train time).
+all-wrong groups, neither teaches GRPO anything. Each prompt gets an offline pass rate from k = 8 rollouts of the
+warm-started policy, as the curate flow writes `pass_rate` into the RL set; VAS seeds its score table from it
+(uniform ignores it). Then GRPO (TRL, the project's verifier rewards) runs with lambda = 0 (TRL's uniform
+sampler, exactly) and with VAS, same seeds and budget, in two task mixes (SCENARIOS). Reported per arm (mean
+over seeds): the fraction of zero-variance accuracy groups, steps until the sampled pass rate on the prompts
+first reaches the target, and VAS's share of step time (table updates + weighted draws over train time).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import datasets  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 from pipeline.models.tiny import TinyTextConfig, build_tiny_text_lm, train_tokenizer  # noqa: E402
@@ -112,14 +114,15 @@ def supervised_warmup(model_dir: Path, examples: list[tuple[str, str]], steps: i
     model.save_pretrained(model_dir)
 
 
-def sampled_pass_rates(model, tokenizer, rows: list[dict], reward: AccuracyReward, samples: int, max_new_tokens: int) -> list[float]:
+def sampled_pass_rates(model, tokenizer, rows: list[dict], reward: AccuracyReward, samples: int, max_new_tokens: int,
+                       noise_seed: int = 1234) -> list[float]:
     """Per prompt, the mean accuracy of `samples` temperature-1 completions (the quantity GRPO maximises)."""
     was_training = model.training
     model.eval()
     tokenizer.padding_side = "left"
     prompts = [row["prompt"] for row in rows for _ in range(samples)]
     inputs = tokenizer(prompts, return_tensors="pt", padding=True)
-    torch.manual_seed(1234)  # the same sampling noise at every evaluation: differences come from the policy
+    torch.manual_seed(noise_seed)  # the same sampling noise at every evaluation: differences come from the policy
     with torch.no_grad():
         output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0, top_k=0,
                                 top_p=1.0, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
@@ -128,6 +131,20 @@ def sampled_pass_rates(model, tokenizer, rows: list[dict], reward: AccuracyRewar
     answers = [row["answer"] for row in rows for _ in range(samples)]
     correct = reward(texts, answer=answers, answer_type=["integer"] * len(texts))
     return [statistics.mean(correct[i : i + samples]) for i in range(0, len(correct), samples)]
+
+
+def attach_offline_pass_rates(model_dir: Path, prompts: list[dict], samples: int, max_new_tokens: int) -> None:
+    """Each prompt's `pass_rate` under the warm-started policy, as the curate flow's difficulty stage writes it into
+    the RL set; VAS seeds its score table from it (uniform ignores it). Own sampling noise, not the probe's."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    reward = AccuracyReward()
+    try:
+        rates = sampled_pass_rates(model, tokenizer, prompts, reward, samples, max_new_tokens, noise_seed=4321)
+    finally:
+        reward.close()
+    for row, rate in zip(prompts, rates):
+        row["pass_rate"] = rate
 
 
 class PassRateProbe(TrainerCallback):
@@ -173,15 +190,16 @@ class ArmRun:
         return next((step for step, rate in self.pass_rate if rate >= target), None)
 
 
-def run_arm(args, arm: str, vas_lambda: float, seed: int, model_dir: Path, prompts: list[dict]) -> ArmRun:
-    output_dir = args.out / f"{arm}-seed{seed}"
+def run_arm(args, out: Path, arm: str, vas_lambda: float, seed: int, model_dir: Path, prompts: list[dict]) -> ArmRun:
+    output_dir = out / f"{arm}-seed{seed}"
     config = TrainConfig(
         rl_dataset_dir=output_dir, output_dir=output_dir, model_path=model_dir, max_steps=args.steps, seed=seed,
         num_generations=args.generations, prompts_per_step=args.prompts_per_step,
         max_completion_length=args.max_completion_length, learning_rate=args.lr, lr_scheduler_type="constant",
-        vas=VASConfig(vas_lambda=vas_lambda, seed_from_pass_rate=False),
+        vas=VASConfig(vas_lambda=vas_lambda, seed_from_pass_rate=args.scoring_samples > 0),
     )
     trainer = build_trainer(config, datasets.Dataset.from_list(prompts), model_dir)
+    trainer.remove_callback(PrinterCallback)  # one summary line per run instead of a log dict per step
     probe = PassRateProbe(trainer.processing_class, prompts, args.eval_every, args.eval_samples, args.max_completion_length)
     trainer.add_callback(probe)
     output = trainer.train()
@@ -224,9 +242,71 @@ def summarise(runs: dict[str, list[ArmRun]], target: float, budget: int) -> dict
     return summary
 
 
+# Task mixes (share of one-digit, two-digit, three-term prompts). "saturated": most prompts start all-correct or
+# all-wrong, the regime VAS is designed for (and a common one in RL sets); "balanced": a wide middle band.
+SCENARIOS = {"saturated": (0.45, 0.1, 0.45), "balanced": (0.3, 0.4, 0.3)}
+
+
+def run_scenario(args, name: str, mix: tuple[float, ...]) -> dict:
+    """SFT warm start, offline pass rates, then every arm x seed; prints and returns the summary, writes plots."""
+    out = args.out / name
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rng = random.Random(0)
+    prompts = make_prompts(rng, args.prompts, mix)
+    examples = sft_examples(rng, prompts, per_prompt=16)
+    tokenizer = train_tokenizer([p + c for p, c in examples], vocab_size=320, vision=False)
+    model_dir = build_tiny_text_lm(out / "sft-model", seed=0, config=TinyTextConfig(vocab_size=320), tokenizer=tokenizer)
+    supervised_warmup(model_dir, examples, args.sft_steps)
+    if args.scoring_samples:
+        attach_offline_pass_rates(model_dir, prompts, args.scoring_samples, args.max_completion_length)
+    print(f"[{name}] mix {mix}: SFT warm-up {args.sft_steps} steps on {len(examples)} worked answers, "
+          f"{time.perf_counter() - started:.0f}s", flush=True)
+
+    arms = {"uniform": 0.0, **{f"vas-{vas_lambda:g}": vas_lambda for vas_lambda in args.vas_lambdas}}
+    runs: dict[str, list[ArmRun]] = {arm: [] for arm in arms}
+    for seed in range(args.seeds):
+        for arm, vas_lambda in arms.items():
+            run = run_arm(args, out, arm, vas_lambda, seed, model_dir, prompts)
+            runs[arm].append(run)
+            print(f"[{name}] {arm:7s} seed {seed}: zero-variance groups {run.mean_zero_variance:.3f}, pass rate "
+                  f"{run.pass_rate[0][1]:.3f} -> {run.pass_rate[-1][1]:.3f}, {run.train_seconds:.0f}s", flush=True)
+
+    start = statistics.mean(run.pass_rate[0][1] for arm_runs in runs.values() for run in arm_runs)
+    target = round(start + args.target_gain, 3)
+    summary = summarise(runs, target, args.steps)
+    print(f"\n[{name}] pass rate at step 0: {start:.3f}; target {target}; budget {args.steps} steps x "
+          f"{args.prompts_per_step} prompts x {args.generations} rollouts; {args.seeds} seeds")
+    print(f"{'arm':9s} {'zero-var groups':>16s} {'steps to target (per seed)':>28s} {'final pass':>11s} {'VAS share':>10s}")
+    for arm, row in summary.items():
+        steps = ",".join("-" if s is None else str(s) for s in row["steps_to_target"])
+        print(f"{arm:9s} {row['zero_variance_fraction']:16.3f} {row['mean_steps_to_target']:12.1f} ({steps:>13s}) "
+              f"{row['final_pass_rate']:11.3f} {row['vas_share_of_step_time']:10.4%}")
+    print("pass rate by level, step 0 -> last (mean over seeds):")
+    for arm, row in summary.items():
+        print(f"{arm:9s} " + "  ".join(f"{level} {a:.2f}->{b:.2f}" for level, (a, b) in row["pass_rate_by_level"].items()))
+
+    plot_curves({arm: mean_curve(r, "zero_variance") for arm, r in runs.items()}, f"{name}: zero-variance group fraction",
+                out / "zero_variance.png")
+    plot_curves({arm: mean_curve(r, "pass_rate") for arm, r in runs.items()}, f"{name}: sampled pass rate",
+                out / "pass_rate.png")
+    first_vas = runs[list(arms)[1]][0]
+    if first_vas.vps_first_last:
+        edges = vps_bin_edges(1.0)
+        matrix = vps_transition_matrix(*first_vas.vps_first_last, edges)
+        plot_transition_matrix(matrix, edges, f"{name}, VAS seed 0: VPS bins, first mostly-scored -> last step",
+                               out / "vps_transitions.png")
+    results = {"args": {k: str(v) for k, v in vars(args).items()}, "mix": mix, "target": target, "summary": summary,
+               "runs": {arm: [asdict(run) for run in arm_runs] for arm, arm_runs in runs.items()}}
+    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--mix", type=float, nargs=3, help="a custom share of each level instead of --scenarios")
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--vas-lambdas", type=float, nargs="+", default=[0.5, 1.0], help="one VAS arm each")
     parser.add_argument("--generations", type=int, default=8)
@@ -235,71 +315,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=3e-4, help="1e-3 collapses the tiny policy")
     parser.add_argument("--sft-steps", type=int, default=600)
     parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--scoring-samples", type=int, default=8,
+                        help="rollouts per prompt for the RL set's offline pass_rate that seeds VAS; 0: VAS starts unscored")
+    parser.add_argument("--eval-every", type=int, default=2)
     parser.add_argument("--eval-samples", type=int, default=8)
     parser.add_argument("--target-gain", type=float, default=0.1, help="target = step-0 pass rate + this")
-    parser.add_argument("--mix", type=float, nargs=3, default=(0.3, 0.4, 0.3), help="share of each level")
     parser.add_argument("--threads", type=int, default=1, help="torch threads; 1 is fastest for a 64-wide model")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_vas"))
     args = parser.parse_args(argv)
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     torch.set_num_threads(args.threads)
-    args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    scenarios = {"custom": tuple(args.mix)} if args.mix else {name: SCENARIOS[name] for name in args.scenarios}
+    summaries = {name: run_scenario(args, name, mix) for name, mix in scenarios.items()}
 
-    rng = random.Random(0)
-    prompts = make_prompts(rng, args.prompts, tuple(args.mix))
-    examples = sft_examples(rng, prompts, per_prompt=16)
-    tokenizer = train_tokenizer([p + c for p, c in examples], vocab_size=320, vision=False)
-    model_dir = build_tiny_text_lm(args.out / "sft-model", seed=0, config=TinyTextConfig(vocab_size=320), tokenizer=tokenizer)
-    supervised_warmup(model_dir, examples, args.sft_steps)
-    print(f"SFT warm-up: {args.sft_steps} steps on {len(examples)} worked answers, {time.perf_counter() - started:.0f}s",
-          flush=True)
-
-    arms = {"uniform": 0.0, **{f"vas-{vas_lambda:g}": vas_lambda for vas_lambda in args.vas_lambdas}}
-    runs: dict[str, list[ArmRun]] = {arm: [] for arm in arms}
-    for seed in range(args.seeds):
-        for arm, vas_lambda in arms.items():
-            run = run_arm(args, arm, vas_lambda, seed, model_dir, prompts)
-            runs[arm].append(run)
-            print(f"{arm:7s} seed {seed}: zero-variance groups {run.mean_zero_variance:.3f}, pass rate "
-                  f"{run.pass_rate[0][1]:.3f} -> {run.pass_rate[-1][1]:.3f}, {run.train_seconds:.0f}s", flush=True)
-
-    start = statistics.mean(run.pass_rate[0][1] for arm_runs in runs.values() for run in arm_runs)
-    target = round(start + args.target_gain, 3)
-    summary = summarise(runs, target, args.steps)
-    print(f"\npass rate at step 0: {start:.3f}; target {target}; budget {args.steps} steps x {args.prompts_per_step} "
-          f"prompts x {args.generations} rollouts; {args.seeds} seeds")
-    print(f"{'arm':9s} {'zero-var groups':>16s} {'steps to target (per seed)':>28s} {'final pass':>11s} {'VAS share':>10s}")
-    for arm, row in summary.items():
-        steps = ",".join("-" if s is None else str(s) for s in row["steps_to_target"])
-        print(f"{arm:9s} {row['zero_variance_fraction']:16.3f} {row['mean_steps_to_target']:12.1f} ({steps:>13s}) "
-              f"{row['final_pass_rate']:11.3f} {row['vas_share_of_step_time']:10.4%}")
-    print("\npass rate by level, step 0 -> last (mean over seeds):")
-    for arm, row in summary.items():
-        print(f"{arm:9s} " + "  ".join(f"{level} {a:.2f}->{b:.2f}" for level, (a, b) in row["pass_rate_by_level"].items()))
-    uniform = summary["uniform"]
-    for arm in list(arms)[1:]:
-        vas = summary[arm]
-        reduction = 1 - vas["zero_variance_fraction"] / uniform["zero_variance_fraction"]
-        ratio = vas["mean_steps_to_target"] / uniform["mean_steps_to_target"]
-        print(f"\n{arm}: zero-variance groups {reduction:.1%} fewer than uniform (goal >= 30%); steps to target "
-              f"{ratio:.2f}x uniform (goal <= 0.8; '-' = not reached, counted as the budget); overhead "
-              f"{vas['vas_share_of_step_time']:.3%} of step time (goal <= 1%)")
-
-    plot_curves({arm: mean_curve(r, "zero_variance") for arm, r in runs.items()}, "zero-variance group fraction",
-                args.out / "zero_variance.png")
-    plot_curves({arm: mean_curve(r, "pass_rate") for arm, r in runs.items()}, "sampled pass rate",
-                args.out / "pass_rate.png")
-    first_vas = runs[list(arms)[1]][0]
-    if first_vas.vps_first_last:
-        edges = vps_bin_edges(1.0)
-        matrix = vps_transition_matrix(*first_vas.vps_first_last, edges)
-        plot_transition_matrix(matrix, edges, "VAS seed 0: VPS bins, first mostly-scored -> last step", args.out / "vps_transitions.png")
-    results = {"args": {k: str(v) for k, v in vars(args).items()}, "target": target, "summary": summary,
-               "runs": {arm: [asdict(run) for run in arm_runs] for arm, arm_runs in runs.items()}}
-    (args.out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    print(f"plots and results.json in {args.out}; total {time.perf_counter() - started:.0f}s")
+    print("\nVAS against uniform (goals: >= 30% fewer zero-variance groups, <= 0.8x steps to target, overhead <= 1%;"
+          "\n'-' = target not reached within the budget, counted as the budget: a lower bound on that run's steps)")
+    for name, summary in summaries.items():
+        uniform = summary["uniform"]
+        for arm, vas in summary.items():
+            if arm == "uniform":
+                continue
+            reduction = 1 - vas["zero_variance_fraction"] / uniform["zero_variance_fraction"]
+            ratio = vas["mean_steps_to_target"] / uniform["mean_steps_to_target"]
+            print(f"  {name:10s} {arm:8s}: zero-variance groups {reduction:6.1%} fewer ({uniform['zero_variance_fraction']:.3f} -> "
+                  f"{vas['zero_variance_fraction']:.3f}); steps to target {ratio:.2f}x; overhead {vas['vas_share_of_step_time']:.3%}")
+    print(f"plots and results.json under {args.out}/<scenario>; total {time.perf_counter() - started:.0f}s")
 
 
 if __name__ == "__main__":
