@@ -28,9 +28,7 @@ from pipeline.train.verl_adapter import (
     verl_overrides,
 )
 
-verl = pytest.importorskip("verl")
-if verl.__version__ != "0.9.1":
-    pytest.skip(f"written against verl 0.9.1, found {verl.__version__}", allow_module_level=True)
+verl = pytest.importorskip("verl")  # written against 0.9.1 (requirements-verl.txt); another version runs them too
 
 from hydra import compose, initialize_config_dir  # noqa: E402  (verl's dependencies: only where verl is)
 from omegaconf import OmegaConf  # noqa: E402
