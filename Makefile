@@ -16,7 +16,7 @@ RUN ?= default
 # Train on the RL set of run $(RUN): make train STEPS=20
 STEPS ?= 2
 
-.PHONY: install install-vllm test test-fast rl-data cold-start train serve bench clean
+.PHONY: install install-verl install-vllm test test-fast rl-data cold-start train serve bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,13 @@ $(PY):
 install: $(PY)
 	$(PIP_INSTALL) -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
 	$(PY) -c "import torch, trl, prefect, datasketch, math_verify, sentence_transformers; print('installed torch', torch.__version__)"
+	$(MAKE) install-verl
 	$(MAKE) install-vllm
+
+# verl 0.9.1 for the adapter's CPU tests, without its dependency list (it pins transformers<5.11): see the file.
+install-verl: $(PY)
+	$(PIP_INSTALL) --no-deps -r requirements-verl.txt 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(PY) -c "import verl.trainer.ppo.v1, hydra; print('installed verl', __import__('verl').__version__)"
 
 # vLLM on CPU lives in its own virtual environment (it pins an older transformers and prefect).
 install-vllm:
