@@ -55,8 +55,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=2)
     parser.add_argument("--max-rows", type=int)
     parser.add_argument("--vas-lambda", type=float, default=0.5)
+    parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: none)")
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
     args = parser.parse_args(argv)
-    print(train_flow(args.rl_dataset_dir, args.output_dir, args.model_path, args.max_steps, args.max_rows, 0, args.vas_lambda))
+    options = {"save_steps": args.save_steps, "resume": args.resume}
+    print(train_flow(args.rl_dataset_dir, args.output_dir, args.model_path, args.max_steps, args.max_rows, 0, args.vas_lambda, options))
 
 
 if __name__ == "__main__":

@@ -72,11 +72,32 @@ def test_sampler_resumes_mid_epoch_from_its_state():
     list(interrupted.batches())  # epoch 0
     consumed = list(islice(interrupted.batches(), 2))  # two batches of epoch 1, then "crash"
     state = interrupted.state_dict()
-    assert state == {"seed": 11, "epoch": 1, "batches_done": 2}
+    assert {key: state[key] for key in ("seed", "epoch", "batches_done")} == {"seed": 11, "epoch": 1, "batches_done": 2}
+    assert [(epoch, batch) for epoch, batch, _ in state["draws"]] == [(1, 0), (1, 1)]  # epoch 0's are dropped
     resumed = fresh()
     resumed.load_state_dict(state)
     assert consumed + list(resumed.batches()) == full_run[1]
     assert resumed.epoch == 2
+
+
+def test_resumed_sampler_replays_the_draws_made_before_the_checkpoint():
+    # The weights move on between draws, as the score table does during training: one prompt takes all the mass.
+    calls = []
+
+    def moving_weights():
+        calls.append(None)
+        weights = np.full(len(DATA), 1e-6)
+        weights[len(calls) % len(DATA)] = 1.0
+        return weights
+
+    interrupted = VASRepeatSampler(DATA, mini_repeat_count=1, batch_size=4, seed=5, vas_lambda=1.0, weights_fn=moving_weights)
+    drawn_before = list(islice(interrupted.batches(), 3))  # batch 2 was fetched ahead of the checkpoint
+    log = interrupted.draw_log()
+    resumed = VASRepeatSampler(DATA, mini_repeat_count=1, batch_size=4, seed=5, vas_lambda=1.0, weights_fn=moving_weights)
+    resumed.load_draw_log(log)
+    assert list(islice(resumed.batches(), 3)) == drawn_before  # replayed, though the weights are others now
+    unlogged = VASRepeatSampler(DATA, mini_repeat_count=1, batch_size=4, seed=5, vas_lambda=1.0, weights_fn=moving_weights)
+    assert list(islice(unlogged.batches(), 3)) != drawn_before
 
 
 def test_rejects_bad_weights_and_lambda():

@@ -4,6 +4,7 @@ checkpoints and restores its VPS state, and the train flow validates a real RL s
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -15,7 +16,7 @@ from pipeline.prompts import chat_messages
 from pipeline.train.dataset import RLDatasetError, load_rl_dataset, load_validated_rl_dataset
 from pipeline.train.run import build_trainer, run_training
 from pipeline.train.config import TrainConfig, VASConfig
-from pipeline.train.trl_trainer import VAS_HISTORY_FILE, VASGRPOTrainer
+from pipeline.train.trl_trainer import SAMPLER_DRAWS_FILE, VAS_HISTORY_FILE, VASGRPOTrainer, VASHistory
 from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable
 from schemas import RL_SCHEMA
 
@@ -116,23 +117,6 @@ def _trainer(curated_rl_dir, model, output_dir, vas_lambda=0.5, **overrides) -> 
     return build_trainer(config, load_rl_dataset(curated_rl_dir).select(range(config.max_rows)), model)
 
 
-def test_vps_state_is_checkpointed_and_restored_on_resume(tmp_path, curated_rl_dir, tiny_text_model):
-    first = _trainer(curated_rl_dir, tiny_text_model, tmp_path, max_steps=1, save_steps=1)
-    first.train()
-    checkpoint = tmp_path / "checkpoint-1"
-    saved = json.loads((checkpoint / VPS_STATE_FILE).read_text())
-    assert (checkpoint / VAS_HISTORY_FILE).exists()
-    resumed = _trainer(curated_rl_dir, tiny_text_model, tmp_path, max_steps=2, save_steps=1)
-    assert resumed.score_table.state_dict()["scores"] != saved["scores"]  # fresh: seeded from pass_rate only
-    resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert resumed.state.global_step == 2
-    # Restored, then one more step of 2 prompt groups on top: history and observations both continue.
-    assert [step for step, _ in resumed.vas_history.zero_variance_fraction] == [0, 1]
-    saved_observations = sum(score["observations"] for score in saved["scores"].values())
-    assert saved_observations == 2
-    assert sum(score.observations for score in resumed.score_table.scores.values()) == saved_observations + 2
-
-
 def test_lambda_zero_trainer_uses_trl_uniform_order(tmp_path, curated_rl_dir, tiny_text_model):
     trainer = _trainer(curated_rl_dir, tiny_text_model, tmp_path, vas_lambda=0.0)
     ours = trainer._get_train_sampler()
@@ -155,3 +139,28 @@ def test_scoring_pass_rolls_out_every_prompt_before_training(tmp_path, curated_r
     assert all(score.observations == 1 and score.diversity is not None for score in trainer.score_table.scores.values())
     assert not trainer.vas_history.zero_variance_fraction  # scoring rollouts are not training steps
     assert trainer.num_generations_eval != 3 and not trainer._metrics["eval"]
+
+
+def test_resume_from_checkpoint_continues_exactly_as_the_uninterrupted_run(tmp_path, curated_rl_dir, tiny_text_model):
+    # lambda = 1: every prompt is a weighted draw. The dataloader fetched step 1's batch before step 0's scores
+    # came in; a resumed run that redrew it with the restored (newer) weights trains other prompts in step 1.
+    def config(output_dir: Path, resume: bool) -> TrainConfig:
+        return TrainConfig(
+            rl_dataset_dir=curated_rl_dir, output_dir=output_dir, model_path=tiny_text_model, save_steps=1,
+            resume=resume, vas=VASConfig(vas_lambda=1.0), **SMOKE,
+        )
+
+    straight = tmp_path / "straight"
+    run_training(config(straight, resume=False))
+    checkpoint = straight / "checkpoint-1"
+    assert {VPS_STATE_FILE, VAS_HISTORY_FILE, SAMPLER_DRAWS_FILE} <= {path.name for path in checkpoint.iterdir()}
+    interrupted = tmp_path / "interrupted"  # as if killed during step 2: only checkpoint-1 on disk
+    shutil.copytree(checkpoint, interrupted / checkpoint.name)
+    resumed = run_training(config(interrupted, resume=True))
+    assert resumed.steps == 2
+    # Same table (scores, observations: 2 steps x 2 groups) and history as the run that was never stopped.
+    assert (interrupted / VPS_STATE_FILE).read_text() == (straight / VPS_STATE_FILE).read_text()
+    assert sum(s.observations for s in VPSScoreTable.load(interrupted / VPS_STATE_FILE).scores.values()) == 4
+    histories = [VASHistory.load(folder / VAS_HISTORY_FILE) for folder in (interrupted, straight)]
+    assert histories[0].zero_variance_fraction == histories[1].zero_variance_fraction
+    assert histories[0].vps_snapshots == histories[1].vps_snapshots

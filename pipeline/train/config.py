@@ -41,7 +41,8 @@ class TrainConfig(BaseModel):
     temperature: float = 1.0
     beta: float = 0.0  # KL coefficient; 0 skips the reference model
     max_grad_norm: float = 1.0
-    save_steps: int = 0  # > 0: checkpoint (weights + VPS state) that often
+    save_steps: int = 0  # > 0: checkpoint (weights + VPS state + sampler draws) that often
+    resume: bool = False  # continue from the newest checkpoint in output_dir, if there is one
     # On CPU, TRL's vLLM mode fails at the first weight sync: generate with transformers there.
     use_vllm: bool = False
     device: Literal["cpu", "auto"] = "cpu"

@@ -65,6 +65,8 @@ def run_training(config: TrainConfig) -> TrainResult:
     if config.max_steps == 0:
         return result
 
+    from transformers.trainer_utils import get_last_checkpoint
+
     from pipeline.train.plots import write_training_plots
 
     if config.max_rows is not None:
@@ -72,8 +74,9 @@ def run_training(config: TrainConfig) -> TrainResult:
     config.output_dir.mkdir(parents=True, exist_ok=True)
     model_path = ensure_model(config, report)
     trainer = build_trainer(config, dataset, model_path)
+    checkpoint = get_last_checkpoint(str(config.output_dir)) if config.resume else None
     try:
-        output = trainer.train()
+        output = trainer.train(resume_from_checkpoint=checkpoint)
     finally:
         trainer.close_rewards()
     trainer.save_vas_state(config.output_dir)

@@ -5,7 +5,9 @@ proportion to their VPS, and the rest taken in order from the epoch's uniform pe
 exactly RepeatSampler's (a generator seeded once, one `randperm` per epoch), so with lambda = 0 the indices are
 identical to RepeatSampler's for the same seed. Every index is then repeated `mini_repeat_count` times in a row
 and each batch `repeat_count` times, as TRL's GRPO expects. The weighted draws use a generator seeded from
-(seed, epoch, batch), so all processes draw the same prompts and a resumed run redraws what it would have drawn.
+(seed, epoch, batch), so all processes draw the same prompts. The draws of the current epoch are logged: a
+dataloader fetches a batch ahead, so the batch after a checkpoint was drawn before the checkpoint's last score
+update, and a resumed run must replay that draw rather than redraw it with newer weights (`draw_log`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class VASRepeatSampler(Sampler[int]):
         self.epoch = 0
         self._start_batch = 0  # batches of `epoch` already consumed (set by load_state_dict)
         self._batches_done = 0
+        self._draws: dict[tuple[int, int], list[int]] = {}  # (epoch, batch) -> weighted draws, replayed on resume
         self.seconds_in_weighted_draws = 0.0  # VAS's own overhead, for the benchmark
 
     def __len__(self) -> int:
@@ -75,6 +78,8 @@ class VASRepeatSampler(Sampler[int]):
     def _weighted_draw(self, epoch: int, batch: int) -> list[int]:
         if self.weighted_per_batch == 0:
             return []
+        if (epoch, batch) in self._draws:
+            return self._draws[epoch, batch]
         started = time.perf_counter()
         weights = torch.as_tensor(self.weights_fn(), dtype=torch.float64)
         if weights.shape != (self.num_samples,) or not torch.isfinite(weights).all() or (weights < 0).any():
@@ -83,12 +88,14 @@ class VASRepeatSampler(Sampler[int]):
         generator.manual_seed(int(np.random.SeedSequence([self.seed, epoch, batch]).generate_state(1)[0]))
         drawn = torch.multinomial(weights, self.weighted_per_batch, replacement=True, generator=generator).tolist()
         self.seconds_in_weighted_draws += time.perf_counter() - started
+        self._draws[epoch, batch] = drawn
         return drawn
 
     def batches(self) -> Iterator[list[int]]:
         """The unique prompt indices of each batch of the current epoch, from the resume point on."""
         epoch, uniform_per_batch = self.epoch, self.batch_size - self.weighted_per_batch
         order = self._permutation(epoch)
+        self._draws = {key: drawn for key, drawn in self._draws.items() if key[0] >= epoch}  # bounded: one epoch
         for batch in range(self._start_batch, self.batches_per_epoch):
             uniform = order[batch * uniform_per_batch : (batch + 1) * uniform_per_batch]
             self._batches_done = batch + 1
@@ -103,9 +110,17 @@ class VASRepeatSampler(Sampler[int]):
                     for _ in range(self.mini_repeat_count):
                         yield index
 
+    def draw_log(self) -> list[list]:
+        """The weighted draws made so far in this epoch, as JSON-ready [epoch, batch, indices] rows."""
+        return [[epoch, batch, drawn] for (epoch, batch), drawn in sorted(self._draws.items())]
+
+    def load_draw_log(self, rows: list[list]) -> None:
+        self._draws = {(int(epoch), int(batch)): [int(i) for i in drawn] for epoch, batch, drawn in rows}
+
     def state_dict(self) -> dict:
-        """Where to resume: the epoch and the batches of it already handed out (torchdata StatefulDataLoader API)."""
-        return {"seed": self.seed, "epoch": self.epoch, "batches_done": self._batches_done}
+        """Where to resume: the epoch, the batches of it handed out and the draws made (torchdata StatefulDataLoader API)."""
+        return {"seed": self.seed, "epoch": self.epoch, "batches_done": self._batches_done, "draws": self.draw_log()}
 
     def load_state_dict(self, state: dict) -> None:
         self.seed, self.epoch, self._start_batch = state["seed"], state["epoch"], state["batches_done"]
+        self.load_draw_log(state.get("draws", []))

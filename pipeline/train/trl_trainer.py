@@ -26,6 +26,7 @@ from pipeline.train.sampler import VASRepeatSampler
 from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable, group_rollouts
 
 VAS_HISTORY_FILE = "vas_history.json"
+SAMPLER_DRAWS_FILE = "vas_sampler_draws.json"
 
 
 @dataclass
@@ -172,6 +173,8 @@ class VASGRPOTrainer(GRPOTrainer):
         directory.mkdir(parents=True, exist_ok=True)
         self.score_table.save(directory / VPS_STATE_FILE)
         self.vas_history.save(directory / VAS_HISTORY_FILE)
+        if self._vas_sampler is not None:
+            (directory / SAMPLER_DRAWS_FILE).write_text(json.dumps(self._vas_sampler.draw_log()), encoding="utf-8")
 
     def load_vas_state(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -179,6 +182,10 @@ class VASGRPOTrainer(GRPOTrainer):
             self.score_table = VPSScoreTable.load(directory / VPS_STATE_FILE, self.vas.vps)
         if (directory / VAS_HISTORY_FILE).exists():
             self.vas_history = VASHistory.load(directory / VAS_HISTORY_FILE)
+        # Trainer skips the trained batches by iterating the sampler again: the logged draws make it hand out the
+        # very prompts the interrupted run drew, including the batch it had fetched ahead before the checkpoint.
+        if self._vas_sampler is not None and (directory / SAMPLER_DRAWS_FILE).exists():
+            self._vas_sampler.load_draw_log(json.loads((directory / SAMPLER_DRAWS_FILE).read_text(encoding="utf-8")))
 
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
