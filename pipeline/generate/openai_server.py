@@ -15,10 +15,10 @@ import asyncio
 import base64
 import contextlib
 import os
-import queue
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -133,7 +133,7 @@ class _Job:
     not_before: float = 0.0  # loop time before which a retry must not be sent
 
 
-_END = object()
+STREAM_POLL_S = 1.0  # longest a finished result waits for the consumer when results come slowly
 
 
 class OpenAIServerBackend(GenerationBackend):
@@ -152,28 +152,48 @@ class OpenAIServerBackend(GenerationBackend):
 
     def stream(self, requests: Sequence[GenerationRequest], chunk_size: int) -> Iterator[GenerationResult]:
         """Every request in flight at once (bounded per endpoint), results as they finish: no barrier between
-        chunks, so the servers never idle while the slowest request of a chunk finishes."""
+        chunks, so the servers never idle while the slowest request of a chunk finishes. The event loop runs in
+        a thread; the consumer wakes once per `chunk_size` results (or STREAM_POLL_S), not once per result,
+        which under the GIL would slow the loop that keeps the requests in flight."""
         requests = list(requests)
-        finished: queue.Queue = queue.Queue()
+        finished: deque[GenerationResult] = deque()
+        ready = threading.Condition()
+        outcome: dict[str, BaseException | None] = {}  # set when the loop ends: None, or the error it raised
+
+        def deliver(_: int, result: GenerationResult) -> None:
+            with ready:
+                finished.append(result)
+                if len(finished) >= chunk_size:
+                    ready.notify()
+
         loop = asyncio.new_event_loop()
-        main = loop.create_task(self._run(requests, lambda _, result: finished.put(result)))
+        main = loop.create_task(self._run(requests, deliver))
 
         def run() -> None:
+            error = None
             try:
                 loop.run_until_complete(main)
-                finished.put(_END)
-            except BaseException as error:  # noqa: BLE001  handed to the consumer, which re-raises it
-                finished.put(error)
+            except BaseException as raised:  # noqa: BLE001  handed to the consumer, which re-raises it
+                error = raised
             finally:
                 loop.close()
+                with ready:
+                    outcome["error"] = error
+                    ready.notify()
 
         thread = threading.Thread(target=run, name="openai-stream", daemon=True)
         thread.start()
         try:
-            while (item := finished.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            while True:
+                with ready:
+                    ready.wait_for(lambda: len(finished) >= chunk_size or outcome, timeout=STREAM_POLL_S)
+                    batch, ended = list(finished), dict(outcome)
+                    finished.clear()
+                yield from batch
+                if ended:
+                    if ended["error"] is not None:
+                        raise ended["error"]
+                    return
         finally:
             if thread.is_alive():  # the consumer stopped early: cancel what is still in flight
                 with contextlib.suppress(RuntimeError):
