@@ -3,13 +3,19 @@
     python benchmarks/bench_verify.py [--data-root PATH] [--workers 2] [--examples 3]
 
 Sources (see shared/data/README.md): TabMWP GPT-3 CoT outputs (`true_false`), MathVista Bard and
-GPT-4 responses (`true_false`), GSM8K 6B/175B solutions (`is_correct`). Prints agreement per
-source, a table of disagreement classes with examples, and throughput end to end through
-`Verifier.judge_many` (cold: including the start of the math-verify workers; warm: started).
+GPT-4 responses (`true_false`), GSM8K 6B/175B solutions (`is_correct`), MATH-V responses of 9
+model settings (`correct`). Prints agreement per source, false-positive and false-negative rates
+(ours "correct" where the label says wrong, as a share of our "correct" verdicts; ours "wrong" where
+the label says correct, as a share of the labels' "correct"), a table of disagreement classes with
+examples, and throughput end to end through `Verifier.judge_many` (cold: including the start of the
+math-verify workers; warm: started). The model extractor stays off: these are the rules alone.
 
 Where a label is demonstrably wrong, the disagreement is classed "label_error: ..." with the
 evidence, taken from the official pipeline's own recorded extraction; agreement is printed both
-raw and with those label errors set aside. Nothing here tunes the verifier to the labels.
+raw and with those label errors set aside. Nothing here tunes the verifier to the labels. One class
+is a difference of policy rather than a matcher bug, and is named so: a response whose option letter
+and stated value disagree ("(C) 15°" where C is 44°) is not a correct answer here, where the official
+judges credit the letter.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))  # run as a script from anywhere, against this checkout
 
 from pipeline.verify import Verdict, Verifier, VerifierConfig  # noqa: E402
+from pipeline.verify.extract import match_choice  # noqa: E402
 from pipeline.verify.labelled import LabelledResponse, load_all  # noqa: E402
-from pipeline.verify.normalize import parse_number, strip_latex_wrappers  # noqa: E402
+from pipeline.verify.normalize import compact_form, parse_number, strip_latex_wrappers  # noqa: E402
 
-GOALS = {"tabmwp": 0.99, "gsm8k": 0.99, "mathvista": 0.97}
+GOALS = {"tabmwp": 0.99, "gsm8k": 0.99, "mathvista": 0.97, "mathvision": 0.985}
+FALSE_POSITIVE_GOAL = 0.003  # of our "correct" verdicts, on every source, label errors set aside
 THROUGHPUT_GOAL = 5_000  # answers/s
 EXPLICIT_METHODS = {"the_answer_is", "correct_answer", "boxed", "answer_tag", "choice_letter", "answer_line"}
 
@@ -46,10 +54,16 @@ def label_error_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | 
     """Evidence, from the official pipeline's own recorded extraction, that its label is wrong."""
     if verdict.correct == row.label:
         return None
+    if row.label and verdict.reason == "conflicting_answers":
+        return "policy: letter and value disagree, official credits one", (
+            f"the response states {verdict.extracted!r} and, beside it, a different answer (see its closing lines)"
+        )
     if row.source == "tabmwp":
         return _tabmwp_evidence(row, verdict)
     if row.source.startswith("mathvista"):
         return _mathvista_evidence(row, verdict)
+    if row.source.startswith("mathvision"):
+        return _mathvision_evidence(row, verdict)
     return None
 
 
@@ -106,6 +120,73 @@ def _mathvista_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | N
     return None
 
 
+# What MATH-V's matcher leaves of LaTeX markup: it lowercases, deletes "\\text" and spaces, and keeps
+# the rest ("\\textbf{A}" -> "bfa", "\\mathrm{~cm}" stays).
+_MATHV_MARKUP = re.compile(r"\\?(?:bf|textbf|mathbf|quad|qquad|mathrm|rm)|[{}\\()\[\]$~:.]")
+
+
+def _mathvision_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | None:
+    """MATH-V's matcher (evaluation/evaluate.py) compares its lowercased extraction with the gold letter
+    and the gold option's raw text, as strings or via latex2sympy values rounded to 2 decimals."""
+    official, item = str(row.official_prediction or ""), row.item
+    gold_option = _gold_option(item)
+    if not row.label:
+        if item.choices:
+            letter = item.gold.strip().lower()
+            if _MATHV_MARKUP.sub("", official) == letter and official != letter:
+                return "official extraction kept LaTeX markup around the letter", (
+                    f"extraction {official!r} is the gold letter {item.gold!r} inside markup it did not remove"
+                )
+            option = compact_form(gold_option)
+            if official.startswith(letter) and compact_form(official[1:]) == option and official != letter:
+                return "official extraction glued the letter to the option text", (
+                    f"extraction {official!r} = {letter!r} + the gold option {gold_option!r}: neither letter nor text"
+                )
+        if gold_option and _same_value(official, gold_option):
+            return "official extraction equals the gold value, matcher compared raw LaTeX", (
+                f"extraction {official!r} has the value of the gold {gold_option!r} (units, degrees, spacing aside)"
+            )
+        return None
+    rounded = _equal_rounded_only(official, gold_option)
+    if rounded is not None:
+        return "official compares values rounded to 2 decimals", rounded
+    return None
+
+
+def _gold_option(item) -> str:
+    if not item.choices:
+        return item.gold
+    index = match_choice(item.gold, item.choices)
+    return item.choices[index[0]] if index else item.gold
+
+
+def _same_value(official: str, gold: str) -> bool:
+    if compact_form(official) == compact_form(gold):
+        return True
+    official_number, gold_number = parse_number(_unit_free(official)), parse_number(_unit_free(gold))
+    return official_number is not None and gold_number is not None and official_number.value == gold_number.value
+
+
+def _unit_free(answer: str) -> str:
+    """ "18\\mathrm{~cm}", "$45^{\\circ}$", "20%" -> the number alone."""
+    text = strip_latex_wrappers(answer).replace("~", " ").replace("%", "")
+    return re.sub(r"\^\{?\d\}?$", "", text).strip()
+
+
+def _equal_rounded_only(official: str, gold: str) -> str | None:
+    """Evidence that two different values pass only by MATH-V's rounding to 2 decimals (sympy values)."""
+    from math_verify import parse
+
+    try:
+        values = [complex(parse(f"${strip_latex_wrappers(v)}$", parsing_timeout=None)[0].evalf()) for v in (official, gold)]
+    except Exception:  # not a closed-form value: the matcher's latex2sympy path did not decide either
+        return None
+    (a, b) = (value.real for value in values)
+    if round(a, 2) == round(b, 2) and abs(a - b) > 1e-9 * max(1.0, abs(b)):
+        return f"extraction {official!r} = {a:.6g} and gold {gold!r} = {b:.6g} differ, equal only rounded to 2 decimals"
+    return None
+
+
 def _number_occurs(number: str, text: str) -> bool:
     plain = strip_latex_wrappers(number).lstrip("$")
     return re.search(rf"(?<![\d.]){re.escape(plain)}(?![\d]|\.\d)", text) is not None
@@ -141,6 +222,35 @@ def print_agreement(rows, verdicts, evidences) -> dict[str, float]:
         raw = agree[key] / total[key]
         print(f"{key:42} {total[key]:6d} {agree[key]:7d} {raw:8.2%} {errors[key]:9d} {clean[key]:19.2%}")
     return clean
+
+
+def print_error_rates(rows, verdicts, evidences) -> dict[str, float]:
+    """False positives as a share of our "correct" verdicts, false negatives as a share of the labels'
+    "correct", per source and overall; raw and with the evidenced label errors set aside."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for row, verdict, evidence in zip(rows, verdicts, evidences):
+        for key in {group_of(row.source), row.source, "all"}:
+            for view in ("raw", "clean") if evidence is None else ("raw",):
+                tally = counts[f"{key}|{view}"]
+                tally["ours_correct"] += verdict.correct
+                tally["label_correct"] += row.label
+                tally["fp"] += verdict.correct and not row.label
+                tally["fn"] += row.label and not verdict.correct
+    print(f"\n{'source':42} {'FP raw':>14} {'FP clean':>14} {'FN raw':>14} {'FN clean':>14}")
+    clean_fp = {}
+    keys = sorted({key.split("|")[0] for key in counts}, key=lambda k: (k == "all", group_of(k), k != group_of(k), k))
+    for key in keys:
+        cells = []
+        for view in ("raw", "clean"):
+            tally = counts[f"{key}|{view}"]
+            cells.append((tally["fp"], tally["ours_correct"]))
+        for view in ("raw", "clean"):
+            tally = counts[f"{key}|{view}"]
+            cells.append((tally["fn"], tally["label_correct"]))
+        clean_fp[key] = cells[1][0] / cells[1][1] if cells[1][1] else 0.0
+        text = " ".join(f"{n:5d} {n / d if d else 0:7.2%}" for n, d in cells)
+        print(f"{key:42} {text}")
+    return clean_fp
 
 
 def print_classes(rows, verdicts, evidences, examples: int) -> None:
@@ -194,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"{len(rows)} labelled responses from {args.data_root}\n")
     clean = print_agreement(rows, verdicts, evidences)
+    clean_fp = print_error_rates(rows, verdicts, evidences)
     print_classes(rows, verdicts, evidences, args.examples)
 
     paths = Counter(verdict.reason for verdict in verdicts)
@@ -202,10 +313,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  cold (workers start inside the call): {cold:6.2f} s  {len(rows) / cold:8.0f} answers/s")
     print(f"  warm (workers already started):       {warm:6.2f} s  {len(rows) / warm:8.0f} answers/s")
 
-    misses = [f"{key} {clean[key]:.2%} < {goal:.0%}" for key, goal in GOALS.items() if clean[key] < goal]
+    misses = [f"{key} {clean[key]:.2%} < {goal:.1%}" for key, goal in GOALS.items() if clean[key] < goal]
+    misses += [f"{key} false positives {clean_fp[key]:.2%} > {FALSE_POSITIVE_GOAL:.1%}" for key in GOALS if clean_fp[key] > FALSE_POSITIVE_GOAL]
     if len(rows) / warm < THROUGHPUT_GOAL:
         misses.append(f"warm throughput {len(rows) / warm:.0f}/s < {THROUGHPUT_GOAL}/s")
-    print("\ngoals (agreement excluding evidenced label errors; warm throughput):", "met" if not misses else "MISSED")
+    print("\ngoals (agreement and false positives excluding evidenced label errors; warm throughput):", "met" if not misses else "MISSED")
     for miss in misses:
         print(f"  missed: {miss}")
     return 0 if not misses else 1

@@ -115,7 +115,7 @@ def test_answers_in_prose(text, expected, method):
         ("The statement is true.", ["true", "false"], "true", "last_line"),
         ("The solution cannot be provided as there is no context.", ["yes", "no"], None, "refusal"),
         ("If the bars add up, the answer is A (Yes).\nWithout data we cannot say.", ["Yes", "No"], None, "refusal"),
-        ("The answer is (B).\nSo x = \\boxed{82}, which is not listed.", ["45", "49", "98"], "49", "choice_letter"),
+        ("The answer is (B).\nSo x = \\boxed{82}, which is not listed.", ["45", "49", "98"], None, "refusal"),
         ("The correct answer is **(E)**.", ["(c)", "(a)", "(e)", "(d)", "(b)"], "(b)", "choice_letter"),
     ],
 )

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import math
 import re
 from fractions import Fraction
 
-from pipeline.verify.extract import match_choice
+from pipeline.verify.extract import match_choice, unbox
 from pipeline.verify.model import MAX_ANSWER_CHARS, MAX_BRACE_DEPTH, MAX_MATH_VERIFY_CHARS, AnswerSpec
 from pipeline.verify.normalize import (
     ParsedNumber,
     canonical_boolean,
+    compact_form,
+    leading_boolean,
     normalize_text,
     parse_number,
     strip_latex_wrappers,
@@ -21,6 +24,8 @@ Decision = tuple[bool, str]  # (correct, reason)
 _MATH_OPERATORS = re.compile(r"[\\^_=+*/()\[\]{}√π∞<>≤≥]")
 _MATH_SIGNS = re.compile(rf"\d|{_MATH_OPERATORS.pattern}")
 _LIST_BRACKETS = "[]()"
+_PI = re.compile(r"π|\\pi\b")
+_ROOT_OF_INTEGER = re.compile(r"(?:√|\\sqrt)\s*\{?\s*(\d{1,12})\b")
 MIN_SIGNIFICANT_DIGITS = 3  # for a rounded decimal to count as an exact fraction
 
 
@@ -32,12 +37,12 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
         return False, "answer_too_long"
     if len(spec.gold) > MAX_ANSWER_CHARS:
         return False, "gold_too_long"
-    gold = spec.gold
     if spec.is_multi_choice:
         decided = _decide_choice(pred, spec)
         if decided is not None:
             return decided
-    if normalize_text(pred) == normalize_text(gold):
+    gold = comparable_gold(spec)
+    if normalize_text(pred) == normalize_text(gold) or _MATH_SIGNS.search(gold) and compact_form(pred) == compact_form(gold):
         return True, "exact"
     gold_number = parse_number(gold, spec.unit)
     pred_number = parse_number(pred, spec.unit)
@@ -46,28 +51,52 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
         return (True, reason) if reason else (False, "mismatch")
     gold_boolean = canonical_boolean(gold)
     if gold_boolean is not None:
-        return (True, "exact") if canonical_boolean(pred) == gold_boolean else (False, "mismatch")
+        said = canonical_boolean(pred) or leading_boolean(pred)
+        return (True, "exact") if said == gold_boolean else (False, "mismatch")
     if spec.answer_type == "list":
         decided = _decide_list(pred, gold, spec)
         if decided is not None:
             return decided
-    if not (_MATH_SIGNS.search(pred) and _MATH_SIGNS.search(gold)):
+    plain_pred, plain_gold = strip_latex_wrappers(pred), strip_latex_wrappers(gold)
+    if not (_MATH_SIGNS.search(plain_pred) and _MATH_SIGNS.search(plain_gold)):
         return False, "mismatch"
-    if gold_number is not None and not _MATH_OPERATORS.search(pred):
+    if gold_number is not None and not _MATH_OPERATORS.search(plain_pred):
         return False, "mismatch"  # a number against words and numbers ("1 and 9", "6,5"): nothing to simplify
+    if pred_number is not None and not _MATH_OPERATORS.search(plain_gold):
+        return False, "mismatch"  # ... and the other way round ("either 0 or 1" against "2")
+    if (pred_number or gold_number) and looks_irrational(plain_gold if pred_number else plain_pred):
+        return False, "mismatch"  # a rational number is no multiple of π or a root ("2" against "8-2\\pi")
     if not fits_math_verify(pred) or not fits_math_verify(gold):
         return False, "answer_too_complex"
     return None
 
 
+def looks_irrational(answer: str) -> bool:
+    """Whether a simplified answer holds π or the root of a non-square integer ("8-2\\pi", "3\\sqrt{3}")."""
+    if _PI.search(answer):
+        return True
+    return any(math.isqrt(int(n)) ** 2 != int(n) for n in _ROOT_OF_INTEGER.findall(answer))
+
+
 def _decide_choice(pred: str, spec: AnswerSpec) -> Decision | None:
-    """Both answers name an option: correct iff the same option."""
+    """Both answers name an option: correct iff the same option. Otherwise None: the answer is then
+    compared with the gold option's value (`comparable_gold`), "5\\sqrt{5}-10" with "$5(\\sqrt{5}-2)$"."""
     assert spec.choices is not None
     pred_choice = match_choice(pred, spec.choices)
     gold_choice = match_choice(spec.gold, spec.choices)
     if pred_choice is None or gold_choice is None:
         return None
     return (True, "choice") if pred_choice[0] == gold_choice[0] else (False, "mismatch")
+
+
+def comparable_gold(spec: AnswerSpec) -> str:
+    """The gold answer as a value: for multiple choice the text of the gold option (a gold given as a
+    letter, as MATH-V's, names it), unless the options are themselves just letters."""
+    if not spec.is_multi_choice:
+        return unbox(spec.gold) if "box" in spec.gold else spec.gold
+    assert spec.choices is not None
+    gold_choice = match_choice(spec.gold, spec.choices)
+    return spec.gold if gold_choice is None else spec.choices[gold_choice[0]]
 
 
 def numbers_match(pred: ParsedNumber, gold: ParsedNumber, precision: int | None) -> str | None:

@@ -1,18 +1,29 @@
 """Find the final answer in a (long) chain of thought; map multiple-choice answers to the option text.
 
+Only the answer to THIS question counts: a response that runs on past its answer (a new "Question:"
+of a leaked few-shot prompt, chat-template tokens, a switch to another script) is cut there first.
 Order of evidence: an <answer> tag; otherwise the LAST explicit marker (a balanced \\boxed{}, "the
 answer is ...", "Answer:", "X is the correct answer", GSM8K's "####"/"A:"); otherwise, only where
 the answer type allows, what the prose emphasises or concludes (see `fallback_number`).
+Conflicting evidence is no answer: several options named at once, or (see `Extraction.rival`) a
+different answer stated right next to the final one, which the verifier judges too.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 
 from pipeline.verify.model import MAX_ANSWER_CHARS, MAX_SCAN_CHARS, NUMERIC_ANSWER_TYPES, Extraction
-from pipeline.verify.normalize import canonical_boolean, normalize_text, parse_number
+from pipeline.verify.normalize import (
+    canonical_boolean,
+    compact_form,
+    normalize_text,
+    parse_number,
+    strip_latex_wrappers,
+)
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
@@ -34,7 +45,12 @@ _ANSWER_BEFORE = re.compile(r"\s+is the (?:correct|right|final) answer")
 _CONDITIONAL = re.compile(r"\W*(?:if|unless|when|suppose)\b", re.IGNORECASE)  # "If x > 3, the answer is A."
 # Where an answer phrase ends: a sentence stop, a clause break or an explanation.
 _SPAN_END = re.compile(r"[.!?](?:\s|$)|[;。，]|,\s|\s(?:because|since|which|as|so|and therefore)\s", re.IGNORECASE)
-_NUMBER_IN_TEXT = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?%?")
+# A number that stands for itself: not an exponent or index, not the coefficient of a term ("24π", "5x",
+# "3\\sqrt{2}") and not the first operand of an expression ("158 + LK").
+_NUMBER_IN_TEXT = re.compile(
+    r"(?<![\^_\w])-?\$?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?%?"
+    r"(?!\d|\.\d|\s*(?:π|\\pi|√|\\sqrt)|[a-zA-Z](?![a-zA-Z])|\s*[+*/^×·]\s*[\w\\(]|\s*-\s*[a-zA-Z\\])"
+)
 _WHOLE_RESPONSE_MAX_CHARS = 60  # a response this short, on one line, is its own answer
 
 _LEADING_NUMBER = re.compile(r"(-?\$?\d[\d,]*(?:\.\d+)?%?)\s+(?!and\b|or\b|to\b|,|/|-)[a-z]")
@@ -47,13 +63,50 @@ _CONCLUSION = re.compile(
 _REFUSAL = re.compile(
     r"\b(?:cannot|can't|can not|unable to|impossible|not possible|insufficient|not enough information"
     r"|(?:is|are) not (?:provided|given)|without (?:the|more|further|additional|specific)"
-    r"|does not provide|none of the (?:options|choices)|not (?:available )?in the (?:options|choices))\b",
+    r"|does not provide|none of the (?:options|choices)|not (?:available )?in the (?:options|choices))\b"
+    r"|无法|不能确定|没有正确",
     re.IGNORECASE,
 )
+# Saying that no option is right: after a chosen option it withdraws the choice.
+_NO_OPTION = re.compile(
+    r"\b(?:none of the (?:options|choices|answers|above|given)|not (?:among|in|one of) the (?:given |answer )?"
+    r"(?:options|choices)|(?:is|are) not listed|no (?:correct|valid|matching) (?:answer|option|choice))\b"
+    r"|不在选项|没有正确(?:答案|选项)|选项中没有",
+    re.IGNORECASE,
+)
+# Where a response runs on past its answer: a new prompt turn of a leaked few-shot prompt, or chat tokens.
+_CONTINUATION_HEADER = re.compile(
+    r"^[ \t]*(?:#{1,4}[ \t]*)?(?:\*\*)?(?:question|problem|query|human|user|instruction|hint|q|问题|题目)"
+    r"[ \t]*\d*[ \t]*(?:\*\*)?[ \t]*[:：]|<\|(?:im_start|im_end|user|endoftext|eot_id)\|>|\[INST\]",
+    re.IGNORECASE | re.MULTILINE,
+)
+# The first explicit answer, for where a continuation may start (its line is the answer's).
+_FIRST_MARKER = re.compile(
+    r"</answer>|\\(?:boxed|fbox)\s*\{|\b(?:answer|choice|option)\s*\**\s*(?:is|:|=)|答案(?:是|为|：|:)|^####"
+    r"|\sis the (?:correct|right|final) answer",
+    re.IGNORECASE | re.MULTILINE,
+)
+_CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
+_HAS_CJK = re.compile(f"[{_CJK}]")
+# Prose in the other script: 20+ CJK characters, or 6+ Latin words (not formulas or labels).
+_CJK_PROSE = re.compile(f"[{_CJK}](?:[{_CJK}\\s，。、；：？！（）\\d]){{19,}}")
+_LATIN_PROSE = re.compile(r"\b[A-Za-z]{2,}(?:[ ,;]+[A-Za-z]{2,}\b){5,}")
+_SPAN_GAP_MAX_CHARS = 150  # a stated answer this close before the final one is stated alongside it
+_NEGATION = re.compile(r"\b(?:not|except|excluding|other than|rather than|instead of|besides)\b|n't\b", re.IGNORECASE)
+_OPTION_WORD = re.compile(r"[a-z]{2,}")
+_LATEX_COMMAND = re.compile(r"\\[a-z]+")
 
-_LETTER_ONLY = re.compile(r"^\(?([A-Za-z])\)?$")
-_LETTER_LEADING = re.compile(r"^(?:option|choice)?\s*\(?([A-Z])(?:\)|[.:]\s|\s+\(|\s*$)")
+_LETTER_ONLY = re.compile(r"^[(\[]?([A-Za-z])[)\]]?$")
+_LETTER_LEADING = re.compile(r"^(?:(?i:option|choice)\s*\(?([A-Z])\)?(?![\w(])|\(?([A-Z])(?:\)|[.:]\s|\s+\(|\s*$))")
 _LETTER_BRACKETED = re.compile(r"\(([A-Z])\)")
+# Several options at once: "A, C and E", "(A) and (D)", "\\boxed{(A),(B),(C),(D),(E)}".
+_LETTER_LIST = re.compile(r"^\(?[A-Z]\)?(?:\s*(?:,|and|or|&|/|、)\s*\(?[A-Z]\)?)+$")
+_SEVERAL = "several_answers"
+_MAX_WORDS_AROUND_LETTER = 3
+_ALNUM = re.compile(r"\w")
+_MATH_BRACKETS = re.compile(r"\\[()\[\]]")
+_PRONOUNS = frozenset({"this", "that", "it", "which", "this option", "that option", "this choice", "so"})
+_VALUE_SIGN = re.compile(r"[\d\\^π√=]")  # what a stated value (not a sentence about one) contains
 _SENTENCE_BREAK = re.compile(r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\bDr\.)(?<=[.!?。])\s+")
 _CLOSING_LINES = 3  # lines searched for a named option when nothing is marked ("I hope this helps" may follow)
 _MIN_PROSE_OPTION_CHARS = 3  # in free prose, "no", "k" or "A" are words, not the naming of an option
@@ -66,22 +119,57 @@ def extract_answer(
     choices: Sequence[str] | None = None,
     answer_type: str = "text",
 ) -> Extraction:
-    """The final answer of `text`. Multiple choice: the option that the latest marked answer names (its
-    text, letter, or number), else the option the closing sentences name. Numeric types fall back to
-    the numbers of the prose; text types to a response short enough to be the answer itself."""
-    tail = (text or "")[-MAX_SCAN_CHARS:]
-    marked = marked_answers(tail)
+    """The final answer of `text` (up to where it runs on past its answer). Multiple choice: the option
+    that the latest marked answer names (its text, letter, or number), else the option the closing
+    sentences name. Numeric types fall back to the numbers of the prose; text types to a response short
+    enough to be the answer itself."""
+    tail = answer_region(text or "")[-MAX_SCAN_CHARS:]
+    located = located_answers(tail)
     if question_type == "multi_choice" and choices:
-        return _extract_choice(tail, marked, list(choices))
+        return _extract_choice(tail, located, list(choices))
     numeric = answer_type in NUMERIC_ANSWER_TYPES
-    if marked:
-        best = marked[0]
-        return Extraction(numeric_core(best.answer), best.method) if numeric else best
+    if located:
+        best = located[0].extraction
+        rival = _rival(tail, located)
+        answer = numeric_core(best.answer) if numeric else best.answer
+        return Extraction(answer, best.method, rival and (numeric_core(rival) if numeric else rival))
     if _is_short_single_line(tail) and (not numeric or parse_number(tail) is not None):
         return Extraction(tail.strip(), "whole_response")
     if numeric:
         return fallback_number(tail)
     return Extraction(None, "none")
+
+
+def answer_region(text: str) -> str:
+    """`text` up to where it continues past its first explicit answer (see `continuation_start`)."""
+    start = continuation_start(text)
+    return text if start is None else text[:start]
+
+
+def continuation_start(text: str) -> int | None:
+    """Where a response that has given its answer runs on: a new prompt turn ("Question: ...", chat
+    tokens: few-shot leakage) or prose in another script (English after a Chinese answer, or the reverse)
+    after the line of its first explicit answer. None when it does not."""
+    header = _CONTINUATION_HEADER.search(text)
+    has_cjk = _HAS_CJK.search(text) is not None
+    if header is None and not has_cjk:
+        return None
+    first = _FIRST_MARKER.search(text)
+    if first is None:
+        return None
+    line_end = text.find("\n", first.end())
+    answered = len(text) if line_end < 0 else line_end
+    starts = []
+    header = _CONTINUATION_HEADER.search(text, answered)
+    if header is not None:
+        starts.append(header.start())
+    if has_cjk:
+        before = text[:answered]
+        other_script = _LATIN_PROSE if len(_CJK_PROSE.findall(before)) > len(_LATIN_PROSE.findall(before)) else _CJK_PROSE
+        switch = other_script.search(text, answered)
+        if switch is not None:
+            starts.append(switch.start())
+    return min(starts) if starts else None
 
 
 def find_marked_answer(text: str) -> Extraction | None:
@@ -90,29 +178,82 @@ def find_marked_answer(text: str) -> Extraction | None:
     return marked[0] if marked else None
 
 
+@dataclass(frozen=True)
+class LocatedAnswer:
+    start: int
+    end: int
+    extraction: Extraction
+
+
 def marked_answers(text: str) -> list[Extraction]:
-    """Explicitly marked answers, most authoritative first: the last <answer> tag, then every box and
-    answer phrase from the last one backwards (phrases inside "If ..." sentences are conditions)."""
-    tagged = _ANSWER_TAG.findall(text)
+    """Explicitly marked answers, most authoritative first (see `located_answers`)."""
+    return [located.extraction for located in located_answers(text)]
+
+
+def located_answers(text: str) -> list[LocatedAnswer]:
+    """Explicitly marked answers and where they are, most authoritative first: the last <answer> tag,
+    then every box and answer phrase from the last one backwards (phrases inside "If ..." sentences are
+    conditions; a box inside an answer phrase counts once, as the phrase with the box opened)."""
+    tagged = list(_ANSWER_TAG.finditer(text))
     if tagged:
-        inner = tagged[-1].strip()
-        return [Extraction(last_boxed(inner) or inner, "answer_tag")]
-    found: list[tuple[int, Extraction]] = []
+        inner = tagged[-1][1].strip()
+        return [LocatedAnswer(tagged[-1].start(), tagged[-1].end(), Extraction(last_boxed(inner) or inner, "answer_tag"))]
+    found: list[LocatedAnswer] = []
     for start in [match.end() for match in _BOXED.finditer(text)][-_MAX_CANDIDATES_PER_MARKER:]:
         end = _matching_brace(text, start)
         if end is not None:
-            found.append((start, Extraction(text[start:end].strip(), "boxed")))
+            found.append(LocatedAnswer(start, end, Extraction(text[start:end].strip(), "boxed")))
+    phrases: list[LocatedAnswer] = []
+    boxed_phrases: list[tuple[int, int]] = []  # where phrases whose answer holds a box are
     for method, pattern in _ANSWER_PHRASES:
         for match in list(pattern.finditer(text))[-_MAX_CANDIDATES_PER_MARKER:]:
             span = trim_answer_span(match["answer"])
-            if span and not _in_conditional_sentence(text, match.start()):
-                found.append((match.start(), Extraction(span, method)))
+            if _ALNUM.search(span) and not _in_conditional_sentence(text, match.start()):
+                phrases.append(LocatedAnswer(match.start(), match.end(), Extraction(unbox(span), method)))
+                if _BOXED.search(span):
+                    boxed_phrases.append((match.start(), match.end()))
     for match in list(_ANSWER_BEFORE.finditer(text))[-_MAX_CANDIDATES_PER_MARKER:]:
         start = _sentence_start(text, match.start())
-        span = trim_answer_span(text[start : match.start()])
-        if span:
-            found.append((start, Extraction(span, "correct_answer")))
-    return [extraction for _, extraction in sorted(found, key=lambda pair: pair[0], reverse=True)]
+        span = trim_answer_span(_last_clause(text[start : match.start()]))
+        if _ALNUM.search(span) and normalize_text(span) not in _PRONOUNS:
+            phrases.append(LocatedAnswer(start, match.end(), Extraction(unbox(span), "correct_answer")))
+            if _BOXED.search(span):
+                boxed_phrases.append((start, match.start()))
+    boxes = [box for box in found if not any(start <= box.start <= end for start, end in boxed_phrases)]
+    return sorted([*boxes, *phrases], key=lambda located: located.start, reverse=True)
+
+
+def _last_clause(sentence: str) -> str:
+    """ "Based on this, we conclude that option (B) 70" -> "we conclude that option (B) 70"."""
+    return re.split(r",\s|;\s", sentence)[-1]
+
+
+def unbox(span: str) -> str:
+    """The answer with every balanced \\boxed{...} opened ("12 - 3 = \\boxed{9}" -> "12 - 3 = 9") and an
+    unclosed leading one dropped ("\\boxed{D." -> "D")."""
+    for _ in range(_MAX_CANDIDATES_PER_MARKER):
+        match = _BOXED.search(span)
+        if match is None:
+            break
+        end = _matching_brace(span, match.end())
+        if end is None:
+            return span[match.end() :].strip() if match.start() == 0 else span
+        span = span[: match.start()] + span[match.end() : end] + span[end + 1 :]
+    return span.strip()
+
+
+def _rival(text: str, located: list[LocatedAnswer]) -> str | None:
+    """A different answer stated right before the final one ("\\boxed{540}. The answer is: (C)"), which
+    must agree with it for the final answer to count; farther back, an earlier answer is a revision."""
+    if len(located) < 2:
+        return None
+    final, previous = located[0], located[1]
+    if final.extraction.method == previous.extraction.method == "boxed":
+        return None  # boxed intermediate results ("Path 1: \\boxed{1} tree. ... a total of \\boxed{3}")
+    gap = text[previous.end : final.start]
+    if len(gap) > _SPAN_GAP_MAX_CHARS or previous.extraction.answer == final.extraction.answer:
+        return None
+    return previous.extraction.answer
 
 
 def last_boxed(text: str) -> str | None:
@@ -214,50 +355,113 @@ def _is_short_single_line(text: str) -> bool:
     return 0 < len(stripped) <= _WHOLE_RESPONSE_MAX_CHARS and "\n" not in stripped
 
 
-def _extract_choice(tail: str, marked: list[Extraction], choices: list[str]) -> Extraction:
-    """The option named by the latest marked answer that names one; without any marked answer, the
-    option named by the latest sentence of the last lines that names one (none if a sentence after
-    it declines to answer, without naming one)."""
-    for candidate in marked:
+def _extract_choice(tail: str, located: list[LocatedAnswer], choices: list[str]) -> Extraction:
+    """The option named by the latest marked answer that gives one, unless it names several options or
+    a sentence after it says no option is right. A marked value that is none of the options, or a marked
+    refusal, ends the search: no option from earlier reasoning is picked up. Without a marked answer,
+    the option named by the latest sentence of the last lines that names one (none if a sentence after
+    it declines to answer or names several options)."""
+    options_say_none = any(_NO_OPTION.search(choice) or _REFUSAL.search(choice) for choice in choices)
+    for position, located_answer in enumerate(located):
+        candidate = located_answer.extraction
+        if not options_say_none and _NO_OPTION.search(tail, located_answer.start):
+            return Extraction(None, "refusal")
         matched = match_choice(candidate.answer, choices)
         if matched is not None:
-            return _choice_extraction(matched, choices, candidate.method)
-    if marked:
-        return marked[0]  # an answer that is none of the options
+            rival = _letter_rival(candidate.answer, matched, choices) or _rival(tail, located[position:])
+            return _choice_extraction(matched, choices, candidate.method, rival)
+        if names_several_options(candidate.answer, choices):
+            return Extraction(None, _SEVERAL)
+        if _REFUSAL.search(candidate.answer):
+            return Extraction(None, "refusal")
+        if _VALUE_SIGN.search(candidate.answer):
+            return candidate  # a stated answer that is none of the options
+        # a marker that announces no answer itself ("the answer is shown below"): look further back
     closing_lines = [line for line in tail.strip().splitlines() if line.strip()][-_CLOSING_LINES:]
     for sentence in [s for line in closing_lines for s in _SENTENCE_BREAK.split(line)][::-1]:
         matched = match_choice(sentence, choices, in_prose=True)
         if matched is not None:
             return _choice_extraction(matched, choices, "last_line")
-        if _REFUSAL.search(sentence):
+        if _REFUSAL.search(sentence) or not options_say_none and _NO_OPTION.search(sentence):
             return Extraction(None, "refusal")
+        if names_several_options(sentence, choices, in_prose=True):
+            return Extraction(None, "none")  # "The red block is taller than the blue one.": for a judge model
     return Extraction(None, "none")
 
 
-def _choice_extraction(matched: tuple[int, bool], choices: list[str], method: str) -> Extraction:
+def _choice_extraction(
+    matched: tuple[int, bool], choices: list[str], method: str, rival: str | None = None
+) -> Extraction:
     index, by_letter = matched
-    return Extraction(choices[index], "choice_letter" if by_letter else method)
+    return Extraction(choices[index], "choice_letter" if by_letter else method, rival)
+
+
+def _letter_rival(answer: str, matched: tuple[int, bool], choices: list[str]) -> str | None:
+    """The value written beside an option letter ("(B) 35°"), which must be that option's value; not
+    checked where the options are drawn in the image and their texts are just letters."""
+    index, by_letter = matched
+    if not by_letter or _LETTER_ONLY.match(choices[index].strip()):
+        return None
+    stripped = strip_latex_wrappers(answer.replace("**", ""))
+    leading = _LETTER_LEADING.match(stripped)
+    rest = stripped[leading.end() :] if leading else _LETTER_BRACKETED.sub("", stripped, count=1)
+    rest = _strip_stray_brackets(normalize_text(_MATH_BRACKETS.sub("", rest.replace("{}", ""))))
+    if _ALNUM.search(rest) and (_VALUE_SIGN.search(rest) or match_choice(rest, choices) is not None):
+        return rest
+    return None
+
+
+def _strip_stray_brackets(text: str) -> str:
+    """Drop edge brackets left over from cutting a letter out of "B (R2)" or "(A) }\\boxed{4\\pi}"."""
+    text = text.strip(" -")
+    while text and (text[0] in ")]}" or text[-1] in "([{" or text[0] + text[-1] in ("()", "[]")):
+        text = text[1:-1] if text[0] + text[-1] in ("()", "[]") else text.lstrip(")]}").rstrip("([{")
+        text = text.strip(" -")
+    while text.endswith(("}", ")")) and text.count(text[-1]) > text.count("{" if text[-1] == "}" else "("):
+        text = text[:-1].strip()
+    return text
+
+
+def names_several_options(answer: str, choices: Sequence[str], *, in_prose: bool = False) -> bool:
+    """Whether `answer` names two or more options at once: "A, C and E", "(A) and (D)", "P or Q"."""
+    if len(answer) > MAX_ANSWER_CHARS:
+        return False
+    stripped = unbox(answer.strip().replace("**", "")).replace("\\text", "").strip(" .{}$")
+    letters = set(_LETTER_BRACKETED.findall(stripped))
+    if _LETTER_LIST.match(stripped):
+        letters |= set(re.findall(r"[A-Z]", stripped))
+    if len({letter for letter in letters if ord(letter) - ord("A") < len(choices)}) > 1:
+        return True
+    return len(_contained_options(normalize_text(answer), choices, in_prose)) > 1
 
 
 def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False) -> tuple[int, bool] | None:
     """(index, matched_by_letter) of the option `answer` names, or None when it names none or several.
 
-    In order: an option's exact text; a letter ("B", "(B)", "B.", "(B) 5cm", "B (5cm)"); an option's
-    text up to case and spacing; an equal number; the only option text it contains. `in_prose`
-    (a sentence, not an answer span) ignores contained options that are short common words, except
-    a yes/no that opens or closes it ("No, he does not ...", "The statement is true.")."""
+    In order: an option's exact text; a letter ("B", "(B)", "B.", "(B) 5cm", "B (5cm)", "Option B"); an
+    option's text up to case and spacing, or up to all spacing and math delimiters ("2+2\\sqrt{2}" for
+    "$2+2 \\sqrt{2}$"); an equal number; the only option text it contains, whole, outside a formula and
+    not negated ("all except E" names none). `in_prose` (a sentence, not an answer span) ignores contained
+    options that are short common words, except a yes/no that opens or closes it ("No, he does not ...",
+    "The statement is true.")."""
     if len(answer) > MAX_ANSWER_CHARS:
         return None
     stripped = answer.strip().replace("**", "").strip(" .")
     if stripped in choices:
         return list(choices).index(stripped), False
     letter = _letter_of(stripped)
+    if letter is None and "\\" in stripped:
+        letter = _letter_of(strip_latex_wrappers(stripped))  # "\\text{(D)}", "\\textbf{E}"
     if letter is not None and letter < len(choices):
         return letter, True
     normalized = normalize_text(answer)
     options = [normalize_text(choice) for choice in choices]
     if normalized in options:
         return options.index(normalized), False
+    compact = compact_form(answer)
+    compact_options = [compact_form(choice) for choice in choices]
+    if compact and compact_options.count(compact) == 1:
+        return compact_options.index(compact), False
     number = parse_number(answer)
     if number is not None:
         values = [parsed.value if (parsed := parse_number(choice)) else None for choice in choices]
@@ -270,14 +474,32 @@ def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False)
             said = canonical_boolean(edge_word.strip(",.!"))
             if said is not None and booleans.count(said) == 1:
                 return booleans.index(said), False
-    contained = {
-        i
-        for i, option in enumerate(options)
-        if option and _contains_phrase(normalized, option) and not (in_prose and _is_common_word(option))
-    }
+    contained = _contained_options(normalized, choices, in_prose)
     if len(contained) == 1:
         return contained.pop(), False
     return None
+
+
+def _contained_options(normalized: str, choices: Sequence[str], in_prose: bool) -> set[int]:
+    """Options whose text occurs whole in an answer that negates none ("no", "k" and yes/no words do not
+    count in prose; a bare letter only in an answer of a few words, "bike A"; a formula never, and a number
+    not inside one: "50" is not named by "50+5\\pi", "a+b" not by "\\frac{a+b}{2}")."""
+    if _NEGATION.search(normalized):
+        return set()
+    options = [normalize_text(choice) for choice in choices]
+    short_answer = len(normalized.split()) <= _MAX_WORDS_AROUND_LETTER
+    return {
+        i
+        for i, option in enumerate(options)
+        if option
+        and (
+            _OPTION_WORD.search(_LATEX_COMMAND.sub("", option))
+            or parse_number(option) is not None
+            or len(option) == 1 and short_answer and not in_prose
+        )
+        and _contains_phrase(normalized, option)
+        and not (in_prose and _is_common_word(option))
+    }
 
 
 def _is_common_word(option: str) -> bool:
@@ -290,7 +512,8 @@ def _letter_of(answer: str) -> int | None:
     for pattern in (_LETTER_ONLY, _LETTER_LEADING):
         match = pattern.match(answer)
         if match:
-            return ord(match[1].upper()) - ord("A")
+            letter = next(group for group in match.groups() if group)
+            return ord(letter.upper()) - ord("A")
     bracketed = _LETTER_BRACKETED.findall(answer)
     if len(set(bracketed)) == 1:
         return ord(bracketed[0]) - ord("A")
@@ -303,5 +526,6 @@ def _contains_phrase(text: str, phrase: str) -> bool:
 
 @lru_cache(maxsize=4096)
 def _phrase_pattern(phrase: str) -> re.Pattern:
-    """`phrase` as a whole word or number ("8 cm" is not inside "18 cm", "1" not inside "1.5")."""
-    return re.compile(rf"(?<![\w.]){re.escape(phrase)}(?![\w]|\.\d)")
+    """`phrase` as a whole word or number, outside a formula ("8 cm" is not inside "18 cm", "1" not
+    inside "1.5", "2" not inside "-2\\pi")."""
+    return re.compile(rf"(?<![\w.\\^_{{+\-*/=]){re.escape(phrase)}(?![\w}}^_+*/=]|\.\d|\s*[+*/=^]|\\)")

@@ -19,6 +19,8 @@ _TABMWP_ANSWER_TYPES = {"integer_number": "integer", "decimal_number": "float"} 
 _TABMWP_QUESTION_TYPES = {"multi_choice": "multi_choice", "free_text": "free_form"}
 MATHVISTA_FILES = ("output_bard.json", "output_gpt4_2shot_solution.json")
 GSM8K_MODELS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
+_INTEGER = re.compile(r"-?\d+")
+_DECIMAL = re.compile(r"-?\d*\.\d+")
 
 
 @dataclass(frozen=True)
@@ -84,5 +86,33 @@ def load_gsm8k(root: Path) -> Iterator[LabelledResponse]:
             yield LabelledResponse(f"gsm8k/{model}", str(number), item, bool(solution["is_correct"]), None)
 
 
+def mathvision_answer_type(answer: str) -> str:
+    answer = answer.strip()
+    if _INTEGER.fullmatch(answer):
+        return "integer"
+    return "float" if _DECIMAL.fullmatch(answer) else "expression"
+
+
+def load_mathvision(root: Path) -> Iterator[LabelledResponse]:
+    """MATH-V: every `outputs/<setting>.jsonl` against `test.jsonl`; multiple choice when the problem has
+    options (their texts, or just the letters A-E where the options are drawn), the gold being a letter."""
+    folder = root / "mathvision"
+    problems = {row["id"]: row for row in map(json.loads, (folder / "test.jsonl").read_text().splitlines())}
+    for path in sorted((folder / "outputs").glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            problem = problems[record["id"]]
+            options = problem["options"]
+            item = VerifyItem(
+                text=record["response"] or "",
+                gold=problem["answer"],
+                answer_type="text" if options else mathvision_answer_type(problem["answer"]),
+                question_type="multi_choice" if options else "free_form",
+                choices=options or None,
+            )
+            label = bool(record["correct"])
+            yield LabelledResponse(f"mathvision/{path.stem}", record["id"], item, label, record["model_answer"])
+
+
 def load_all(root: Path) -> list[LabelledResponse]:
-    return [*load_tabmwp(root), *load_mathvista(root), *load_gsm8k(root)]
+    return [*load_tabmwp(root), *load_mathvista(root), *load_gsm8k(root), *load_mathvision(root)]

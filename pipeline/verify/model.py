@@ -24,11 +24,17 @@ class Extraction:
     "correct_answer" ("X is the correct answer"), "gsm8k_hash" ("#### x"), "answer_line" ("A: x"),
     "choice_letter" (an option named by its letter), "last_line" (an option named in the closing
     sentences), "whole_response", "conclusion_number", "bold_number", "last_number", "refusal"
-    (answer None: the response declines), "none"; "given" for answers passed to judge_answer.
+    (answer None: the response declines), "several_answers" (answer None: it names several options),
+    "none" (nothing found: what a judge model may fill, see verify/model_extractor.py); "given" for
+    answers passed to judge_answer; "model_extracted" for answers a judge model read.
+
+    `rival`: a different answer stated right beside the final one ("\\boxed{540}. The answer is: (C)",
+    "(B) 35°"); the final answer counts as correct only if the rival is judged correct too.
     """
 
     answer: str | None
     method: str
+    rival: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,9 @@ class Verdict:
 
     `reason` names the path that decided: for a correct answer the fast path that matched ("exact",
     "numeric", "numeric_precision", "fraction", "percent", "choice", "list") or "math_verify"; for a
-    wrong one "mismatch" (fast paths), "math_verify", "no_answer", "answer_too_long", "gold_too_long",
-    "answer_too_complex", "math_verify_timeout" or "math_verify_error".
+    wrong one "mismatch" (fast paths), "math_verify", "no_answer", "conflicting_answers" (its rival
+    disagrees), "answer_too_long", "gold_too_long", "answer_too_complex", "math_verify_timeout" or
+    "math_verify_error".
     """
 
     correct: bool

@@ -22,6 +22,8 @@ _CACHE_SIZE = 1 << 16  # gold answers and options recur across a batch; these ar
 @lru_cache(maxsize=_CACHE_SIZE)
 def strip_latex_wrappers(answer: str) -> str:
     """Remove typesetting that carries no value: math delimiters, \\text{}, spacing, degree marks."""
+    if "\x0c" in answer or "\x08" in answer:  # "\\frac", "\\boxed" read from JSON with one backslash
+        answer = answer.replace("\x0c", "\\f").replace("\x08", "\\b")
     if not answer.isascii():
         answer = unicodedata.normalize("NFKC", answer).replace("\u2212", "-")
         answer = _LATEX_DEGREES.sub("", answer)
@@ -32,9 +34,21 @@ def strip_latex_wrappers(answer: str) -> str:
         answer = _LATEX_TEXT_WRAPPER.sub(r"\1", answer)
         answer = _LATEX_DROPPED.sub(" ", answer)
         answer = _LATEX_DEGREES.sub("", answer)
-        answer = answer.replace("\\%", "%").replace("\\$", "$").replace("{,}", ",")
+        answer = answer.replace("\\%", "%").replace("\\$", "$").replace("{,}", ",").replace("~", " ")
         answer = answer.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
     return answer.strip()
+
+
+_MATH_SPACING = re.compile(r"\s+|\$|~|\\[,;:! ]")
+_BRACED_SCRIPT = re.compile(r"([\^_])\{(\w)\}")
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def compact_form(answer: str) -> str:
+    """`answer` without any spacing or math delimiters and with one-character scripts unbraced: the same
+    for "$2+2 \\sqrt{2}$" and "2+2\\sqrt{2}", "1:1" and "$1: 1$", "2002^2" and "$2002^{2}$"."""
+    text = _MATH_SPACING.sub("", strip_latex_wrappers(answer))
+    return _BRACED_SCRIPT.sub(r"\1\2", text).lower().strip(".")
 
 
 @lru_cache(maxsize=_CACHE_SIZE)
@@ -66,6 +80,16 @@ def canonical_boolean(answer: str) -> str | None:
     return _BOOLEAN_WORDS.get(normalize_text(answer))
 
 
+def leading_boolean(answer: str) -> str | None:
+    """The yes/no a short informal answer opens with ("Yes, it is." -> "yes"; "No. The bar is lower."),
+    unless it also says the opposite."""
+    words = [word.strip(",.!;:*") for word in normalize_text(answer).split()]
+    said = _BOOLEAN_WORDS.get(words[0]) if words else None
+    if said is None or any(_BOOLEAN_WORDS.get(word, said) != said for word in words[1:]):
+        return None
+    return said
+
+
 @dataclass(frozen=True)
 class ParsedNumber:
     """A number as written: exact value, decimal places written, and how it was written."""
@@ -82,7 +106,7 @@ _NUMBER = re.compile(
         (?P<numerator>\d+)\s*/\s*(?P<denominator>\d+)
       | (?P<decimal>(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:e(?P<exponent>[-+]?\d{1,3}))?
     )
-    \s*(?P<percent>%|percent)?\s*(?P<tail>[a-z][a-z .'/²³^-]{0,40})?$""",
+    \s*(?P<percent>%|percent)?\s*(?P<tail>[a-z][a-z .'/²³^-]{0,40}(?:\^\{?[23]\}?)?)?$""",
     re.VERBOSE,
 )
 _LATEX_FRACTION = re.compile(r"^([-+]?)\\frac\{(\d+)\}\{(\d+)\}")

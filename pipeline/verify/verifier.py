@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipeline.verify.equivalence import Decision, decide_fast, math_verify_equal
+from pipeline.verify.equivalence import Decision, comparable_gold, decide_fast, math_verify_equal
 from pipeline.verify.extract import extract_answer
 from pipeline.verify.model import AnswerSpec, Extraction, Verdict
 from pipeline.verify.pool import TIMEOUT, KillablePool, TaskResult
@@ -65,12 +65,23 @@ class Verifier:
         self._pool.start()  # workers import sympy while this process runs the fast paths
         specs = [item.spec() for item in items]
         extractions = [_extract(item.text, spec) for item, spec in zip(items, specs)]
-        decisions = [decide_fast(extraction.answer, spec) for extraction, spec in zip(extractions, specs)]
+        decisions = self.decide_many([extraction.answer for extraction in extractions], specs)
+        # A correct final answer with a rival beside it counts only if the rival is correct too.
+        challenged = [i for i, (decision, extraction) in enumerate(zip(decisions, extractions)) if decision[0] and extraction.rival]
+        rivals = self.decide_many([extractions[i].rival for i in challenged], [specs[i] for i in challenged])
+        for index, rival in zip(challenged, rivals):
+            if not rival[0]:
+                decisions[index] = (False, "conflicting_answers")
+        return [_verdict(decision, extraction) for decision, extraction in zip(decisions, extractions)]
+
+    def decide_many(self, answers: Sequence[str | None], specs: Sequence[AnswerSpec]) -> list[Decision]:
+        """Fast paths inline, math-verify in the workers for what they leave open."""
+        decisions = [decide_fast(answer, spec) for answer, spec in zip(answers, specs)]
         leftovers = [i for i, decision in enumerate(decisions) if decision is None]
-        slow = self.math_verify_many([(extractions[i].answer, specs[i].gold) for i in leftovers])
+        slow = self.math_verify_many([(answers[i], comparable_gold(specs[i])) for i in leftovers])
         for index, decision in zip(leftovers, slow):
             decisions[index] = decision
-        return [_verdict(decision, extraction) for decision, extraction in zip(decisions, extractions)]
+        return decisions
 
     def math_verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[Decision]:
         """math-verify decisions for (pred, gold) pairs, each under the outer timeout."""
@@ -110,10 +121,17 @@ def _extract(text: str, spec: AnswerSpec) -> Extraction:
 
 def _judge_one(extraction: Extraction, spec: AnswerSpec, verifier: Verifier | None) -> Verdict:
     """Fast paths inline; only an undecided answer starts (the shared) math-verify workers."""
-    decision = decide_fast(extraction.answer, spec)
-    if decision is None:
-        decision = (verifier or shared_verifier()).math_verify_many([(extraction.answer, spec.gold)])[0]
+    decision = _decide_one(extraction.answer, spec, verifier)
+    if decision[0] and extraction.rival and not _decide_one(extraction.rival, spec, verifier)[0]:
+        decision = (False, "conflicting_answers")
     return _verdict(decision, extraction)
+
+
+def _decide_one(answer: str | None, spec: AnswerSpec, verifier: Verifier | None) -> Decision:
+    decision = decide_fast(answer, spec)
+    if decision is None:
+        decision = (verifier or shared_verifier()).math_verify_many([(answer, comparable_gold(spec))])[0]
+    return decision
 
 
 _shared_verifier: Verifier | None = None
