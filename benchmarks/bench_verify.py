@@ -122,6 +122,7 @@ def _mathvista_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | N
 
 # What MATH-V's matcher leaves of LaTeX markup: it lowercases, deletes "\\text" and spaces, and keeps
 # the rest ("\\textbf{A}" -> "bfa", "\\mathrm{~cm}" stays).
+_RUNS_INTO_PROSE = re.compile(r"theansweris|[a-z]{18,}")  # words glued without spaces
 _MATHV_MARKUP = re.compile(r"\\?(?:bf|textbf|mathbf|quad|qquad|mathrm|rm)|[{}\\()\[\]$~:.]")
 
 
@@ -137,14 +138,19 @@ def _mathvision_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | 
                 return "official extraction kept LaTeX markup around the letter", (
                     f"extraction {official!r} is the gold letter {item.gold!r} inside markup it did not remove"
                 )
-            option = compact_form(gold_option)
-            if official.startswith(letter) and compact_form(official[1:]) == option and official != letter:
+            plain = official.replace("{", "").replace("}", "")
+            glued = plain[1:] if plain.startswith(letter) else plain[:-1] if plain.endswith(letter) else None
+            if glued and official != letter and _same_value(glued, gold_option):
                 return "official extraction glued the letter to the option text", (
                     f"extraction {official!r} = {letter!r} + the gold option {gold_option!r}: neither letter nor text"
                 )
         if gold_option and _same_value(official, gold_option):
             return "official extraction equals the gold value, matcher compared raw LaTeX", (
                 f"extraction {official!r} has the value of the gold {gold_option!r} (units, degrees, spacing aside)"
+            )
+        if _RUNS_INTO_PROSE.search(official):
+            return "official extraction runs into the response's prose", (
+                f"extraction {official[:60]!r}... is a stretch of text, not an answer; the label judged nothing"
             )
         return None
     rounded = _equal_rounded_only(official, gold_option)
@@ -161,6 +167,8 @@ def _gold_option(item) -> str:
 
 
 def _same_value(official: str, gold: str) -> bool:
+    """Equal up to spacing, math delimiters, braces and units (the official extraction drops braces)."""
+    official, gold = (re.sub(r"\\?degrees?|[{}]", "", strip_latex_wrappers(text)) for text in (official, gold))
     if compact_form(official) == compact_form(gold):
         return True
     official_number, gold_number = parse_number(_unit_free(official)), parse_number(_unit_free(gold))

@@ -6,6 +6,7 @@ import math
 import re
 from fractions import Fraction
 
+from pipeline.verify.evaluate import numeric_value
 from pipeline.verify.extract import match_choice, unbox
 from pipeline.verify.model import MAX_ANSWER_CHARS, MAX_BRACE_DEPTH, MAX_MATH_VERIFY_CHARS, AnswerSpec
 from pipeline.verify.normalize import (
@@ -68,7 +69,19 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
         return False, "mismatch"  # a rational number is no multiple of π or a root ("2" against "8-2\\pi")
     if not fits_math_verify(pred) or not fits_math_verify(gold):
         return False, "answer_too_complex"
+    if values_differ(pred, gold, gold_number):
+        return False, "mismatch"
     return None
+
+
+def values_differ(pred: str, gold: str, gold_number: ParsedNumber | None) -> bool:
+    """Whether two plain arithmetic expressions have clearly different values (a gold written with
+    decimals is taken as rounded: values within half its last digit are left to math-verify)."""
+    pred_value, gold_value = numeric_value(pred), numeric_value(gold)
+    if pred_value is None or gold_value is None:
+        return False
+    tolerance = 0.5 * 10.0**-gold_number.decimals if gold_number is not None and gold_number.decimals else 0.0
+    return not math.isclose(pred_value, gold_value, rel_tol=1e-9, abs_tol=max(tolerance, 1e-12))
 
 
 def looks_irrational(answer: str) -> bool:

@@ -5,7 +5,7 @@ of a leaked few-shot prompt, chat-template tokens, a switch to another script) i
 Order of evidence: an <answer> tag; otherwise the LAST explicit marker (a balanced \\boxed{}, "the
 answer is ...", "Answer:", "X is the correct answer", GSM8K's "####"/"A:"); otherwise, only where
 the answer type allows, what the prose emphasises or concludes (see `fallback_number`).
-Conflicting evidence is no answer: several options named at once, or (see `Extraction.rival`) a
+Conflicting evidence is no answer: several options named at once, or (see `Extraction.rivals`) a
 different answer stated right next to the final one, which the verifier judges too.
 """
 
@@ -44,7 +44,7 @@ _ANSWER_PHRASES = (
 _ANSWER_BEFORE = re.compile(r"\s+is the (?:correct|right|final) answer")
 _CONDITIONAL = re.compile(r"\W*(?:if|unless|when|suppose)\b", re.IGNORECASE)  # "If x > 3, the answer is A."
 # Where an answer phrase ends: a sentence stop, a clause break or an explanation.
-_SPAN_END = re.compile(r"[.!?](?:\s|$)|[;。，]|,\s|\s(?:because|since|which|as|so|and therefore)\s", re.IGNORECASE)
+_SPAN_END = re.compile(r"[.!?](?:\s|$)|\$?\.(?=The\b)|[;。，]|,\s(?!\(?[A-Z]\)?(?:,|\s+(?:and|or)\b|\.|$)|(?:and|or)\s+\(?[A-Z]\b)|\s(?:because|since|which|as|so|and therefore)\s", re.IGNORECASE)
 # A number that stands for itself: not an exponent or index, not the coefficient of a term ("24π", "5x",
 # "3\\sqrt{2}") and not the first operand of an expression ("158 + LK").
 _NUMBER_IN_TEXT = re.compile(
@@ -94,6 +94,7 @@ _LATIN_PROSE = re.compile(r"\b[A-Za-z]{2,}(?:[ ,;]+[A-Za-z]{2,}\b){5,}")
 _SPAN_GAP_MAX_CHARS = 150  # a stated answer this close before the final one is stated alongside it
 _NEGATION = re.compile(r"\b(?:not|except|excluding|other than|rather than|instead of|besides)\b|n't\b", re.IGNORECASE)
 _OPTION_WORD = re.compile(r"[a-z]{2,}")
+_PLAIN_WITH_DIGITS = re.compile(r"^(?=.*\d)[^+*/^=\\{}]*$")  # "10:15 a.m", "2-5-3-1-4": no formula
 _LATEX_COMMAND = re.compile(r"\\[a-z]+")
 
 _LETTER_ONLY = re.compile(r"^[(\[]?([A-Za-z])[)\]]?$")
@@ -132,7 +133,7 @@ def extract_answer(
         best = located[0].extraction
         rival = _rival(tail, located)
         answer = numeric_core(best.answer) if numeric else best.answer
-        return Extraction(answer, best.method, rival and (numeric_core(rival) if numeric else rival))
+        return Extraction(answer, best.method, () if rival is None else (numeric_core(rival) if numeric else rival,))
     if _is_short_single_line(tail) and (not numeric or parse_number(tail) is not None):
         return Extraction(tail.strip(), "whole_response")
     if numeric:
@@ -366,18 +367,20 @@ def _extract_choice(tail: str, located: list[LocatedAnswer], choices: list[str])
         candidate = located_answer.extraction
         if not options_say_none and _NO_OPTION.search(tail, located_answer.start):
             return Extraction(None, "refusal")
+        if names_several_options(candidate.answer, choices) and candidate.answer.strip() not in choices:
+            return Extraction(None, _SEVERAL)
         matched = match_choice(candidate.answer, choices)
         if matched is not None:
-            rival = _letter_rival(candidate.answer, matched, choices) or _rival(tail, located[position:])
-            return _choice_extraction(matched, choices, candidate.method, rival)
-        if names_several_options(candidate.answer, choices):
-            return Extraction(None, _SEVERAL)
+            rivals = (_letter_rival(candidate.answer, matched, choices), _rival(tail, located[position:]))
+            return _choice_extraction(matched, choices, candidate.method, tuple(r for r in rivals if r))
         if _REFUSAL.search(candidate.answer):
             return Extraction(None, "refusal")
         if _VALUE_SIGN.search(candidate.answer):
             return candidate  # a stated answer that is none of the options
         # a marker that announces no answer itself ("the answer is shown below"): look further back
     closing_lines = [line for line in tail.strip().splitlines() if line.strip()][-_CLOSING_LINES:]
+    if len({_letter_of(line.strip()) for line in closing_lines if _LETTER_LEADING.match(line.strip())}) > 1:
+        return Extraction(None, _SEVERAL)  # the options listed one per line ("(A) 1, 6, 7\n(D) 1, 2, 3")
     for sentence in [s for line in closing_lines for s in _SENTENCE_BREAK.split(line)][::-1]:
         matched = match_choice(sentence, choices, in_prose=True)
         if matched is not None:
@@ -390,10 +393,10 @@ def _extract_choice(tail: str, located: list[LocatedAnswer], choices: list[str])
 
 
 def _choice_extraction(
-    matched: tuple[int, bool], choices: list[str], method: str, rival: str | None = None
+    matched: tuple[int, bool], choices: list[str], method: str, rivals: tuple[str, ...] = ()
 ) -> Extraction:
     index, by_letter = matched
-    return Extraction(choices[index], "choice_letter" if by_letter else method, rival)
+    return Extraction(choices[index], "choice_letter" if by_letter else method, rivals)
 
 
 def _letter_rival(answer: str, matched: tuple[int, bool], choices: list[str]) -> str | None:
@@ -493,9 +496,9 @@ def _contained_options(normalized: str, choices: Sequence[str], in_prose: bool) 
         for i, option in enumerate(options)
         if option
         and (
-            _OPTION_WORD.search(_LATEX_COMMAND.sub("", option))
-            or parse_number(option) is not None
-            or len(option) == 1 and short_answer and not in_prose
+            _OPTION_WORD.search(_LATEX_COMMAND.sub("", option)) or _PLAIN_WITH_DIGITS.match(option)
+            if len(option) > 1
+            else short_answer and not in_prose
         )
         and _contains_phrase(normalized, option)
         and not (in_prose and _is_common_word(option))

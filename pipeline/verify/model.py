@@ -28,13 +28,13 @@ class Extraction:
     "none" (nothing found: what a judge model may fill, see verify/model_extractor.py); "given" for
     answers passed to judge_answer; "model_extracted" for answers a judge model read.
 
-    `rival`: a different answer stated right beside the final one ("\\boxed{540}. The answer is: (C)",
-    "(B) 35°"); the final answer counts as correct only if the rival is judged correct too.
+    `rivals`: different answers stated right beside the final one ("\\boxed{540}. The answer is: (C)",
+    "(B) 35°"); the final answer counts as correct only if every rival is judged correct too.
     """
 
     answer: str | None
     method: str
-    rival: str | None = None
+    rivals: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class Verdict:
 
     `reason` names the path that decided: for a correct answer the fast path that matched ("exact",
     "numeric", "numeric_precision", "fraction", "percent", "choice", "list") or "math_verify"; for a
-    wrong one "mismatch" (fast paths), "math_verify", "no_answer", "conflicting_answers" (its rival
+    wrong one "mismatch" (fast paths), "math_verify", "no_answer", "conflicting_answers" (a rival
     disagrees), "answer_too_long", "gold_too_long", "answer_too_complex", "math_verify_timeout" or
     "math_verify_error".
     """

@@ -66,10 +66,10 @@ class Verifier:
         specs = [item.spec() for item in items]
         extractions = [_extract(item.text, spec) for item, spec in zip(items, specs)]
         decisions = self.decide_many([extraction.answer for extraction in extractions], specs)
-        # A correct final answer with a rival beside it counts only if the rival is correct too.
-        challenged = [i for i, (decision, extraction) in enumerate(zip(decisions, extractions)) if decision[0] and extraction.rival]
-        rivals = self.decide_many([extractions[i].rival for i in challenged], [specs[i] for i in challenged])
-        for index, rival in zip(challenged, rivals):
+        # A correct final answer with rivals beside it counts only if they are all correct too.
+        challenged = [(i, rival) for i, (decision, e) in enumerate(zip(decisions, extractions)) if decision[0] for rival in e.rivals]
+        rival_decisions = self.decide_many([rival for _, rival in challenged], [specs[i] for i, _ in challenged])
+        for (index, _), rival in zip(challenged, rival_decisions):
             if not rival[0]:
                 decisions[index] = (False, "conflicting_answers")
         return [_verdict(decision, extraction) for decision, extraction in zip(decisions, extractions)]
@@ -122,7 +122,7 @@ def _extract(text: str, spec: AnswerSpec) -> Extraction:
 def _judge_one(extraction: Extraction, spec: AnswerSpec, verifier: Verifier | None) -> Verdict:
     """Fast paths inline; only an undecided answer starts (the shared) math-verify workers."""
     decision = _decide_one(extraction.answer, spec, verifier)
-    if decision[0] and extraction.rival and not _decide_one(extraction.rival, spec, verifier)[0]:
+    if decision[0] and not all(_decide_one(rival, spec, verifier)[0] for rival in extraction.rivals):
         decision = (False, "conflicting_answers")
     return _verdict(decision, extraction)
 
