@@ -139,8 +139,9 @@ def _mathvision_evidence(row: LabelledResponse, verdict: Verdict) -> Evidence | 
                     f"extraction {official!r} is the gold letter {item.gold!r} inside markup it did not remove"
                 )
             plain = official.replace("{", "").replace("}", "")
-            glued = plain[1:] if plain.startswith(letter) else plain[:-1] if plain.endswith(letter) else None
-            if glued and official != letter and _same_value(glued, gold_option):
+            glued = [text[1:] for text in (official, plain) if text.startswith(letter)]
+            glued += [text[:-1] for text in (official, plain) if text.endswith(letter)]
+            if official != letter and any(_same_value(rest, gold_option) for rest in glued if rest):
                 return "official extraction glued the letter to the option text", (
                     f"extraction {official!r} = {letter!r} + the gold option {gold_option!r}: neither letter nor text"
                 )
@@ -168,11 +169,11 @@ def _gold_option(item) -> str:
 
 def _same_value(official: str, gold: str) -> bool:
     """Equal up to spacing, math delimiters, braces and units (the official extraction drops braces)."""
-    official, gold = (re.sub(r"\\?degrees?|[{}]", "", strip_latex_wrappers(text)) for text in (official, gold))
-    if compact_form(official) == compact_form(gold):
-        return True
     official_number, gold_number = parse_number(_unit_free(official)), parse_number(_unit_free(gold))
-    return official_number is not None and gold_number is not None and official_number.value == gold_number.value
+    if official_number is not None and gold_number is not None:
+        return official_number.value == gold_number.value
+    official, gold = (re.sub(r"\\?degrees?|[{}]", "", strip_latex_wrappers(text)) for text in (official, gold))
+    return compact_form(official) == compact_form(gold)
 
 
 def _unit_free(answer: str) -> str:
