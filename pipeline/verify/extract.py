@@ -87,7 +87,8 @@ _FIRST_MARKER = re.compile(
     re.IGNORECASE | re.MULTILINE,
 )
 _CJK = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af"
-_HAS_CJK = re.compile(f"[{_CJK}]")
+_HAS_CJK = _CJK_CHARS = re.compile(f"[{_CJK}]")
+_LATIN_LETTERS = re.compile(r"[A-Za-z]")
 # Prose in the other script: 20+ CJK characters, or 6+ Latin words (not formulas or labels).
 _CJK_PROSE = re.compile(f"[{_CJK}](?:[{_CJK}\\s，。、；：？！（）\\d]){{19,}}")
 _LATIN_PROSE = re.compile(r"\b[A-Za-z]{2,}(?:[ ,;]+[A-Za-z]{2,}\b){5,}")
@@ -166,7 +167,8 @@ def continuation_start(text: str) -> int | None:
         starts.append(header.start())
     if has_cjk:
         before = text[:answered]
-        other_script = _LATIN_PROSE if len(_CJK_PROSE.findall(before)) > len(_LATIN_PROSE.findall(before)) else _CJK_PROSE
+        written_in_cjk = len(_CJK_CHARS.findall(before)) > len(_LATIN_LETTERS.findall(before))
+        other_script = _LATIN_PROSE if written_in_cjk else _CJK_PROSE
         switch = other_script.search(text, answered)
         if switch is not None:
             starts.append(switch.start())

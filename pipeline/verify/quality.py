@@ -6,7 +6,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from pipeline.verify.extract import find_marked_answer
+from pipeline.verify.extract import continuation_start, find_marked_answer
 from pipeline.verify.model import MAX_SCAN_CHARS
 
 _THINK_OPEN = "<think>"
@@ -33,7 +33,7 @@ class QualityConfig:
 class QualityResult:
     ok: bool
     reason: str  # "ok", "truncated", "missing_think", "malformed_think", "missing_answer",
-    #              "degenerate_repetition", "too_short", "too_long"
+    #              "continues_past_answer", "degenerate_repetition", "too_short", "too_long"
 
 
 def check_cot_quality(
@@ -46,6 +46,7 @@ def check_cot_quality(
         or think_tag_reason(text, config.require_think)
         or length_reason(text, config)
         or answer_reason(text, config.require_marked_answer)
+        or continuation_reason(text)
         or repetition_reason(text, config)
     )
     return QualityResult(reason is None, reason or "ok")
@@ -83,6 +84,12 @@ def answer_reason(text: str, require_marked_answer: bool) -> str | None:
     if require_marked_answer and find_marked_answer(text[-MAX_SCAN_CHARS:]) is None:
         return "missing_answer"
     return None
+
+
+def continuation_reason(text: str) -> str | None:
+    """A response that runs on past its answer (a leaked next question, another chat turn, another
+    script): its verdict comes from the first part, but it is no example of how to answer."""
+    return "continues_past_answer" if continuation_start(text) is not None else None
 
 
 def repetition_reason(text: str, config: QualityConfig) -> str | None:
