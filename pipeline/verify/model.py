@@ -26,7 +26,8 @@ class Extraction:
     sentences), "whole_response", "conclusion_number", "bold_number", "last_number", "refusal"
     (answer None: the response declines), "several_answers" (answer None: it names several options),
     "none" (nothing found: what a judge model may fill, see verify/model_extractor.py); "given" for
-    answers passed to judge_answer; "model_extracted" for answers a judge model read.
+    answers passed to judge_answer; "model_extracted" for answers a judge model read, "model_garbage"
+    (answer None) where its reply was no answer.
 
     `rivals`: different answers stated right beside the final one ("\\boxed{540}. The answer is: (C)",
     "(B) 35°"); the final answer counts as correct only if every rival is judged correct too.

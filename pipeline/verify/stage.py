@@ -9,14 +9,17 @@ from __future__ import annotations
 import atexit
 import functools
 from collections import Counter
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 from pydantic import BaseModel, Field
 
+from pipeline.generate.factory import make_backend
 from pipeline.stage import SharedResource, ShardResult, Stage
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
+from pipeline.verify.model_extractor import MODEL_EXTRACTED, MODEL_GARBAGE, ModelExtractor, ModelExtractorConfig
 from schemas import GENERATION_SCHEMA
 
 
@@ -24,10 +27,17 @@ class VerifyStageConfig(BaseModel):
     workers: int = 2
     timeout_s: float = 5.0
     quality: dict[str, Any] = Field(default_factory=dict)  # QualityConfig fields, e.g. {require_think: true}
+    model_extractor: ModelExtractorConfig = Field(default_factory=ModelExtractorConfig)  # off by default
+    data_root: str = "."  # where a "recorded" judge backend finds its recordings
 
 
-def start_verifier(workers: int, timeout_s: float) -> Verifier:
-    verifier = Verifier(VerifierConfig(workers=workers, timeout_s=timeout_s))
+def start_verifier(config: VerifyStageConfig) -> Verifier:
+    extractor = None
+    if config.model_extractor.enabled:
+        backend = make_backend(config.model_extractor.backend, Path(config.data_root))
+        extractor = ModelExtractor(backend, config.model_extractor)
+        atexit.register(backend.close)
+    verifier = Verifier(VerifierConfig(workers=config.workers, timeout_s=config.timeout_s), answer_extractor=extractor)
     atexit.register(verifier.close)
     return verifier
 
@@ -40,7 +50,7 @@ class VerifyStage(Stage):
     def __init__(self, config: VerifyStageConfig):
         super().__init__(config)
         # One verifier (one set of math-verify workers) for all shards: starting workers costs seconds.
-        self._verifier = SharedResource(functools.partial(start_verifier, config.workers, config.timeout_s))
+        self._verifier = SharedResource(functools.partial(start_verifier, config))
 
     @property
     def verifier(self) -> Verifier:
@@ -59,6 +69,7 @@ class VerifyStage(Stage):
                 choices=problems[row["problem_id"]]["choices"],
                 precision=problems[row["problem_id"]]["precision"],
                 unit=problems[row["problem_id"]]["unit"],
+                question=problems[row["problem_id"]]["question"],
             )
             for row in answered
         ]
@@ -75,6 +86,8 @@ class VerifyStage(Stage):
                 quality_reason=quality.reason,
             )
             stats[f"verdict_{verdict.reason}"] += 1
+            if verdict.method in (MODEL_EXTRACTED, MODEL_GARBAGE):  # the judge model's share, for the cards
+                stats[verdict.method] += 1
             stats["correct"] += verdict.correct
             stats[f"quality_{quality.reason}"] += 1
         return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)

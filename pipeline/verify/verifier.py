@@ -31,6 +31,7 @@ class VerifyItem:
     choices: Sequence[str] | None = None
     precision: int | None = None
     unit: str | None = None
+    question: str | None = None  # shown to a judge model (see model_extractor.py), not used by the rules
 
     def spec(self) -> AnswerSpec:
         return AnswerSpec.of(
@@ -44,11 +45,15 @@ class VerifyItem:
 
 
 class Verifier:
-    """Judges many responses at once; thread-safe; one set of worker processes, started on first need."""
+    """Judges many responses at once; thread-safe; one set of worker processes, started on first need.
 
-    def __init__(self, config: VerifierConfig | None = None):
+    `answer_extractor` (optional, e.g. model_extractor.ModelExtractor): fills in the answers the rules
+    leave undecided (extraction method "none"), never any other."""
+
+    def __init__(self, config: VerifierConfig | None = None, answer_extractor=None):
         config = config or VerifierConfig()
         self.config = config
+        self.answer_extractor = answer_extractor
         self._pool = KillablePool(
             config.workers,
             config.timeout_s,
@@ -65,6 +70,8 @@ class Verifier:
         self._pool.start()  # workers import sympy while this process runs the fast paths
         specs = [item.spec() for item in items]
         extractions = [_extract(item.text, spec) for item, spec in zip(items, specs)]
+        if self.answer_extractor is not None:
+            extractions = self.answer_extractor.fill(extractions, items)
         decisions = self.decide_many([extraction.answer for extraction in extractions], specs)
         # A correct final answer with rivals beside it counts only if they are all correct too.
         challenged = [(i, rival) for i, (decision, e) in enumerate(zip(decisions, extractions)) if decision[0] for rival in e.rivals]
