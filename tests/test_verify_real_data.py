@@ -8,11 +8,11 @@ import pytest
 
 from benchmarks.bench_verify import label_error_evidence
 from pipeline.verify import Verifier, VerifierConfig
-from pipeline.verify.labelled import load_gsm8k, load_mathvista, load_tabmwp
+from pipeline.verify.labelled import load_gsm8k, load_mathvision, load_mathvista, load_tabmwp
 
 DATA_ROOT = Path(os.environ.get("VERIFY_DATA_ROOT", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 SLICE = 400  # responses per source: the whole file takes ~1 s more, the slice keeps this test quick
-THRESHOLDS = {"tabmwp": 0.99, "gsm8k": 0.99, "mathvista": 0.97}
+THRESHOLDS = {"tabmwp": 0.99, "gsm8k": 0.99, "mathvista": 0.97, "mathvision": 0.985}
 
 pytestmark = pytest.mark.skipif(not (DATA_ROOT / "README.md").exists(), reason=f"no shared data at {DATA_ROOT}")
 
@@ -23,6 +23,7 @@ def judged():
         *list(load_tabmwp(DATA_ROOT))[:SLICE],
         *list(load_mathvista(DATA_ROOT))[:SLICE],
         *list(load_gsm8k(DATA_ROOT))[:SLICE],
+        *list(load_mathvision(DATA_ROOT))[:SLICE],  # the first setting, Gemini-Pro with CoT
     ]
     with Verifier(VerifierConfig(workers=2)) as verifier:
         return rows, verifier.judge_many([row.item for row in rows])
@@ -44,7 +45,7 @@ def test_label_errors_stay_a_small_documented_minority(judged):
     rows, verdicts = judged
     errors = Counter(row.source.split("/")[0] for row, v in zip(rows, verdicts) if label_error_evidence(row, v))
     assert errors["gsm8k"] == 0
-    assert errors["tabmwp"] <= 0.05 * SLICE and errors["mathvista"] <= 0.15 * SLICE
+    assert errors["tabmwp"] <= 0.05 * SLICE and errors["mathvista"] <= 0.15 * SLICE and errors["mathvision"] <= 0.05 * SLICE
 
 
 def test_real_responses_pass_the_default_quality_gates(judged):
