@@ -80,7 +80,6 @@ class IngestStage(Stage):
             try:
                 row = self._problem_row(adapter, record)
             except RowError as error:
-                stats[f"quarantined_{error.reason}"] += 1
                 quarantined.append(QuarantinedRow(source, record.source_id, error.reason, error.detail, record.value))
                 continue
             rows.append(row)  # exact duplicates stay: the dedupe stage judges them, as a column

@@ -35,6 +35,7 @@ def start_verifier(workers: int, timeout_s: float) -> Verifier:
 class VerifyStage(Stage):
     name = "verified"
     inputs = ("problems", "generations")
+    main_input = "generations"
     output_schema = GENERATION_SCHEMA
 
     def __init__(self, config: VerifyStageConfig):
@@ -45,6 +46,9 @@ class VerifyStage(Stage):
     @property
     def verifier(self) -> Verifier:
         return self._verifier.get()
+
+    def close(self) -> None:
+        self._verifier.close()
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
@@ -63,7 +67,7 @@ class VerifyStage(Stage):
             for row in answered
         ]
         verdicts = self.verifier.judge_many(items)
-        stats: Counter[str] = Counter(generations_in=len(rows), failed_generation=len(rows) - len(answered))
+        stats: Counter[str] = Counter(skipped_failed_generation=len(rows) - len(answered))
         for row, verdict in zip(answered, verdicts):
             quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=self.config.quality)
             row.update(
