@@ -42,12 +42,12 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.dedupe import DedupeConfig, DedupeIndex, DedupeStage  # noqa: E402
-from pipeline.dedupe.text import normalise, problem_text  # noqa: E402
 from pipeline.dedupe.unionfind import UnionFind  # noqa: E402
 from pipeline.ingest.sources import SourceConfig, make_adapter  # noqa: E402
-from pipeline.ingest.stage import normalise_text, problem_id  # noqa: E402
+from pipeline.ingest.stage import problem_id  # noqa: E402
 from pipeline.io import StageDir, stable_hash  # noqa: E402
 from pipeline.stage import run_shard  # noqa: E402
+from pipeline.text import normalise, normalise_text, problem_text  # noqa: E402
 from schemas import PROBLEM_SCHEMA  # noqa: E402
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"

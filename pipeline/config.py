@@ -23,7 +23,7 @@ from pipeline.ingest.stage import IngestConfig
 from pipeline.paths import REPO_ROOT, default_data_root
 from pipeline.publish import PublishConfig
 from pipeline.score.difficulty import ScoreConfig
-from pipeline.score.diversity import DiversityConfig
+from pipeline.score.diversity import DiversityStageConfig
 from pipeline.select.plan import SelectConfig
 from pipeline.verify.stage import VerifyStageConfig
 
@@ -47,7 +47,7 @@ class RunConfig(StrictConfig):
     ingest: IngestConfig = IngestConfig()
     dedupe: DedupeConfig = DedupeConfig()
     decontam: DecontamConfig = DecontamConfig()
-    diversity: DiversityConfig = DiversityConfig()
+    diversity: DiversityStageConfig = DiversityStageConfig()
     generate: GenerateConfig = GenerateConfig()
     backend: BackendConfig = BackendConfig()
     verify: VerifyStageConfig = VerifyStageConfig()

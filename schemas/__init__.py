@@ -15,10 +15,7 @@ from schemas.records import (
     ANSWER_TYPES,
     QUESTION_TYPES,
     hf_features,
-    validate_cold_start,
-    validate_generation,
     validate_problem,
-    validate_rl,
     validate_table,
 )
 
@@ -33,9 +30,6 @@ __all__ = [
     "QUESTION_TYPES",
     "RL_SCHEMA",
     "hf_features",
-    "validate_cold_start",
-    "validate_generation",
     "validate_problem",
-    "validate_rl",
     "validate_table",
 ]

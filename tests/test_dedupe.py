@@ -21,11 +21,11 @@ from problem_rows import (
 from pipeline.dedupe import DedupeConfig, DedupeIndex, DedupeStage
 from pipeline.dedupe.imagehash import hamming, image_groups, phash_bytes
 from pipeline.dedupe.minhash import bucket_pairs, signatures
-from pipeline.dedupe.text import char_shingle_hashes, normalise
 from pipeline.dedupe.unionfind import UnionFind
 from pipeline.ingest.images import ImageLimits, normalise_image
 from pipeline.io import StageDir, file_sha256
 from pipeline.stage import run_shard
+from pipeline.text import char_shingle_hashes, normalise
 
 LINEAR_QUESTION = "The table shows a function. Is the function linear or nonlinear?"
 

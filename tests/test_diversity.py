@@ -13,7 +13,7 @@ from pipeline.ingest.stage import IngestConfig, IngestStage
 from pipeline.io import StageDir, file_sha256
 from pipeline.score.diversity import (
     ClusterCentroids,
-    DiversityConfig,
+    DiversityStageConfig,
     DiversityStage,
     embed,
     sample_rows,
@@ -21,7 +21,7 @@ from pipeline.score.diversity import (
 from pipeline.select.balance import quota_sample, water_fill
 from pipeline.stage import run_shard
 
-CONFIG = DiversityConfig(clusters=6, sample_size=120, seed=3)
+CONFIG = DiversityStageConfig(clusters=6, sample_size=120, seed=3)
 
 
 def ingest_sample(run_dir, per_source: int = 60) -> list[str]:

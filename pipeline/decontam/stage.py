@@ -20,10 +20,10 @@ from pipeline.config_base import StrictConfig
 from pipeline.decontam.benchmarks import BenchmarkConfig, adapter, read_items
 from pipeline.decontam.overlap import answers_agree, ngram_size, numbers_contained, resolved_answer
 from pipeline.dedupe.minhash import band_keys, text_signatures
-from pipeline.dedupe.text import normalise, numbers_of, problem_text, word_shingle_hashes
 from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import write_parquet_atomic
 from pipeline.stage import ShardResult
+from pipeline.text import normalise, numbers_of, problem_text, word_shingle_hashes
 
 ITEMS_SCHEMA = pa.schema(
     [

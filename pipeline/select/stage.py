@@ -16,6 +16,7 @@ from pipeline.index import IndexedStage
 from pipeline.prompts import chat_messages
 from pipeline.select.plan import planned_keys
 from pipeline.stage import ShardResult
+from pipeline.verify.model import ANSWER_FIELDS
 from schemas import COLD_START_SCHEMA, RL_SCHEMA
 
 
@@ -83,12 +84,7 @@ class RLStage(_PlannedStage):
                     "problem_id": problem["problem_id"],
                     "prompt": chat_messages(problem),
                     "images": published_images(problem["images"]),
-                    "answer": problem["answer"],
-                    "answer_type": problem["answer_type"],
-                    "question_type": problem["question_type"],
-                    "choices": problem["choices"],
-                    "precision": problem["precision"],
-                    "unit": problem["unit"],
+                    **{name: problem[name] for name in ANSWER_FIELDS},
                     "pass_rate": score["pass_rate"],
                     "num_rollouts": score["num_rollouts"],
                     "source": problem["source"],

@@ -54,18 +54,7 @@ class VerifyStage(Stage):
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
         rows = inputs["generations"].to_pylist()
         answered = [row for row in rows if row["error"] is None and row["raw_text"] is not None]
-        items = [
-            VerifyItem(
-                text=row["raw_text"],
-                gold=problems[row["problem_id"]]["answer"],
-                answer_type=problems[row["problem_id"]]["answer_type"],
-                question_type=problems[row["problem_id"]]["question_type"],
-                choices=problems[row["problem_id"]]["choices"],
-                precision=problems[row["problem_id"]]["precision"],
-                unit=problems[row["problem_id"]]["unit"],
-            )
-            for row in answered
-        ]
+        items = [VerifyItem.for_row(row["raw_text"], problems[row["problem_id"]]) for row in answered]
         verdicts = self.verifier.judge_many(items)
         stats: Counter[str] = Counter(skipped_failed_generation=len(rows) - len(answered))
         for row, verdict in zip(answered, verdicts):
