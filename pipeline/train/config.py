@@ -29,7 +29,11 @@ class TrainConfig(BaseModel):
 
     rl_dataset_dir: Path
     output_dir: Path
-    model_path: Path | None = None  # None: build a tiny model (VL when the set has images) under output_dir
+    model_path: Path | None = None  # the base model; None: build a tiny one (VL when the set has images) under output_dir
+    # Where GRPO starts: "sft" = the run's SFT output (`sft_model_dir`) when it holds a model, else the base model;
+    # "base" = the base model; a path = that model folder.
+    start_from: Literal["base", "sft"] | Path = "sft"
+    sft_model_dir: Path | None = None
     max_steps: int = 2  # 0: validate the RL set only
     max_rows: int | None = None  # train on the first rows only (smoke runs)
     seed: int = 0

@@ -25,15 +25,28 @@ class TrainResult:
     files: list[str] = field(default_factory=list)
 
 
-def ensure_model(config: TrainConfig, report: RLDatasetReport) -> Path:
-    """The configured model, or a tiny offline one (Qwen2.5-VL when the RL set has images)."""
-    if config.model_path is not None:
-        return config.model_path
+def ensure_model(output_dir: Path, seed: int, vision: bool) -> Path:
+    """A tiny offline model under `output_dir`: Qwen2.5-VL when the set has images, else Qwen2."""
     from pipeline.models.tiny import build_tiny_qwen2_5_vl, build_tiny_text_lm
 
-    if report.rows_with_images:
-        return build_tiny_qwen2_5_vl(config.output_dir / "tiny-vl", seed=config.seed)
-    return build_tiny_text_lm(config.output_dir / "tiny-text", seed=config.seed)
+    if vision:
+        return build_tiny_qwen2_5_vl(output_dir / "tiny-vl", seed=seed)
+    return build_tiny_text_lm(output_dir / "tiny-text", seed=seed)
+
+
+def is_model_dir(path: Path | None) -> bool:
+    return path is not None and (Path(path) / "config.json").exists()
+
+
+def start_model(config: TrainConfig, report: RLDatasetReport) -> Path:
+    """The weights GRPO starts from (see TrainConfig.start_from)."""
+    if isinstance(config.start_from, Path):
+        if not is_model_dir(config.start_from):
+            raise FileNotFoundError(f"start_from={config.start_from}: no model there (config.json missing)")
+        return config.start_from
+    if config.start_from == "sft" and is_model_dir(config.sft_model_dir):
+        return config.sft_model_dir
+    return config.model_path or ensure_model(config.output_dir, config.seed, vision=bool(report.rows_with_images))
 
 
 def load_processing_class(model_path: Path):
@@ -72,7 +85,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     if config.max_rows is not None:
         dataset = dataset.select(range(min(config.max_rows, len(dataset))))
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    model_path = ensure_model(config, report)
+    model_path = start_model(config, report)
     trainer = build_trainer(config, dataset, model_path)
     checkpoint = get_last_checkpoint(str(config.output_dir)) if config.resume else None
     try:
