@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from pipeline.train.dataset import RLDatasetReport, load_validated_rl_dataset
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+TRAINED_MODEL_DIR = "model"  # the final policy, beside the checkpoints
+# Files of a model folder that the trainer does not write: the tiny processor's remote code (so the vLLM venv
+# loads the checkpoint too) and its config naming it.
+MODEL_SIDE_FILES = ("processing_tiny_qwen2_5_vl.py", "processor_config.json")
 
 
 @dataclass
@@ -18,7 +23,8 @@ class TrainResult:
     rows: int
     rows_with_images: int
     steps: int = 0
-    model_path: str | None = None
+    model_path: str | None = None  # the weights training started from
+    trained_model_dir: str | None = None  # the trained policy (`from_pretrained` loads it)
     final_metrics: dict = field(default_factory=dict)
     vas_seconds: float = 0.0
     train_seconds: float = 0.0
@@ -47,6 +53,15 @@ def start_model(config: TrainConfig, report: RLDatasetReport) -> Path:
     if config.start_from == "sft" and is_model_dir(config.sft_model_dir):
         return config.sft_model_dir
     return config.model_path or ensure_model(config.output_dir, config.seed, vision=bool(report.rows_with_images))
+
+
+def save_trained_model(trainer, base: Path, out_dir: Path) -> Path:
+    """Weights + tokenizer/processor of the trained model, loadable with `from_pretrained` from `out_dir`."""
+    trainer.save_model(str(out_dir))
+    for name in MODEL_SIDE_FILES:
+        if (Path(base) / name).exists():
+            shutil.copy2(Path(base) / name, Path(out_dir) / name)
+    return Path(out_dir)
 
 
 def load_processing_class(model_path: Path):
@@ -93,6 +108,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     finally:
         trainer.close_rewards()
     trainer.save_vas_state(config.output_dir)
+    result.trained_model_dir = str(save_trained_model(trainer, model_path, config.output_dir / TRAINED_MODEL_DIR))
     history = trainer.state.log_history
     (config.output_dir / METRICS_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in history), encoding="utf-8")
     vps_upper = config.vas.vps.ovs_weight + config.vas.vps.tds_weight

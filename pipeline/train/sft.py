@@ -11,7 +11,6 @@ resumed run replays the very batches the interrupted one drew. The output direct
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -19,13 +18,10 @@ from typing import Literal
 import datasets
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from pipeline.train.run import ensure_model, load_processing_class
+from pipeline.train.run import ensure_model, load_processing_class, save_trained_model
 
 SFT_SUMMARY_FILE = "sft_summary.json"
 SFT_METRICS_FILE = "sft_metrics.jsonl"
-# Files of a model folder that are not weights: carried into the SFT output when the trainer does not write them
-# (the tiny processor's remote code, so other venvs load the checkpoint too).
-MODEL_SIDE_FILES = ("processing_tiny_qwen2_5_vl.py", "processor_config.json", "chat_template.jinja", "chat_template.json")
 
 
 class SFTStageConfig(BaseModel):
@@ -130,30 +126,33 @@ def set_has_images(folder: Path) -> bool:
     return any(len(value) for value in images.to_pylist()[:1000] if value)
 
 
-def run_sft(config: SFTStageConfig) -> SFTResult:
-    from transformers.trainer_utils import get_last_checkpoint
+def build_sft_trainer(config: SFTStageConfig):
+    """TRL's SFTTrainer on the streamed set, and the base model it starts from."""
     from trl import SFTTrainer
 
     config.output_dir.mkdir(parents=True, exist_ok=True)
     base = config.model_path or ensure_model(config.output_dir, config.seed, vision=set_has_images(config.cold_start_dir))
-    vision = is_vision_model(base)
     # A text model trains on the reasoning text alone; a VL model sees the images through its processor.
-    dataset = cold_start_stream(config.cold_start_dir, vision, config.seed, config.shuffle_buffer, config.max_rows)
-    result = SFTResult(rows_seen=0, base_model=str(base))
-    if config.max_steps == 0:
-        result.rows_seen = sum(1 for _ in dataset)
-        return result
+    dataset = cold_start_stream(config.cold_start_dir, is_vision_model(base), config.seed, config.shuffle_buffer, config.max_rows)
     trainer = SFTTrainer(model=str(base), args=config.sft_args(), train_dataset=dataset, processing_class=load_processing_class(base))
+    return trainer, base
+
+
+def run_sft(config: SFTStageConfig) -> SFTResult:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if config.max_steps == 0:  # validation only: every row streams and converts
+        stream = cold_start_stream(config.cold_start_dir, False, config.seed, 0, config.max_rows)
+        return SFTResult(rows_seen=sum(1 for _ in stream))
+    trainer, base = build_sft_trainer(config)
     checkpoint = get_last_checkpoint(str(config.output_dir)) if config.resume else None
     output = trainer.train(resume_from_checkpoint=checkpoint)
-    trainer.save_model(str(config.output_dir))
-    for name in MODEL_SIDE_FILES:
-        if (Path(base) / name).exists() and not (config.output_dir / name).exists():
-            shutil.copy2(Path(base) / name, config.output_dir / name)
+    save_trained_model(trainer, base, config.output_dir)
     history = trainer.state.log_history
     (config.output_dir / SFT_METRICS_FILE).write_text("".join(json.dumps(e) + "\n" for e in history), encoding="utf-8")
+    result = SFTResult(rows_seen=trainer.state.global_step * config.batch_size * config.gradient_accumulation_steps)
     result.steps = trainer.state.global_step
-    result.rows_seen = result.steps * config.batch_size * config.gradient_accumulation_steps
+    result.base_model = str(base)
     result.model_dir = str(config.output_dir)
     result.losses = [entry["loss"] for entry in history if "loss" in entry]
     result.train_seconds = output.metrics.get("train_runtime", 0.0)
