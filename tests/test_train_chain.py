@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -16,13 +17,17 @@ from pipeline.evaluate.benchmarks import BenchmarkConfig
 from pipeline.evaluate.report import accuracy_of, bootstrap_interval
 from pipeline.evaluate.stage import EvalModel, EvaluateConfig, run_evaluation
 from pipeline.generate.base import SamplingParams
+from pipeline.generate.factory import BackendConfig
+from pipeline.generate.openai_server import Endpoint, OpenAIServerConfig
+from pipeline.generate.server import VLLMServer
 from pipeline.models.tiny import build_tiny_qwen2_5_vl, build_tiny_text_lm, train_tokenizer
+from pipeline.paths import REPO_ROOT
 from pipeline.train.config import TrainConfig
-from pipeline.train.dataset import load_rl_dataset
+from pipeline.train.dataset import load_rl_dataset, validate_rl_dataset
 from pipeline.train.run import build_trainer, run_training, start_model
-from pipeline.train.dataset import validate_rl_dataset
 from pipeline.train.sft import SFTStageConfig, build_sft_trainer, run_sft
 
+VLLM_PYTHON = REPO_ROOT / ".venv-vllm" / "bin" / "python"
 # A repeated batch: the first two rows of the stream, shuffle off, a learning rate that moves a tiny model fast.
 REPEATED = dict(max_rows=2, batch_size=2, shuffle_buffer=0, learning_rate=1e-3, lr_scheduler_type="constant", max_length=768)
 
@@ -158,3 +163,24 @@ def test_accuracy_math_on_known_values():
     assert low == pytest.approx(0.3) and high == pytest.approx(0.3)
     low, high = bootstrap_interval(np.r_[np.ones(30), np.zeros(70)], 0.95, 2000, seed=1)
     assert 0.2 < low < 0.3 < high < 0.4  # binomial: 0.3 +- 1.96 * 0.046
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(not VLLM_PYTHON.exists(), reason="no .venv-vllm: run `make install-vllm`")
+def test_evaluate_scores_the_sft_checkpoint_through_a_real_vllm_server(tmp_path, data_root, sft_text):
+    with VLLMServer(sft_text, served_name="sft", max_model_len=1024, log_path=tmp_path / "vllm.log") as server:
+        config = EvaluateConfig(
+            benchmarks=[BenchmarkConfig(limit=8)],
+            models=[EvalModel(name="sft", path="sft", vision=False)],  # the served name; a text model
+            backend=BackendConfig(kind="openai", openai=OpenAIServerConfig(endpoints=[Endpoint(url=server.base_url)])),
+            samples=2,
+            sampling=SamplingParams(temperature=1.0, max_tokens=16, seed=5),
+        )
+        reports = run_evaluation(config, tmp_path / "run", data_root)["mathvision_testmini"]
+        assert server.process.poll() is None, (tmp_path / "vllm.log").read_text()[-3000:]
+    _assert_counts_add_up(reports["sft"], problems=8, samples=16)
+    assert reports["sft"]["counts"]["failed"] == 0 and reports["sft"]["counts"]["images_dropped"] == 16
+    rows = pq.read_table(tmp_path / "run" / "evaluations").to_pylist()
+    assert len(rows) == 16 and all(row["response"] for row in rows)
+    assert {row["reason"] for row in rows} <= {"mismatch", "no_answer", "exact", "numeric", "choice", "math_verify", "answer_too_long"}
