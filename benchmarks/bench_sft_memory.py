@@ -45,6 +45,8 @@ class MemoryLog(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self.by_step.append((state.global_step, rss_mib()))
+        if state.global_step % 10 == 0:  # progress, so a cut-short run still shows the trend
+            print(f"step {state.global_step}/{state.max_steps}: RSS {self.by_step[-1][1]:.0f} MiB, peak {peak_rss_mib():.0f} MiB", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -184,3 +184,40 @@ def test_evaluate_scores_the_sft_checkpoint_through_a_real_vllm_server(tmp_path,
     rows = pq.read_table(tmp_path / "run" / "evaluations").to_pylist()
     assert len(rows) == 16 and all(row["response"] for row in rows)
     assert {row["reason"] for row in rows} <= {"mismatch", "no_answer", "exact", "numeric", "choice", "math_verify", "answer_too_long"}
+
+
+@pytest.mark.slow
+def test_train_flow_chains_sft_grpo_and_evaluate_and_skips_finished_stages(tmp_path, curated_sets, text_base, data_root):
+    from flows.train import train_flow
+
+    kwargs = dict(
+        output_dir=str(tmp_path), cold_start_dir=str(curated_sets["cold_start"]), rl_dataset_dir=str(curated_sets["rl"]),
+        model_path=str(text_base), sft_steps=2, max_steps=1, max_rows=4,
+        options={
+            "sft": {"batch_size": 2, "max_length": 512},
+            "grpo": {"num_generations": 2, "prompts_per_step": 2, "max_completion_length": 8},
+            "evaluate": {"benchmarks": [{"limit": 2}], "sampling": {"temperature": 0.0, "max_tokens": 8, "seed": 0}},
+        },
+    )
+    result = train_flow(**kwargs)
+    assert result["sft"]["steps"] == 2 and result["grpo-vas"]["steps"] == 1
+    assert result["grpo-vas"]["model_path"] == str(tmp_path / "sft")  # GRPO started from the SFT output
+    assert list(result["evaluate"]["mathvision_testmini"]) == ["base", "sft", "grpo-vas"]
+    table = (tmp_path / "evaluate" / "reports" / "mathvision_testmini" / "comparison.md").read_text()
+    assert [line.split("|")[1].strip() for line in table.splitlines()[4:]] == ["base", "sft", "grpo-vas"]
+    # Rerun: both training stages are found finished with the same config, evaluation shards by their markers.
+    sft_weights = (tmp_path / "sft" / "model.safetensors").read_bytes()
+    again = train_flow(**kwargs)
+    assert again["sft"] == result["sft"] and (tmp_path / "sft" / "model.safetensors").read_bytes() == sft_weights
+    assert again["evaluate"]["mathvision_testmini"]["sft"]["counts"] == result["evaluate"]["mathvision_testmini"]["sft"]["counts"]
+    only_evaluate = train_flow(**{**kwargs, "stages": ["evaluate"]})
+    assert set(only_evaluate) == {"evaluate"}
+
+
+@pytest.mark.gpu
+def test_step_times_on_a_gpu_with_trl_vllm_colocate(tmp_path, curated_sets):
+    pytest.importorskip("vllm")
+    from benchmarks.bench_train_gpu import step_times
+
+    times = step_times(curated_sets["cold_start"], curated_sets["rl"], steps=3, folder=tmp_path)
+    assert all(seconds > 0 for seconds in times.values())
