@@ -24,6 +24,21 @@ class VASConfig:
     snapshot_every_steps: int = 10  # how often the VPS of all prompts is recorded (transition plot); O(prompts) each
 
 
+def common_trainer_args(device: str, save_steps: int) -> dict:
+    """transformers Trainer arguments every run here shares (SFT and GRPO): device, logging, checkpoints."""
+    on_cpu = device == "cpu"
+    return dict(
+        use_cpu=on_cpu,
+        bf16=not on_cpu,
+        logging_steps=1,
+        save_strategy="steps" if save_steps > 0 else "no",
+        save_steps=max(save_steps, 1),
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,  # workers prefetch batches: GRPO would draw them from staler VPS weights
+    )
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -63,7 +78,6 @@ class TrainConfig(BaseModel):
         """TRL's GRPOConfig for this run (imported here: TRL is heavy and validation-only runs skip it)."""
         from trl import GRPOConfig
 
-        on_cpu = self.device == "cpu"
         return GRPOConfig(
             output_dir=str(self.output_dir),
             max_steps=self.max_steps,
@@ -78,12 +92,5 @@ class TrainConfig(BaseModel):
             max_grad_norm=self.max_grad_norm,
             reward_weights=[self.rewards.accuracy_weight, self.rewards.format_weight],
             use_vllm=self.use_vllm,
-            use_cpu=on_cpu,
-            bf16=not on_cpu,
-            logging_steps=1,
-            save_strategy="steps" if self.save_steps > 0 else "no",
-            save_steps=max(self.save_steps, 1),
-            report_to=[],
-            disable_tqdm=True,
-            dataloader_num_workers=0,  # workers prefetch batches, i.e. draw them from staler VPS weights
+            **common_trainer_args(self.device, self.save_steps),
         )

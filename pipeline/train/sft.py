@@ -18,6 +18,7 @@ from typing import Literal
 import datasets
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from pipeline.train.config import common_trainer_args
 from pipeline.train.run import ensure_model, load_processing_class, save_trained_model
 
 SFT_SUMMARY_FILE = "sft_summary.json"
@@ -53,7 +54,6 @@ class SFTStageConfig(BaseModel):
     def sft_args(self):
         from trl import SFTConfig
 
-        on_cpu = self.device == "cpu"
         return SFTConfig(
             output_dir=str(self.output_dir),
             max_steps=self.max_steps,
@@ -66,14 +66,7 @@ class SFTStageConfig(BaseModel):
             seed=self.seed,
             completion_only_loss=True,
             gradient_checkpointing=False,
-            use_cpu=on_cpu,
-            bf16=not on_cpu,
-            logging_steps=1,
-            save_strategy="steps" if self.save_steps > 0 else "no",
-            save_steps=max(self.save_steps, 1),
-            report_to=[],
-            disable_tqdm=True,
-            dataloader_num_workers=0,
+            **common_trainer_args(self.device, self.save_steps),
             # A stream has no length: the trainer must not try to split it across processes by index.
             accelerator_config={"dispatch_batches": False},
         )
