@@ -19,6 +19,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from pipeline.config_base import validate_config
 from pipeline.evaluate.stage import EvaluateStage, build_reports
 from pipeline.paths import default_data_root
 from pipeline.stage import run_shard
@@ -100,7 +101,9 @@ def train_flow(
     options = options or {}
     grpo = {"max_steps": max_steps, "max_rows": max_rows, **options.get("grpo", {})}
     grpo["vas"] = {"vas_lambda": vas_lambda, **grpo.get("vas", {})}
-    chain = TrainChainConfig(
+    chain = validate_config(
+        TrainChainConfig,
+        dict(
         output_dir=output_dir,
         cold_start_dir=cold_start_dir,
         rl_dataset_dir=rl_dataset_dir,
@@ -110,6 +113,7 @@ def train_flow(
         sft={"max_steps": sft_steps, "max_rows": max_rows, **options.get("sft", {})},
         grpo=grpo,
         evaluate=options.get("evaluate", {}),
+        ),
     )
     logger = get_run_logger()
     base = base_model(chain)

@@ -15,16 +15,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pipeline.config_base import StrictConfig
 
 from pipeline.ingest.sources import numeric_answer_type
 
 DEFAULT_BENCHMARK_PATH = "mathvision/testmini.jsonl"
 
 
-class BenchmarkConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class BenchmarkConfig(StrictConfig):
     name: str = "mathvision_testmini"
     format: Literal["mathvision"] = "mathvision"
     path: str = DEFAULT_BENCHMARK_PATH  # relative to the run's data_root unless absolute

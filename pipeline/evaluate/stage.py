@@ -17,7 +17,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.config_base import StrictConfig
 
 from pipeline.evaluate.benchmarks import BenchmarkConfig, open_benchmark
 from pipeline.evaluate.report import columns_by_model, model_report, write_reports
@@ -31,9 +33,7 @@ from schemas import EVALUATION_SCHEMA
 STAGE_NAME = "evaluations"
 
 
-class EvalModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EvalModel(StrictConfig):
     name: str  # label in the report: "base", "sft", "grpo-vas", ...
     path: str  # model folder (transformers / in-process vLLM), or the name a server serves it under
     vision: bool | None = None  # None: read from the folder's config.json (a `vision_config` makes it VL)
@@ -47,9 +47,7 @@ class EvalModel(BaseModel):
         return "vision_config" in json.loads(config.read_text(encoding="utf-8"))
 
 
-class EvaluateConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EvaluateConfig(StrictConfig):
     benchmarks: list[BenchmarkConfig] = Field(default_factory=lambda: [BenchmarkConfig()])
     models: list[EvalModel] = Field(default_factory=list)  # ignored by the recorded backend (its recordings are the models)
     backend: BackendConfig = BackendConfig(kind="transformers")

@@ -12,8 +12,11 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig
+
+from pipeline.config_base import StrictConfig, validate_config
 from pipeline.evaluate.stage import EvalModel, EvaluateConfig
 from pipeline.io import stable_hash
 from pipeline.train.config import TrainConfig
@@ -25,9 +28,7 @@ STAGES: tuple[StageName, ...] = ("sft", "grpo-vas", "evaluate")
 DONE_FILE = "stage_done.json"
 
 
-class TrainChainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TrainChainConfig(StrictConfig):
     output_dir: Path
     cold_start_dir: Path | None = None  # None: no SFT (GRPO starts from the base model)
     rl_dataset_dir: Path | None = None  # None: no GRPO
@@ -40,24 +41,14 @@ class TrainChainConfig(BaseModel):
 
 
 def sft_config(chain: TrainChainConfig, base: Path | None) -> SFTStageConfig:
-    return SFTStageConfig(
-        cold_start_dir=chain.cold_start_dir,
-        output_dir=chain.output_dir / "sft",
-        model_path=base,
-        seed=chain.seed,
-        **{"resume": True, **chain.sft},
-    )
+    fields = dict(cold_start_dir=chain.cold_start_dir, output_dir=chain.output_dir / "sft", model_path=base, seed=chain.seed)
+    return validate_config(SFTStageConfig, {**fields, "resume": True, **chain.sft})
 
 
 def grpo_config(chain: TrainChainConfig, base: Path | None) -> TrainConfig:
-    return TrainConfig(
-        rl_dataset_dir=chain.rl_dataset_dir,
-        output_dir=chain.output_dir / "grpo-vas",
-        model_path=base,
-        sft_model_dir=chain.output_dir / "sft",
-        seed=chain.seed,
-        **{"resume": True, **chain.grpo},
-    )
+    fields = dict(rl_dataset_dir=chain.rl_dataset_dir, output_dir=chain.output_dir / "grpo-vas", model_path=base)
+    fields |= dict(sft_model_dir=chain.output_dir / "sft", seed=chain.seed)
+    return validate_config(TrainConfig, {**fields, "resume": True, **chain.grpo})
 
 
 def has_model(path: Path | None) -> bool:
@@ -77,16 +68,16 @@ def chain_models(chain: TrainChainConfig, base: Path | None) -> list[EvalModel]:
 def evaluate_config(chain: TrainChainConfig, base: Path | None) -> EvaluateConfig:
     values = dict(chain.evaluate)
     values.setdefault("models", [model.model_dump() for model in chain_models(chain, base)])
-    return EvaluateConfig.model_validate(values)
+    return validate_config(EvaluateConfig, values)
 
 
-def stage_is_done(folder: Path, config: BaseModel) -> bool:
+def stage_is_done(folder: Path, config: StrictConfig) -> bool:
     """Whether `folder` holds the finished output of exactly this config (then the stage is skipped)."""
     marker = Path(folder) / DONE_FILE
     return marker.exists() and json.loads(marker.read_text(encoding="utf-8"))["config_hash"] == _hash(config)
 
 
-def mark_stage_done(folder: Path, config: BaseModel, result: dict) -> None:
+def mark_stage_done(folder: Path, config: StrictConfig, result: dict) -> None:
     Path(folder).mkdir(parents=True, exist_ok=True)
     document = {"config_hash": _hash(config), "result": result}
     (Path(folder) / DONE_FILE).write_text(json.dumps(document, indent=2, default=str), encoding="utf-8")
@@ -96,9 +87,9 @@ def done_result(folder: Path) -> dict:
     return json.loads((Path(folder) / DONE_FILE).read_text(encoding="utf-8"))["result"]
 
 
-def _hash(config: BaseModel) -> str:
+def _hash(config: StrictConfig) -> str:
     # resume only says how to get there, not what is computed
-    return stable_hash(config.model_dump(mode="json", exclude={"resume"}))
+    return stable_hash({k: v for k, v in config.identity().items() if k != "resume"})
 
 
 def base_model(chain: TrainChainConfig) -> Path | None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from pipeline.config_base import StrictConfig
 from pipeline.train.rewards import ACCURACY, RewardConfig
 from pipeline.train.vas import VPSConfig
 
@@ -39,9 +40,7 @@ def common_trainer_args(device: str, save_steps: int) -> dict:
     )
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TrainConfig(StrictConfig):
     rl_dataset_dir: Path
     output_dir: Path
     model_path: Path | None = None  # the base model; None: build a tiny one (VL when the set has images) under output_dir

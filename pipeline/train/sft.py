@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 import datasets
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
+
+from pipeline.config_base import StrictConfig
 
 from pipeline.train.config import common_trainer_args
 from pipeline.train.run import ensure_model, load_processing_class, save_trained_model
@@ -25,9 +27,7 @@ SFT_SUMMARY_FILE = "sft_summary.json"
 SFT_METRICS_FILE = "sft_metrics.jsonl"
 
 
-class SFTStageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SFTStageConfig(StrictConfig):
     cold_start_dir: Path
     output_dir: Path
     model_path: Path | None = None  # None: a tiny model (VL when the set has images) under output_dir
