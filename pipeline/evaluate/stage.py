@@ -19,7 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import Field
 
-from pipeline.config_base import StrictConfig
+from pipeline.config_base import StrictConfig, runtime
 
 from pipeline.evaluate.benchmarks import BenchmarkConfig, open_benchmark
 from pipeline.evaluate.report import columns_by_model, model_report, write_reports
@@ -46,6 +46,14 @@ class EvalModel(StrictConfig):
             raise ValueError(f"model {self.name}: say `vision` explicitly, {config} does not exist")
         return "vision_config" in json.loads(config.read_text(encoding="utf-8"))
 
+    def weights_identity(self) -> list:
+        """What a retrained checkpoint at the same path looks like (its weight files), so its scores are redone;
+        a served name stands for itself."""
+        folder = Path(self.path)
+        if not folder.is_dir():
+            return [self.path]
+        return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.glob("*.safetensors"))]
+
 
 class EvaluateConfig(StrictConfig):
     benchmarks: list[BenchmarkConfig] = Field(default_factory=lambda: [BenchmarkConfig()])
@@ -54,10 +62,10 @@ class EvaluateConfig(StrictConfig):
     samples: int = 1  # responses per problem and model
     sampling: SamplingParams = SamplingParams(temperature=0.0, max_tokens=1024, seed=0)
     shard_size: int = 100
-    chunk_size: int = 64  # requests per backend call (batch engines) / per journal flush
+    chunk_size: int = runtime(64)  # requests per backend call (batch engines)
     confidence: float = 0.95
     bootstrap_resamples: int = 2000
-    verifier_workers: int = 2
+    verifier_workers: int = runtime(2)
 
     def teachers(self) -> list[TeacherConfig]:
         return [TeacherConfig(name=m.name, model=m.path, n_samples=self.samples, sampling=self.sampling) for m in self.models]
@@ -85,7 +93,8 @@ class EvaluateStage(Stage):
     def fingerprint(self) -> str:
         benchmarks = {name: b.identity() for name, b in sorted(self.benchmarks.items())}
         knobs = {"samples": self.config.samples, "sampling": self.config.sampling.model_dump(mode="json")}
-        return stable_hash([self.name, benchmarks, self.backend_identity, knobs, self.config.shard_size])
+        weights = {} if self.recorded else {m.name: m.weights_identity() for m in self.config.models}
+        return stable_hash([self.name, benchmarks, self.backend_identity, weights, knobs, self.config.shard_size])
 
     def shards(self, benchmark: str | None = None) -> list[str]:
         names = [benchmark] if benchmark else list(self.benchmarks)
