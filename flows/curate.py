@@ -91,11 +91,18 @@ def _publish(config: RunConfig, stage: Stage, schema, shards: list[str], lineage
     return str(folder)
 
 
-def _trigger_training(config: RunConfig, rl_folder: str) -> None:
+def _trigger_training(config: RunConfig, published: dict[str, str]) -> None:
+    """The train chain on the sets just published: SFT on the cold-start set (when built), GRPO + VAS on the RL set."""
     parameters = {
-        "rl_dataset_dir": rl_folder,
         "output_dir": str(config.run_dir / "train"),
+        "rl_dataset_dir": published["rl"],
+        "cold_start_dir": published.get("cold_start"),
+        "stages": list(config.train.stages),
+        "sft_steps": config.train.sft_steps,
         "max_steps": config.train.max_steps,
+        "seed": config.seed,
+        "options": config.train.options,
+        "data_root": str(config.data_root),
     }
     if config.train.mode == "subflow":
         from flows.train import train_flow
@@ -104,7 +111,7 @@ def _trigger_training(config: RunConfig, rl_folder: str) -> None:
     elif config.train.mode == "deployment":
         from prefect.deployments import run_deployment
 
-        run_deployment("train/grpo-vas", parameters=parameters, timeout=0)  # fire and forget
+        run_deployment("train/all", parameters=parameters, timeout=0)  # fire and forget
 
 
 @flow(name="curate", log_prints=True)
@@ -142,7 +149,7 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
         rl_lineage.append(run_stage(DiversityStage(config.diversity, diversity_index), run_dir, shards))
         published["rl"] = _select_and_publish(config, "rl", shards, judgements + ["diversity"], rl_lineage)
         if config.train.mode != "none":
-            _trigger_training(config, published["rl"])
+            _trigger_training(config, published)
     return published
 
 

@@ -34,8 +34,11 @@ class TaskRunnerConfig(StrictConfig):
 
 
 class TrainTriggerConfig(StrictConfig):
-    mode: Literal["none", "subflow", "deployment"] = "subflow"  # deployment: run_deployment("train/grpo-vas")
-    max_steps: int = 0  # 0: only validate that the RL set loads as a TRL-ready dataset
+    mode: Literal["none", "subflow", "deployment"] = "subflow"  # deployment: run_deployment("train/all")
+    stages: list[Literal["sft", "grpo-vas", "evaluate"]] = ["sft", "grpo-vas", "evaluate"]
+    sft_steps: int = 0  # 0: only validate that the cold-start set streams into SFT
+    max_steps: int = 0  # GRPO steps; 0: only validate that the RL set loads as a TRL-ready dataset
+    options: dict = {}  # flows.train options: {"sft": {...}, "grpo": {...}, "evaluate": {...}}
 
 
 class RunConfig(StrictConfig):

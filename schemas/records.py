@@ -101,6 +101,26 @@ RL_SCHEMA = pa.schema(
     ]
 )
 
+# One judged benchmark sample: a model's response to one problem, with the verifier's verdict.
+EVALUATION_SCHEMA = pa.schema(
+    [
+        ("benchmark", pa.string()),
+        ("model", pa.string()),
+        ("problem_id", pa.string()),
+        ("subject", pa.string()),
+        ("level", pa.int32()),
+        ("sample_index", pa.int32()),
+        ("answer", pa.string()),  # gold
+        ("response", pa.string()),  # None when generation failed
+        ("extracted", pa.string()),
+        ("extraction_method", pa.string()),
+        ("correct", pa.bool_()),  # False for a failed generation
+        ("reason", pa.string()),  # the verifier's reason, or "generation_failed"
+        ("error", pa.string()),  # the backend's error, None on success
+        ("images_dropped", pa.bool_()),  # a text-only model was asked without the problem's images
+    ]
+)
+
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("stage", pa.string()),
