@@ -38,8 +38,9 @@ class ScriptedJudge(GenerationBackend):
         return [GenerationResult(r.request_id, self.reply(r.messages[-1]["content"]), finish_reason="stop") for r in requests]
 
 
-def judged(judge: GenerationBackend, items, tmp_path, **config):
-    extractor = ModelExtractor(judge, ModelExtractorConfig(enabled=True, model="judge", cache_path=str(tmp_path / "judge.jsonl"), **config))
+def judged(judge: GenerationBackend, items, tmp_path, model: str = "judge", **config):
+    config = ModelExtractorConfig(enabled=True, model=model, cache_path=str(tmp_path / "judge.jsonl"), **config)
+    extractor = ModelExtractor(judge, config)
     with Verifier(VerifierConfig(workers=1), answer_extractor=extractor) as verifier:
         return verifier.judge_many(items), extractor
 
@@ -100,7 +101,7 @@ def test_through_a_real_vllm_server(tmp_path):
     items = [COMPARISON, VerifyItem("I counted them twice.", "4", answer_type="integer", question="How many cats?")]
     with VLLMServer(model, served_name="tiny-judge", max_model_len=1024, log_path=tmp_path / "vllm.log") as server:
         backend = OpenAIServerBackend([], OpenAIServerConfig(endpoints=[Endpoint(url=server.base_url)]))
-        verdicts, extractor = judged(backend, items, tmp_path, max_tokens=8, response_chars=500)
+        verdicts, extractor = judged(backend, items, tmp_path, "tiny-judge", max_tokens=8, response_chars=500)
         # every undecided response went to the server and came back; the untrained model's replies are
         # whatever they are: each is read as an answer, "none" or garbage, and counted
         assert extractor.stats["model_requests"] == 2 and extractor.stats["model_failed"] == 0
@@ -108,7 +109,7 @@ def test_through_a_real_vllm_server(tmp_path):
         assert outcomes == 2
         assert all(v.method in (MODEL_EXTRACTED, MODEL_GARBAGE, "none") for v in verdicts)
         # a second pass asks the server nothing: the replies are cached by request hash
-        _, again = judged(backend, items, tmp_path, max_tokens=8, response_chars=500)
+        _, again = judged(backend, items, tmp_path, "tiny-judge", max_tokens=8, response_chars=500)
         assert again.stats["model_requests"] == 0 and again.stats["model_cached"] == 2
         assert server.process.poll() is None
 

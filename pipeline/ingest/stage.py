@@ -4,35 +4,28 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
 from pipeline.ingest.images import ImageLimits, normalise_image, read_image_file
 from pipeline.ingest.sources import ProblemFields, RawRecord, SourceAdapter, SourceConfig, make_adapter
 from pipeline.io import QuarantinedRow, stable_hash
 from pipeline.stage import ShardResult, Stage
+from pipeline.text import normalise_text
 from schemas import PROBLEM_SCHEMA, validate_problem
 
 
-class IngestConfig(BaseModel):
+class IngestConfig(StrictConfig):
     shard_size: int = 500
     max_question_chars: int = 20_000
     max_answer_chars: int = 2_000
     max_images: int = 8
     images: ImageLimits = ImageLimits()
-
-
-def normalise_text(text: str) -> str:
-    """NFC, no control characters, collapsed runs of spaces; line breaks kept (tables use them)."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
-    return "\n".join(" ".join(line.split()) for line in text.split("\n")).strip()
 
 
 def problem_id(question: str, choices: list[str] | None, answer: str, image_hashes: list[str]) -> str:
@@ -60,8 +53,8 @@ class IngestStage(Stage):
         return self._adapters[source]
 
     def fingerprint(self) -> str:
-        sources = [[s.model_dump(mode="json"), self.adapter(name).identity()] for name, s in sorted(self.sources.items())]
-        return stable_hash([self.name, self.config.model_dump(mode="json"), sources])
+        sources = [[s.identity(), self.adapter(name).identity()] for name, s in sorted(self.sources.items())]
+        return stable_hash([self.name, self.config.identity(), sources])
 
     def shards(self) -> list[str]:
         names = []
@@ -80,7 +73,6 @@ class IngestStage(Stage):
             try:
                 row = self._problem_row(adapter, record)
             except RowError as error:
-                stats[f"quarantined_{error.reason}"] += 1
                 quarantined.append(QuarantinedRow(source, record.source_id, error.reason, error.detail, record.value))
                 continue
             rows.append(row)  # exact duplicates stay: the dedupe stage judges them, as a column

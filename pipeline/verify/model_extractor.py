@@ -18,7 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from pipeline.config_base import StrictConfig
 
 from pipeline.generate.base import GenerationBackend, GenerationRequest, SamplingParams, request_id
 from pipeline.generate.factory import BackendConfig
@@ -44,9 +46,7 @@ _REPLY_LETTER = re.compile(r"^\W*(?:option\s*)?\(?([A-Z])\)?\W*$", re.IGNORECASE
 MAX_VALUE_REPLY_CHARS = 60
 
 
-class ModelExtractorConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ModelExtractorConfig(StrictConfig):
     enabled: bool = False
     model: str = ""  # the judge model as the backend serves it
     backend: BackendConfig = Field(default_factory=lambda: BackendConfig(kind="openai"))

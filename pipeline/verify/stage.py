@@ -9,13 +9,13 @@ from __future__ import annotations
 import atexit
 import functools
 from collections import Counter
-from pathlib import Path
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
 
 import pyarrow as pa
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.factory import make_backend
 from pipeline.stage import SharedResource, ShardResult, Stage
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
@@ -23,12 +23,12 @@ from pipeline.verify.model_extractor import MODEL_EXTRACTED, MODEL_GARBAGE, Mode
 from schemas import GENERATION_SCHEMA
 
 
-class VerifyStageConfig(BaseModel):
-    workers: int = 2
-    timeout_s: float = 5.0
-    quality: dict[str, Any] = Field(default_factory=dict)  # QualityConfig fields, e.g. {require_think: true}
+class VerifyStageConfig(StrictConfig):
+    workers: int = runtime(2)  # math-verify processes
+    timeout_s: float = 5.0  # per answer: an answer that overruns it is judged wrong, so it decides output
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     model_extractor: ModelExtractorConfig = Field(default_factory=ModelExtractorConfig)  # off by default
-    data_root: str = "."  # where a "recorded" judge backend finds its recordings
+    data_root: str = runtime(".")  # where a "recorded" judge backend finds its recordings
 
 
 def start_verifier(config: VerifyStageConfig) -> Verifier:
@@ -45,6 +45,7 @@ def start_verifier(config: VerifyStageConfig) -> Verifier:
 class VerifyStage(Stage):
     name = "verified"
     inputs = ("problems", "generations")
+    main_input = "generations"
     output_schema = GENERATION_SCHEMA
 
     def __init__(self, config: VerifyStageConfig):
@@ -56,28 +57,18 @@ class VerifyStage(Stage):
     def verifier(self) -> Verifier:
         return self._verifier.get()
 
+    def close(self) -> None:
+        self._verifier.close()
+
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
         rows = inputs["generations"].to_pylist()
         answered = [row for row in rows if row["error"] is None and row["raw_text"] is not None]
-        items = [
-            VerifyItem(
-                text=row["raw_text"],
-                gold=problems[row["problem_id"]]["answer"],
-                answer_type=problems[row["problem_id"]]["answer_type"],
-                question_type=problems[row["problem_id"]]["question_type"],
-                choices=problems[row["problem_id"]]["choices"],
-                precision=problems[row["problem_id"]]["precision"],
-                unit=problems[row["problem_id"]]["unit"],
-                question=problems[row["problem_id"]]["question"],
-            )
-            for row in answered
-        ]
+        items = [VerifyItem.for_row(row["raw_text"], problems[row["problem_id"]]) for row in answered]
         verdicts = self.verifier.judge_many(items)
-        quality_config = QualityConfig(**self.config.quality)
-        stats: Counter[str] = Counter(generations_in=len(rows), failed_generation=len(rows) - len(answered))
+        stats: Counter[str] = Counter(skipped_failed_generation=len(rows) - len(answered))
         for row, verdict in zip(answered, verdicts):
-            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=quality_config)
+            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=self.config.quality)
             row.update(
                 extracted_answer=verdict.extracted,
                 correct=verdict.correct,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.verify.equivalence import Decision, comparable_gold, decide_fast, math_verify_equal
 from pipeline.verify.extract import extract_answer
@@ -32,6 +34,11 @@ class VerifyItem:
     precision: int | None = None
     unit: str | None = None
     question: str | None = None  # shown to a judge model (see model_extractor.py), not used by the rules
+
+    @classmethod
+    def for_row(cls, text: str, row: Mapping[str, Any]) -> VerifyItem:
+        """`text` as a response to a Problem or RL-set row."""
+        return cls(text, **dataclasses.asdict(AnswerSpec.from_row(row)), question=row.get("question"))
 
     def spec(self) -> AnswerSpec:
         return AnswerSpec.of(
