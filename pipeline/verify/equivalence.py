@@ -65,10 +65,10 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
         return False, "mismatch"  # a number against words and numbers ("1 and 9", "6,5"): nothing to simplify
     if pred_number is not None and not _MATH_OPERATORS.search(plain_gold):
         return False, "mismatch"  # ... and the other way round ("either 0 or 1" against "2")
-    if (pred_number or gold_number) and looks_irrational(plain_gold if pred_number else plain_pred):
-        return False, "mismatch"  # a rational number is no multiple of π or a root ("2" against "8-2\\pi")
     if not fits_math_verify(pred) or not fits_math_verify(gold):
         return False, "answer_too_complex"
+    if (pred_number or gold_number) and looks_irrational(plain_gold if pred_number else plain_pred):
+        return False, "mismatch"  # a rational number is no multiple of π or a root ("2" against "8-2\\pi")
     if values_differ(pred, gold, gold_number):
         return False, "mismatch"
     return None
