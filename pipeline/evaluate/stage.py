@@ -145,9 +145,8 @@ class EvaluateStage(Stage):
         return ShardResult(pa.Table.from_pylist(rows, schema=EVALUATION_SCHEMA), stats=stats)
 
     def close(self) -> None:
-        for resource in (self._backend, self._verifier):
-            if resource._value is not None:
-                resource._value.close()
+        self._backend.close()
+        self._verifier.close()
 
 
 def _item(text: str, problem: Mapping) -> VerifyItem:
