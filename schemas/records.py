@@ -17,6 +17,22 @@ import pyarrow as pa
 
 QUESTION_TYPES = ("free_form", "multi_choice")
 ANSWER_TYPES = ("integer", "float", "fraction", "text", "expression", "list", "boolean")
+# The 13 fine-grained problem types the RL set is balanced over (MMR1's vocabulary).
+PROBLEM_TYPES = (
+    "arithmetic",
+    "counting",
+    "combinatorics",
+    "algebra",
+    "functions",
+    "plane_geometry",
+    "solid_geometry",
+    "combinatorial_geometry",
+    "descriptive_geometry",
+    "graph_theory",
+    "logic",
+    "statistics",
+    "topology",
+)
 
 # Internal image record: the bytes plus what dedupe and cards need without decoding them again.
 IMAGE_STRUCT = pa.struct(
@@ -38,6 +54,7 @@ PROBLEM_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("source_id", pa.string()),
         ("domain", pa.string()),
+        ("problem_type", pa.string()),  # from the source when it labels one (else null: score assigns it)
         ("question", pa.string()),
         ("images", pa.list_(IMAGE_STRUCT)),
         ("choices", pa.list_(pa.string())),
@@ -141,6 +158,8 @@ def validate_problem(row: Mapping[str, Any]) -> list[str]:
         _require_text(row, field, errors)
     _require_choice(row, "question_type", QUESTION_TYPES, errors)
     _require_choice(row, "answer_type", ANSWER_TYPES, errors)
+    if row.get("problem_type") is not None:
+        _require_choice(row, "problem_type", PROBLEM_TYPES, errors)
     choices = row.get("choices")
     if row.get("question_type") == "multi_choice":
         if not choices or len(choices) < 2:
