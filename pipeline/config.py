@@ -23,6 +23,7 @@ from pipeline.paths import REPO_ROOT, default_data_root
 from pipeline.publish import PublishConfig
 from pipeline.score.difficulty import ScoreConfig
 from pipeline.score.diversity import DiversityConfig
+from pipeline.score.problem_type import ProblemTypeConfig
 from pipeline.select.plan import SelectConfig
 from pipeline.verify.stage import VerifyStageConfig
 
@@ -49,6 +50,7 @@ class RunConfig(BaseModel):
     dedupe: DedupeConfig = DedupeConfig()
     decontam: DecontamConfig = DecontamConfig()
     diversity: DiversityConfig = DiversityConfig()
+    problem_type: ProblemTypeConfig = ProblemTypeConfig()
     generate: GenerateConfig = GenerateConfig()
     backend: BackendConfig = BackendConfig()
     verify: VerifyStageConfig = VerifyStageConfig()

@@ -6,6 +6,7 @@ that callers can quarantine it with a reason instead of crashing.
 
 from schemas.records import (
     COLD_START_SCHEMA,
+    GENERATION_ROLES,
     GENERATION_SCHEMA,
     IMAGE_STRUCT,
     MESSAGE_STRUCT,
@@ -26,6 +27,7 @@ from schemas.records import (
 __all__ = [
     "ANSWER_TYPES",
     "COLD_START_SCHEMA",
+    "GENERATION_ROLES",
     "GENERATION_SCHEMA",
     "IMAGE_STRUCT",
     "MESSAGE_STRUCT",

@@ -1,7 +1,8 @@
 """The four records of the system plus the quarantine table.
 
 Problem          one normalised problem (image(s) + question + gold answer), id derived from content
-Generation       one teacher/policy sample for one problem, with its verdict once verified
+Generation       one sample for one problem in one role (a teacher's chain of thought for the cold-start
+                 set, or a policy rollout for the pass rate), with its verdict once verified
 ColdStartRecord  one published SFT example: conversational messages + images (TRL SFTTrainer reads it)
 RLRecord         one published RL prompt: conversational prompt + images + gold answer fields that
                  TRL's GRPOTrainer hands to reward functions as keyword arguments
@@ -16,6 +17,10 @@ from typing import Any
 import pyarrow as pa
 
 QUESTION_TYPES = ("free_form", "multi_choice")
+# teacher: chains of thought whose verified ones feed the cold-start set; rollout: policy samples whose
+# verified outcomes give a problem's pass rate. Kept apart in config and data, as in MMR1 (Gemini CoTs,
+# Qwen2.5-VL-72B pass rates); one model may serve both roles, as two separate samples.
+GENERATION_ROLES = ("teacher", "rollout")
 ANSWER_TYPES = ("integer", "float", "fraction", "text", "expression", "list", "boolean")
 # The 13 fine-grained problem types the RL set is balanced over (MMR1's vocabulary).
 PROBLEM_TYPES = (
@@ -72,7 +77,8 @@ GENERATION_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),  # hash of (model, prompt, images, sampling params, sample index)
         ("problem_id", pa.string()),
-        ("teacher", pa.string()),
+        ("teacher", pa.string()),  # the generating model's label (a teacher, or the policy in a rollout)
+        ("role", pa.string()),  # one of GENERATION_ROLES
         ("sample_index", pa.int32()),
         ("prompt", pa.string()),  # JSON list of chat messages as sent (images referenced by sha256)
         ("raw_text", pa.string()),
@@ -93,10 +99,12 @@ COLD_START_SCHEMA = pa.schema(
         ("problem_id", pa.string()),
         ("source", pa.string()),
         ("domain", pa.string()),
+        ("problem_type", pa.string()),
         ("teacher", pa.string()),
         ("messages", pa.list_(MESSAGE_STRUCT)),  # system, user, assistant (<think>..</think> + answer)
         ("images", pa.list_(HF_IMAGE_STRUCT)),
         ("answer", pa.string()),
+        ("pass_rate", pa.float64()),  # the policy's, over its rollouts; null: no rollouts (difficulty unknown)
     ]
 )
 
@@ -115,6 +123,7 @@ RL_SCHEMA = pa.schema(
         ("num_rollouts", pa.int32()),
         ("source", pa.string()),
         ("domain", pa.string()),
+        ("problem_type", pa.string()),
     ]
 )
 
@@ -182,6 +191,7 @@ def validate_generation(row: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     for field in ("request_id", "problem_id", "teacher"):
         _require_text(row, field, errors)
+    _require_choice(row, "role", GENERATION_ROLES, errors)
     if row.get("error") is None and not isinstance(row.get("raw_text"), str):
         errors.append("raw_text: a successful generation needs text")
     if not isinstance(row.get("sample_index"), int) or row["sample_index"] < 0:

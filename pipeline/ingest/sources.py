@@ -314,7 +314,8 @@ def mathvision_fields(row: Any, source_id: str) -> ProblemFields:
     """
     row = _record(row)
     question = _text(row.get("question"), "question", numbers_allowed=False)
-    answer = _repair_latex_escapes(_text(row.get("answer"), "answer"))
+    answer = row.get("answer")
+    answer = _text(_repair_latex_escapes(answer) if isinstance(answer, str) else answer, "answer")  # before strip()
     image = row.get("image")
     files = image if isinstance(image, list) else [image] if image else []
     images = [ImageRef(path=_text(f, "image")) for f in files]
