@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
@@ -27,7 +27,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a
 _KEPT_FORMATS = ("JPEG", "PNG")
 
 
-class ImageLimits(BaseModel):
+class ImageLimits(StrictConfig):
     # After resizing. Vision-language processors budget pixels, so the area is the main bound; a side
     # bound alone shrank MATH-V's tall composites (465 x 2915: five option panels) to illegible strips.
     max_side: int = 4096

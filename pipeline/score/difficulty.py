@@ -10,8 +10,8 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
+from pipeline.config_base import StrictConfig
 from pipeline.stage import ShardResult, Stage
 
 DIFFICULTY_SCHEMA = pa.schema(
@@ -24,10 +24,8 @@ DIFFICULTY_SCHEMA = pa.schema(
 )
 
 
-class ScoreConfig(BaseModel):
+class ScoreConfig(StrictConfig):
     """Nothing to choose: which generations are rollouts is decided by the backend's roles."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 def pass_rate(num_correct: int, num_rollouts: int) -> float | None:

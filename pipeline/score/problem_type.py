@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
+from pipeline.config_base import StrictConfig
 from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
 from pipeline.io import StageDir, file_sha256, stable_hash
 from pipeline.stage import ShardResult, Stage
@@ -34,9 +34,7 @@ PROBLEM_TYPE_SCHEMA = pa.schema(
 )
 
 
-class ProblemTypeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProblemTypeConfig(StrictConfig):
     min_examples_per_type: int = 5  # a type with fewer labelled problems is never assigned
     regularisation: float = 1.0  # scikit-learn's C (inverse strength)
     max_iter: int = 2000
@@ -83,7 +81,7 @@ def prepare_problem_types(run_dir: Path | str, shards: Sequence[str], config: Pr
     upstream = [StageDir(run_dir, stage).marker(shard) for stage in ("problems", "diversity") for shard in shards]
     if any(marker is None for marker in upstream):
         raise FileNotFoundError("problem types: every problems and diversity shard must be finished first")
-    key = stable_hash(["problem_type", config.model_dump(mode="json"), [m.content_sha256 for m in upstream]])
+    key = stable_hash(["problem_type", config.identity(), [m.content_sha256 for m in upstream]])
     index_dir = index_path(run_dir, "problem_type", key)
     if is_built(index_dir):
         return index_dir
@@ -119,7 +117,7 @@ class ProblemTypeStage(Stage):
         self.weights = np.load(self.index_dir / "weights.npy")
 
     def fingerprint(self) -> str:
-        return stable_hash([self.name, self.config.model_dump(mode="json"), self.manifest["content_hash"]])
+        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         labelled = inputs["problems"].column("problem_type").to_pylist()
