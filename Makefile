@@ -63,6 +63,7 @@ bench:
 	$(PY) benchmarks/bench_dedupe.py --rows 1600000 --naive-rows 20000
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_vas.py
+	$(PY) benchmarks/bench_problem_types.py
 
 clean:
 	rm -rf runs .prefect .pytest_cache
