@@ -13,8 +13,9 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 RUN ?= default
 
-# Train on the RL set of run $(RUN): make train STEPS=20
+# Train on the sets of run $(RUN): SFT on the cold-start set, GRPO + VAS from it, evaluation: make train SFT_STEPS=50 STEPS=20
 STEPS ?= 2
+SFT_STEPS ?= 2
 
 .PHONY: install install-verl install-vllm test test-fast rl-data cold-start train serve bench clean
 
@@ -51,7 +52,8 @@ cold-start:
 	$(PY) -m flows.curate --target cold_start run_name=$(RUN)
 
 train:
-	$(PY) -m flows.train --rl-dataset-dir runs/$(RUN)/datasets/rl --output-dir runs/$(RUN)/train --max-steps $(STEPS)
+	$(PY) -m flows.train --cold-start-dir runs/$(RUN)/datasets/cold_start --rl-dataset-dir runs/$(RUN)/datasets/rl \
+		--output-dir runs/$(RUN)/train --sft-steps $(SFT_STEPS) --max-steps $(STEPS)
 
 # Start a Prefect server on loopback and serve the deployments curate/cold-start, curate/rl, train/grpo-vas.
 serve:
@@ -63,6 +65,8 @@ bench:
 	$(PY) benchmarks/bench_dedupe.py --rows 1600000 --naive-rows 20000
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_vas.py
+	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_sft_memory.py --cold-start-dir runs/$(RUN)/datasets/cold_start
 	$(PY) benchmarks/bench_problem_types.py
 
 clean:

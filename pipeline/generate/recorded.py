@@ -18,7 +18,7 @@ from pydantic import Field
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, SamplingParams, TeacherConfig, build_request
-from pipeline.ingest.stage import normalise_text
+from pipeline.text import normalise_text
 
 GSM8K_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 Role = Literal["teacher", "rollout"]
@@ -56,11 +56,12 @@ def _read_gsm8k(path: Path, teacher: str) -> Iterator[Recorded]:
 
 
 def _read_mathvision(path: Path, teacher: str) -> Iterator[Recorded]:
-    """MATH-V `outputs/<model>.jsonl`: one response per problem id (the file names no question)."""
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            yield teacher, str(row["id"]), None, str(row.get("response") or "")
+    """MATH-V `outputs/<model>.jsonl`: one response per problem id (the benchmark's own `correct` is not read)."""
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                yield teacher, str(row["id"]), None, str(row.get("response") or "")
 
 
 _READERS = {

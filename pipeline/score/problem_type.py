@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config_base import StrictConfig
-from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
-from pipeline.io import StageDir, file_sha256, stable_hash
-from pipeline.stage import ShardResult, Stage
+from pipeline.index import GlobalStep, IndexedStage
+from pipeline.io import StageDir
+from pipeline.stage import ShardResult
 
 PROBLEM_TYPE_SCHEMA = pa.schema(
     [
@@ -74,50 +74,35 @@ def _embeddings(table: pa.Table) -> np.ndarray:
     return column.values.to_numpy().reshape(len(column), -1) if len(column) else np.zeros((0, 0), np.float32)
 
 
-def prepare_problem_types(run_dir: Path | str, shards: Sequence[str], config: ProblemTypeConfig) -> Path:
-    """Fit the classifier on the embeddings of every problem its source labelled."""
-    run_dir = Path(run_dir)
-    shards = sorted(shards)
-    upstream = [StageDir(run_dir, stage).marker(shard) for stage in ("problems", "diversity") for shard in shards]
-    if any(marker is None for marker in upstream):
-        raise FileNotFoundError("problem types: every problems and diversity shard must be finished first")
-    key = stable_hash(["problem_type", config.identity(), [m.content_sha256 for m in upstream]])
-    index_dir = index_path(run_dir, "problem_type", key)
-    if is_built(index_dir):
-        return index_dir
-    vectors, labels = [], []
-    for shard in shards:
-        types = StageDir(run_dir, "problems").read(shard, columns=["problem_type"]).column("problem_type")
-        labelled = np.flatnonzero(types.is_valid().to_numpy(zero_copy_only=False))
-        if len(labelled):
-            embedded = StageDir(run_dir, "diversity").read(shard, columns=["embedding"]).take(pa.array(labelled))
-            vectors.append(_embeddings(embedded))
-            labels += types.take(pa.array(labelled)).to_pylist()
-    names, weights = fit_classifier(np.concatenate(vectors), labels, config) if labels else ([], np.zeros((0, 1), np.float32))
-    with building(index_dir) as staging:
+class TypeClassifier(GlobalStep):
+    """The classifier, fitted on the embeddings of every problem its source labelled."""
+
+    name = "problem_type"
+    upstream = ("problems", "diversity")
+
+    def build(self, run_dir: Path, shards: Sequence[str], staging: Path) -> dict:
+        vectors, labels = [], []
+        for shard in sorted(shards):
+            types = StageDir(run_dir, "problems").read(shard, columns=["problem_type"]).column("problem_type")
+            labelled = np.flatnonzero(types.is_valid().to_numpy(zero_copy_only=False))
+            if len(labelled):
+                embedded = StageDir(run_dir, "diversity").read(shard, columns=["embedding"]).take(pa.array(labelled))
+                vectors.append(_embeddings(embedded))
+                labels += types.take(pa.array(labelled)).to_pylist()
+        names, weights = fit_classifier(np.concatenate(vectors), labels, self.config) if labels else ([], np.zeros((0, 1), np.float32))
         np.save(staging / "weights.npy", weights)
-        write_manifest(
-            staging,
-            {"key": key, "content_hash": file_sha256(staging / "weights.npy"), "types": names,
-             "training_counts": dict(sorted(Counter(labels).items()))},
-        )
-    return index_dir
+        return {"types": names, "training_counts": dict(sorted(Counter(labels).items()))}
 
 
-class ProblemTypeStage(Stage):
+class ProblemTypeStage(IndexedStage):
     name = "problem_type"
     inputs = ("problems", "diversity")
     output_schema = PROBLEM_TYPE_SCHEMA
 
     def __init__(self, config: ProblemTypeConfig, index_dir: Path | str):
-        super().__init__(config)
-        self.index_dir = Path(index_dir)
-        self.manifest = load_manifest(self.index_dir)
+        super().__init__(config, index_dir)
         self.types = self.manifest["types"]
         self.weights = np.load(self.index_dir / "weights.npy")
-
-    def fingerprint(self) -> str:
-        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         labelled = inputs["problems"].column("problem_type").to_pylist()
@@ -128,8 +113,7 @@ class ProblemTypeStage(Stage):
             chosen, probability = classify(vectors, self.weights)
             for row, index, score in zip(unlabelled, chosen.tolist(), probability.tolist()):
                 types[row], origins[row], confidences[row] = self.types[index], "classifier", score
-        stats = Counter(rows_in=len(types))
-        stats.update(f"origin_{origin or 'unassigned'}" for origin in origins)
+        stats = Counter(f"origin_{origin or 'unassigned'}" for origin in origins)
         table = pa.table(
             {
                 "problem_id": inputs["problems"].column("problem_id"),
