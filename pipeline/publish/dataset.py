@@ -124,7 +124,7 @@ class _Composition:
     def add(self, table: pa.Table) -> None:
         for name, counter in self.by.items():
             if name in table.column_names:
-                counter.update(table.column(name).to_pylist())
+                counter.update("unassigned" if value is None else value for value in table.column(name).to_pylist())
         self.images_per_row.update(len(images or []) for images in table.column("images").to_pylist())
         if "pass_rate" in table.column_names:
             for source, rate in zip(table.column("source").to_pylist(), table.column("pass_rate").to_pylist()):
