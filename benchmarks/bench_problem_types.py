@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.ingest.sources import mathvision_fields  # noqa: E402
 from pipeline.paths import default_data_root  # noqa: E402
-from pipeline.score.diversity import DiversityConfig, embed  # noqa: E402
+from pipeline.score.diversity import DiversityStageConfig, embed  # noqa: E402
 from pipeline.score.problem_type import ProblemTypeConfig, classify, fit_classifier  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def main() -> None:
 
     questions, types = labelled_problems(args.data)
     started = time.perf_counter()
-    vectors = embed(questions, DiversityConfig())
+    vectors = embed(questions, DiversityStageConfig())
     print(f"{len(questions)} labelled MATH-V problems, {len(set(types))} types, embedded in {time.perf_counter() - started:.1f} s")
     labels = np.array(types)
     train, test = train_test_split(np.arange(len(labels)), test_size=args.test_share, random_state=args.seed, stratify=labels)

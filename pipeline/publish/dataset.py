@@ -101,9 +101,9 @@ def _token_counter():
     """The packaged MiniLM WordPiece tokenizer: a fixed, offline yardstick for CoT lengths."""
     from tokenizers import Tokenizer
 
-    from pipeline.score.diversity import DiversityConfig, model_folder
+    from pipeline.score.diversity import DiversityStageConfig, model_folder
 
-    tokenizer = Tokenizer.from_file(str(model_folder(DiversityConfig()) / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(model_folder(DiversityStageConfig()) / "tokenizer.json"))
     tokenizer.no_truncation()
     return tokenizer
 
