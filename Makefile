@@ -67,6 +67,7 @@ bench:
 	$(PY) benchmarks/bench_vas.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_sft_memory.py --cold-start-dir runs/$(RUN)/datasets/cold_start
+	$(PY) benchmarks/bench_problem_types.py
 
 clean:
 	rm -rf runs .prefect .pytest_cache

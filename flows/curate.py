@@ -1,4 +1,5 @@
-"""The `curate` flow: ingest -> dedupe, decontam -> generate -> verify -> score -> select -> publish -> train.
+"""The `curate` flow: ingest -> dedupe, decontam -> generate -> verify -> score (difficulty, diversity,
+problem type) -> select -> publish -> train.
 
 Thin by design: every stage comes from `pipeline/`; the flow only fans shards out as tasks (paths in,
 markers out, never DataFrames) and chains stages. Finished shards are skipped by their markers, so
@@ -27,6 +28,7 @@ from pipeline.ingest.stage import IngestStage
 from pipeline.publish import publish_dataset, push_folder
 from pipeline.score.difficulty import DifficultyStage
 from pipeline.score.diversity import ClusterCentroids, DiversityStage
+from pipeline.score.problem_type import ProblemTypeStage, TypeClassifier
 from pipeline.select.plan import SelectionPlan
 from pipeline.select.stage import ColdStartStage, RLStage
 from pipeline.stage import Stage, run_shard, summarise_stage
@@ -75,11 +77,13 @@ def _select_and_publish(config: RunConfig, which: str, shards: list[str], annota
     summary["composition"] = plan_summary["composition"]
     summary["counts"]["selected"] = plan_summary["selected"]
     summary["counts"]["target"] = plan_summary["target"]
+    summary["counts"].update(plan_summary["kept"])
     return _publish(config, stage, schema, shards, lineage + [summary], repo_id)
 
 
 def _publish(config: RunConfig, stage: Stage, schema, shards: list[str], lineage: list[dict], repo_id: str | None) -> str:
-    folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards)
+    licenses = {source.name: source.license for source in config.sources}
+    folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards, licenses)
     if config.publish.push_to_hub and repo_id:
         push_folder(
             folder,
@@ -140,14 +144,19 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
     lineage.append(run_stage(generate, run_dir, shards))
     lineage.append(run_stage(VerifyStage(config.verify), run_dir, shards))
 
+    # Both sets need the policy's pass rates (the cold-start difficulty band) and the problem types.
+    lineage.append(run_stage(DifficultyStage(config.score), run_dir, shards))
+    diversity_index = prepare_task(ClusterCentroids(config.diversity), run_dir, shards)
+    lineage.append(run_stage(DiversityStage(config.diversity, diversity_index), run_dir, shards))
+    types_index = prepare_task(TypeClassifier(config.problem_type), run_dir, shards)
+    lineage.append(run_stage(ProblemTypeStage(config.problem_type, types_index), run_dir, shards))
+    scores = ["problem_type"]
+
     published: dict[str, str] = {}
     if target in ("all", "cold_start"):
-        published["cold_start"] = _select_and_publish(config, "cold_start", shards, judgements, lineage)
+        published["cold_start"] = _select_and_publish(config, "cold_start", shards, judgements + scores, lineage)
     if target in ("all", "rl"):
-        rl_lineage = lineage + [run_stage(DifficultyStage(config.score), run_dir, shards)]
-        diversity_index = prepare_task(ClusterCentroids(config.diversity), run_dir, shards)
-        rl_lineage.append(run_stage(DiversityStage(config.diversity, diversity_index), run_dir, shards))
-        published["rl"] = _select_and_publish(config, "rl", shards, judgements + ["diversity"], rl_lineage)
+        published["rl"] = _select_and_publish(config, "rl", shards, judgements + scores + ["diversity"], lineage)
         if config.train.mode != "none":
             _trigger_training(config, published)
     return published

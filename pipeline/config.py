@@ -24,6 +24,7 @@ from pipeline.paths import REPO_ROOT, default_data_root
 from pipeline.publish import PublishConfig
 from pipeline.score.difficulty import ScoreConfig
 from pipeline.score.diversity import DiversityStageConfig
+from pipeline.score.problem_type import ProblemTypeConfig
 from pipeline.select.plan import SelectConfig
 from pipeline.verify.stage import VerifyStageConfig
 
@@ -51,6 +52,7 @@ class RunConfig(StrictConfig):
     dedupe: DedupeConfig = DedupeConfig()
     decontam: DecontamConfig = DecontamConfig()
     diversity: DiversityStageConfig = DiversityStageConfig()
+    problem_type: ProblemTypeConfig = ProblemTypeConfig()
     generate: GenerateConfig = GenerateConfig()
     backend: BackendConfig = BackendConfig()
     verify: VerifyStageConfig = VerifyStageConfig()

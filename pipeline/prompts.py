@@ -22,9 +22,13 @@ CHOICE_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 def user_text(problem: Mapping) -> str:
     lines = [problem["question"]]
-    if problem.get("choices"):
+    choices = problem.get("choices")
+    if choices and all(c.strip().upper() == CHOICE_LETTERS[i] for i, c in enumerate(choices)):
+        # Options drawn in the figure (MATH-V): listing "(A) A" would say nothing.
+        lines.append(f"Choices: {', '.join(choices)} (shown in the figure). Answer with the letter of the correct choice.")
+    elif choices:
         lines.append("Choices:")
-        lines += [f"({CHOICE_LETTERS[i]}) {choice}" for i, choice in enumerate(problem["choices"])]
+        lines += [f"({CHOICE_LETTERS[i]}) {choice}" for i, choice in enumerate(choices)]
         lines.append("Answer with the text of the correct choice.")
     if problem.get("unit"):
         lines.append(f"Give the answer in {problem['unit']}.")

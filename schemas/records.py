@@ -1,7 +1,8 @@
 """The four records of the system plus the quarantine table.
 
 Problem          one normalised problem (image(s) + question + gold answer), id derived from content
-Generation       one teacher/policy sample for one problem, with its verdict once verified
+Generation       one sample for one problem in one role (a teacher's chain of thought for the cold-start
+                 set, or a policy rollout for the pass rate), with its verdict once verified
 ColdStartRecord  one published SFT example: conversational messages + images (TRL SFTTrainer reads it)
 RLRecord         one published RL prompt: conversational prompt + images + gold answer fields that
                  TRL's GRPOTrainer hands to reward functions as keyword arguments
@@ -16,7 +17,27 @@ from typing import Any
 import pyarrow as pa
 
 QUESTION_TYPES = ("free_form", "multi_choice")
+# teacher: chains of thought whose verified ones feed the cold-start set; rollout: policy samples whose
+# verified outcomes give a problem's pass rate. Kept apart in config and data, as in MMR1 (Gemini CoTs,
+# Qwen2.5-VL-72B pass rates); one model may serve both roles, as two separate samples.
+GENERATION_ROLES = ("teacher", "rollout")
 ANSWER_TYPES = ("integer", "float", "fraction", "text", "expression", "list", "boolean")
+# The 13 fine-grained problem types the RL set is balanced over (MMR1's vocabulary).
+PROBLEM_TYPES = (
+    "arithmetic",
+    "counting",
+    "combinatorics",
+    "algebra",
+    "functions",
+    "plane_geometry",
+    "solid_geometry",
+    "combinatorial_geometry",
+    "descriptive_geometry",
+    "graph_theory",
+    "logic",
+    "statistics",
+    "topology",
+)
 
 # Internal image record: the bytes plus what dedupe and cards need without decoding them again.
 IMAGE_STRUCT = pa.struct(
@@ -38,6 +59,7 @@ PROBLEM_SCHEMA = pa.schema(
         ("source", pa.string()),
         ("source_id", pa.string()),
         ("domain", pa.string()),
+        ("problem_type", pa.string()),  # from the source when it labels one (else null: score assigns it)
         ("question", pa.string()),
         ("images", pa.list_(IMAGE_STRUCT)),
         ("choices", pa.list_(pa.string())),
@@ -55,7 +77,8 @@ GENERATION_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),  # hash of (model, prompt, images, sampling params, sample index)
         ("problem_id", pa.string()),
-        ("teacher", pa.string()),
+        ("teacher", pa.string()),  # the generating model's label (a teacher, or the policy in a rollout)
+        ("role", pa.string()),  # one of GENERATION_ROLES
         ("sample_index", pa.int32()),
         ("prompt", pa.string()),  # JSON list of chat messages as sent (images referenced by sha256)
         ("raw_text", pa.string()),
@@ -76,10 +99,12 @@ COLD_START_SCHEMA = pa.schema(
         ("problem_id", pa.string()),
         ("source", pa.string()),
         ("domain", pa.string()),
+        ("problem_type", pa.string()),
         ("teacher", pa.string()),
         ("messages", pa.list_(MESSAGE_STRUCT)),  # system, user, assistant (<think>..</think> + answer)
         ("images", pa.list_(HF_IMAGE_STRUCT)),
         ("answer", pa.string()),
+        ("pass_rate", pa.float64()),  # the policy's, over its rollouts; null: no rollouts (difficulty unknown)
     ]
 )
 
@@ -98,6 +123,7 @@ RL_SCHEMA = pa.schema(
         ("num_rollouts", pa.int32()),
         ("source", pa.string()),
         ("domain", pa.string()),
+        ("problem_type", pa.string()),
     ]
 )
 
@@ -152,6 +178,8 @@ def validate_problem(row: Mapping[str, Any]) -> list[str]:
         _require_text(row, field, errors)
     _require_choice(row, "question_type", QUESTION_TYPES, errors)
     _require_choice(row, "answer_type", ANSWER_TYPES, errors)
+    if row.get("problem_type") is not None:
+        _require_choice(row, "problem_type", PROBLEM_TYPES, errors)
     choices = row.get("choices")
     if row.get("question_type") == "multi_choice":
         if not choices or len(choices) < 2:

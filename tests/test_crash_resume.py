@@ -15,7 +15,9 @@ import yaml
 
 from pipeline.paths import REPO_ROOT
 
-STAGES = ["problems", "dedupe", "decontam", "generations", "verified", "cold_start", "difficulty", "diversity", "rl"]
+STAGES = [
+    "problems", "dedupe", "decontam", "generations", "verified", "difficulty", "diversity", "problem_type", "cold_start", "rl"
+]
 
 
 SMALL_RUN = {

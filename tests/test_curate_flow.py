@@ -30,7 +30,7 @@ def load(folder, tmp_path_factory):
 
 def card_counts(card: str, section_header: str) -> dict[str, int]:
     table = card.split(f"| {section_header} | rows |")[1].split("\n\n")[0]
-    return {m[0]: int(m[1]) for m in re.findall(r"^\| (\S+) \| (\d+) \|$", table, re.M)}
+    return {m[0]: int(m[1]) for m in re.findall(r"^\| (\S+) \| (\d+) \|", table, re.M)}
 
 
 def test_rl_set_loads_with_trl_columns_and_its_card_counts_match(run, tmp_path_factory):
@@ -46,17 +46,53 @@ def test_rl_set_loads_with_trl_columns_and_its_card_counts_match(run, tmp_path_f
     assert (run_dir / "datasets" / "rl" / "difficulty.png").stat().st_size > 1000
 
 
+def test_rl_set_is_multimodal_and_balanced_over_problem_types(run, tmp_path_factory):
+    run_dir, published, _ = run
+    rl = load(published["rl"], tmp_path_factory).select_columns(["images", "problem_type", "source", "num_rollouts"])
+    with_images = sum(1 for images in rl["images"] if images)
+    assert with_images / len(rl) >= 0.6
+    types = Counter(rl["problem_type"])
+    assert len(types) >= 12 and max(types.values()) <= 2 * statistics.median(types.values())
+    assert set(rl.filter(lambda row: row["source"] == "mathvision")["num_rollouts"]) == {9}  # all nine settings
+    card = (run_dir / "datasets" / "rl" / "README.md").read_text()
+    assert card_counts(card, "problem type") == dict(types)
+    assert f"{100 * with_images / len(rl):.1f}% of rows carry an image" in card
+    assert (run_dir / "datasets" / "rl" / "problem_types.png").stat().st_size > 1000
+    metadata = yaml.safe_load(card.split("---")[1])  # the Hub's card metadata block
+    assert metadata["license"] == "mit" and metadata["language"] == ["en"] and metadata["size_categories"] == ["n<1K"]
+    assert metadata["pretty_name"] and "image-text-to-text" in metadata["task_categories"]
+
+
+def test_decontam_flags_exactly_the_mathvision_testmini_problems(run, data_root):
+    run_dir, _, _ = run
+    testmini = {json.loads(line)["id"] for line in (data_root / "mathvision" / "testmini.jsonl").read_text().splitlines()}
+    flagged = set()
+    for shard in StageDir(run_dir, "problems").done_shards():
+        problems = StageDir(run_dir, "problems").read(shard, columns=["source", "source_id"]).to_pylist()
+        flags = StageDir(run_dir, "decontam").read(shard).column("contaminated_mathvision_testmini").to_pylist()
+        flagged |= {(p["source"], p["source_id"]) for p, flag in zip(problems, flags) if flag}
+    assert flagged == {("mathvision", source_id) for source_id in testmini} and len(flagged) == 304
+    stats = json.loads((run_dir / "decontam" / "stats.json").read_text())
+    assert stats["counts"]["contaminated_mathvision_testmini"] == 304
+
+
 def test_cold_start_set_has_images_and_verified_cots(run, tmp_path_factory):
     run_dir, published, _ = run
     cold = load(published["cold_start"], tmp_path_factory)
     with_images = cold.filter(lambda row: len(row["images"]) > 0)
-    assert len(with_images) > 300  # TabMWP CoTs that GPT-3 got right, with their table images
-    image = with_images[0]["images"][0]
+    mathvision = with_images.filter(lambda row: row["source"] == "mathvision")
+    # Verified MATH-V teacher CoTs with their diagrams, only for problems the policy finds medium or hard.
+    assert len(mathvision) > 300 and set(mathvision["teacher"]) <= {"Gemini-Pro-CoT", "Qwen-VL-Max-CoT", "InternLM-XComposer2-VL-CoT"}
+    assert all(0 < p <= 0.8 for p in mathvision["pass_rate"])
+    image = mathvision[0]["images"][0]
     assert image.mode == "RGB" and image.size[0] > 0
     assistant = cold[0]["messages"][-1]
     assert assistant["role"] == "assistant" and "<think>" in assistant["content"] and "\\boxed{" in assistant["content"]
     card = (run_dir / "datasets" / "cold_start" / "README.md").read_text()
     assert card_counts(card, "source") == dict(sorted(Counter(cold["source"]).items()))
+    assert card_counts(card, "teacher") == dict(sorted(Counter(cold["teacher"]).items()))
+    assert "| tabmwp |" in card and "CC-BY-NC-SA-4.0" in card and yaml.safe_load(card.split("---")[1])["license"] == "other"
+    assert (run_dir / "datasets" / "cold_start" / "cot_tokens.png").stat().st_size > 1000
     stats = yaml.safe_load((run_dir / "cold_start" / "stats.json").read_text())
     assert stats["counts"]["rows_out"] == len(cold)
 
@@ -70,7 +106,7 @@ def test_rerun_recomputes_nothing_and_is_identical(run):
     assert {p: p.read_bytes() for p in (run_dir / "datasets").rglob("*") if p.is_file()} == before
     # Every teacher sample of every problem that dedupe and decontam kept, verified once.
     generated = StageDir(run_dir, "generations").total_rows()
-    assert StageDir(run_dir, "verified").total_rows() == generated == 6276 - 10
+    assert StageDir(run_dir, "verified").total_rows() == generated == 44362
 
 
 def markers_of(run_dir):

@@ -133,3 +133,32 @@ def test_answers_resolve_letters_and_agree_on_numbers():
     assert answers_agree(resolved_answer("145°", None), resolved_answer("145", None))
     assert not answers_agree("shortage", "surplus") and not answers_agree("7", "11")
     assert [ngram_size(t, 13, 6) for t in (20, 13, 12, 6, 5)] == [13, 13, 6, 6, None]
+
+
+def test_mathvision_testmini_copies_need_their_figure_when_they_carry_one(tmp_path):
+    """Same text and answer: flagged with the item's figure (even resized) or with no figure; not with
+    another figure (a multi-part item's sibling question, or the same template over another diagram)."""
+    import io
+
+    from PIL import Image
+    from problem_rows import image
+
+    root = DATA_ROOT / "mathvision"
+    item = json.loads((root / "testmini.jsonl").read_text().splitlines()[0])
+    answer = item["options"]["ABCDE".index(item["answer"])] if item["options"] else item["answer"]
+    with Image.open(root / item["image"]) as figure:
+        buffer = io.BytesIO()
+        figure.convert("RGB").resize((figure.width * 4 // 5, figure.height * 4 // 5)).save(buffer, format="PNG")
+    other = (root / "images" / "2.jpg").read_bytes()  # problem 2 is not in testmini
+    rows = [
+        problem_row(item["question"], answer, choices=item["options"] or None, images=[image(buffer.getvalue())], source_id="resized"),
+        problem_row(item["question"], answer, choices=item["options"] or None, images=[image(other)], source_id="other-figure"),
+        problem_row(item["question"], answer, choices=item["options"] or None, source_id="text-only"),
+    ]
+    shard = write_shard(tmp_path, "scraped-00000", rows)
+    config = DecontamConfig()
+    stage = DecontamStage(config, prepare_decontam(tmp_path, config, DATA_ROOT))
+    marker = run_shard(stage, tmp_path, shard)
+    flags = StageDir(tmp_path, "decontam").read(shard).column("contaminated_mathvision_testmini").to_pylist()
+    assert flags == [True, False, True]
+    assert marker.stats["text_match_with_other_image"] == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 from pipeline.generate.base import GenerationBackend
 from pipeline.generate.factory import BackendConfig, backend_identity, make_backend
@@ -19,8 +20,10 @@ SOURCES = [
 ]
 BACKEND = BackendConfig(
     recordings=[
-        RecordingConfig(source="tabmwp", format="tabmwp_gpt3", path="tabmwp/gpt3_cot_outputs.json", teacher="gpt3"),
-        RecordingConfig(source="gsm8k", format="gsm8k_solutions", path="gsm8k/example_model_solutions.jsonl", teacher="gsm8k"),
+        RecordingConfig(source="tabmwp", format="tabmwp_gpt3", path="tabmwp/gpt3_cot_outputs.json", teacher="gpt3", roles=["teacher"]),
+        RecordingConfig(
+            source="gsm8k", format="gsm8k_solutions", path="gsm8k/example_model_solutions.jsonl", teacher="gsm8k", roles=["teacher"]
+        ),
     ]
 )
 
@@ -96,3 +99,33 @@ def test_parallel_shards_share_one_backend(tmp_path, data_root):
         list(pool.map(lambda shard: run_shard(stage, tmp_path, shard), shards))
     rows = [r for _, t in StageDir(tmp_path, "generations").iter_tables() for r in t.to_pylist()]
     assert len(rows) == 360 and all(r["error"] is None for r in rows)
+
+
+MATHVISION_SETTINGS = ("Gemini-Pro-CoT", "Qwen-VL-Max-CoT", "Gemini-Pro", "LLaVA-v1.5-13B")
+
+
+def test_mathvision_recordings_keep_teachers_and_rollouts_apart(tmp_path, data_root):
+    """CoT settings are teachers and rollouts (two rows, same text); plain settings only rollouts."""
+    source = SourceConfig(name="mathvision", format="mathvision", path="mathvision/test.jsonl", domain="visual_math", limit=20)
+    stage = IngestStage(IngestConfig(shard_size=1000), [source], data_root)
+    (shard,) = stage.shards()
+    run_shard(stage, tmp_path, shard)
+    backend = BackendConfig(
+        recordings=[
+            RecordingConfig(
+                source="mathvision", format="mathvision_outputs", path=f"mathvision/outputs/{name}.jsonl", teacher=name,
+                roles=["teacher", "rollout"] if name.endswith("-CoT") else ["rollout"],
+            )
+            for name in MATHVISION_SETTINGS
+        ]
+    )
+    factory = functools.partial(make_backend, backend, data_root)
+    run_shard(GenerateStage(GenerateConfig(), factory, backend_identity(backend), tmp_path), tmp_path, shard)
+    rows = StageDir(tmp_path, "generations").read(shard).to_pylist()
+    by_role = {role: sorted({r["teacher"] for r in rows if r["role"] == role}) for role in ("teacher", "rollout")}
+    assert by_role == {"teacher": ["Gemini-Pro-CoT", "Qwen-VL-Max-CoT"], "rollout": sorted(MATHVISION_SETTINGS)}
+    assert len(rows) == 20 * 6 and len({r["request_id"] for r in rows}) == 120
+    recorded = {json.loads(line)["id"]: json.loads(line)["response"] for line in (data_root / "mathvision/outputs/Gemini-Pro-CoT.jsonl").read_text().splitlines()}
+    problems = {p["problem_id"]: p["source_id"] for p in StageDir(tmp_path, "problems").read(shard).to_pylist()}
+    gemini = [r for r in rows if r["teacher"] == "Gemini-Pro-CoT"]
+    assert len(gemini) == 40 and all(r["raw_text"] == recorded[problems[r["problem_id"]]] for r in gemini)

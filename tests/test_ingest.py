@@ -160,3 +160,72 @@ def test_generic_adapter_reads_a_parquet_folder_with_an_image_column(tmp_path, d
 def problems_of(run_dir: Path, data_root: Path) -> list[dict]:
     ingest(run_dir, data_root, TABMWP)
     return problems(run_dir)
+
+
+MATHVISION = SourceConfig(name="mathvision", format="mathvision", path="mathvision/test.jsonl", domain="visual_math")
+
+
+def mathvision_slice(tmp_path: Path, data_root: Path, rows: int) -> tuple[Path, list[dict]]:
+    """The first `rows` MATH-V problems with their images, copied as published."""
+    copy = tmp_path / "data" / "mathvision"
+    (copy / "images").mkdir(parents=True)
+    records = [json.loads(line) for line in (data_root / "mathvision" / "test.jsonl").read_text().splitlines()[:rows]]
+    for record in records:
+        shutil.copy(data_root / "mathvision" / record["image"], copy / record["image"])
+    (copy / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return copy, records
+
+
+def test_corrupted_mathvision_slice_quarantines_exactly_the_bad_rows(tmp_path, data_root):
+    copy, records = mathvision_slice(tmp_path, data_root, 40)
+    lines = [json.dumps(r) for r in records]
+    lines[7] = '{"id": "8", "question": "broken'  # a bad JSON line
+    (copy / records[10]["image"]).unlink()  # a missing image
+    truncated = copy / records[20]["image"]
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])  # a truncated JPEG
+    lines[30] = json.dumps(records[30] | {"image": ""})  # "<image1>" in the question, no image
+    (copy / "test.jsonl").write_text("\n".join(lines) + "\n")
+    ingest(tmp_path / "run", tmp_path / "data", MATHVISION)
+    quarantined = {r["source_id"]: r["reason"] for r in read_quarantine(tmp_path / "run", "problems").to_pylist()}
+    assert quarantined == {
+        "7": "invalid_json",  # the line number: a line that does not parse has no readable id
+        records[10]["id"]: "image_missing",
+        records[20]["id"]: "image_undecodable",
+        records[30]["id"]: "image_placeholder_without_image",
+    }
+    rows = problems(tmp_path / "run")
+    assert len(rows) == 36 and all(len(r["images"]) == 1 and r["problem_type"] for r in rows)
+
+
+def test_mathvision_rows_keep_option_texts_letters_level_and_subject(tmp_path, data_root):
+    _, records = mathvision_slice(tmp_path, data_root, 60)
+    ingest(tmp_path / "run", tmp_path / "data", MATHVISION)
+    rows = {r["source_id"]: r for r in problems(tmp_path / "run")}
+    assert len(rows) == 60 and read_quarantine(tmp_path / "run", "problems").num_rows == 0
+    for record in records:
+        row, metadata = rows[record["id"]], json.loads(rows[record["id"]]["metadata"])
+        assert (metadata["level"], metadata["subject"]) == (record["level"], record["subject"])
+        if record["options"]:  # the gold is the text of the lettered option; the letter stays in metadata
+            assert row["question_type"] == "multi_choice" and metadata["answer_letter"] == record["answer"]
+            assert row["answer"] == record["options"]["ABCDE".index(record["answer"])]
+        else:
+            assert row["question_type"] == "free_form" and row["answer"] == record["answer"]
+    drawn = rows["2"]  # "Which bike is most expensive?": options A-E drawn in the image
+    assert drawn["choices"] == ["A", "B", "C", "D", "E"] and json.loads(drawn["metadata"])["options_in_image"]
+    assert rows["1"]["problem_type"] == "arithmetic" and rows["3"]["problem_type"] == "plane_geometry"
+    # MATH-V's one composite image carries every placeholder: "<image1>\n<image2>" is not quarantined.
+    assert "<image2>" in rows["21"]["question"] and len(rows["21"]["images"]) == 1
+
+
+def test_mathvision_fields_repairs_json_escapes_and_types_answers():
+    from pipeline.ingest.sources import mathvision_fields
+
+    row = {"id": "x", "question": "Find it. <image1>", "options": [], "answer": "\x0crac{36}{13}", "image": "images/x.jpg", "level": 3, "subject": "analytic geometry"}
+    fields = mathvision_fields(row, "x")
+    assert fields.answer == "\\frac{36}{13}" and fields.answer_type == "expression" and fields.problem_type == "functions"
+    with pytest.raises(RowError) as error:
+        mathvision_fields(row | {"options": ["1", "2"], "answer": "C"}, "x")
+    assert error.value.reason == "invalid_field"
+    with pytest.raises(RowError) as error:
+        mathvision_fields(row | {"image": ["images/a.jpg", "images/b.jpg"], "question": "<image1> <image2> <image3>"}, "x")
+    assert error.value.reason == "image_placeholder_without_image"

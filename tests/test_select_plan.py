@@ -40,19 +40,17 @@ def test_pass_rate_and_the_difficulty_stage_count_only_the_policy_rollouts():
     verified = pa.table(
         {
             "problem_id": ["p", "p", "p", "q", "q", "p"],
-            "teacher": ["policy", "policy", "policy", "policy", "policy", "teacher"],
+            "role": ["rollout", "rollout", "rollout", "rollout", "rollout", "teacher"],
             "correct": [True, False, None, True, True, False],  # None: a failed generation, not a rollout
         }
     )
-    result = DifficultyStage(ScoreConfig(rollout_teachers=["policy"])).process("s", {"problems": problems, "verified": verified})
+    result = DifficultyStage(ScoreConfig()).process("s", {"problems": problems, "verified": verified})
     assert result.table.to_pylist() == [
         {"problem_id": "p", "num_rollouts": 2, "num_correct": 1, "pass_rate": 0.5},
         {"problem_id": "q", "num_rollouts": 2, "num_correct": 2, "pass_rate": 1.0},
         {"problem_id": "r", "num_rollouts": 0, "num_correct": 0, "pass_rate": None},
     ]
-    assert result.stats == {"pass_rate_mid": 1, "pass_rate_one": 1, "unscored": 1}
-    everyone = DifficultyStage(ScoreConfig()).process("s", {"problems": problems, "verified": verified})
-    assert everyone.table.column("num_rollouts").to_pylist() == [3, 2, 0]
+    assert result.stats == {"pass_rate_mid": 1, "pass_rate_one": 1, "unscored": 1}  # the teacher's CoT is no rollout
 
 
 @pytest.fixture
@@ -72,9 +70,11 @@ def run_dir(tmp_path):
         rollouts = [2] * (len(ids) - 1) + [1]
         correct = [0] + [1] * (len(ids) - 1)
         write(tmp_path, "difficulty", shard, {"problem_id": ids, "num_rollouts": rollouts, "pass_rate": [c / n for c, n in zip(correct, rollouts)]})
-        generations = [(f"{pid}-{k}", pid, k != 2, True, "ok") for pid in ids for k in range(4)]
-        generations[0] = (f"{ids[0]}-0", ids[0], True, False, "truncated")
-        write(tmp_path, "verified", shard, dict(zip(["request_id", "problem_id", "correct", "quality_ok", "quality_reason"], map(list, zip(*generations)))))
+        generations = [(f"{pid}-{k}", pid, "teacher", k != 2, True, "ok") for pid in ids for k in range(4)]
+        generations[0] = (f"{ids[0]}-0", ids[0], "teacher", True, False, "truncated")
+        generations.append((f"{ids[1]}-rollout", ids[1], "rollout", True, True, "ok"))  # never a cold-start row
+        columns = ["request_id", "problem_id", "role", "correct", "quality_ok", "quality_reason"]
+        write(tmp_path, "verified", shard, dict(zip(columns, map(list, zip(*generations)))))
     return tmp_path
 
 
@@ -116,6 +116,15 @@ def test_the_cold_start_plan_keeps_verified_good_cots_up_to_the_per_problem_cap(
     assert manifest["drops"]["dropped_quality_truncated"] == 1  # s-1's first problem is the contaminated one
     assert manifest["drops"]["dropped_over_per_problem_cap"] == 6  # the third good CoT of 6 problems
     assert manifest["selected"] == 14 and sum(len(planned_keys(index, s)) for s in ("s-0", "s-1")) == 14
+    # The last problem of each shard has one rollout: difficulty unknown, kept (2 CoTs each) and counted.
+    assert manifest["kept"] == {"kept_difficulty_unknown": 4}
+
+
+def test_the_cold_start_plan_drops_problems_too_easy_for_the_policy(run_dir):
+    _, manifest = plan(run_dir, "cold_start", cold_start_max_pass_rate=0.4)
+    # p = 1/2 over 2 rollouts: 3 eligible problems of s-0 and 1 of s-1; their 4 CoTs each leave as too easy
+    assert manifest["drops"]["dropped_too_easy_for_policy"] == 4 * 4
+    assert manifest["selected"] == 2 + 4  # the p = 0 problem (2 good CoTs) and the two of unknown difficulty
 
 
 def test_a_plan_over_an_unfinished_shard_names_it(run_dir):

@@ -115,7 +115,8 @@ def test_publishing_writes_a_loadable_folder_whose_card_reads_the_shared_stats_k
          "skipped": {}, "quarantined": {}, "composition": {"problem_cluster": {"0": 2, "1": 1}}},
     ]
     config = PublishConfig()
-    folder = publish_dataset(tmp_path, "rl", RL_SCHEMA, config, lineage, ["a", "b", "c"])
+    licenses = {"x": "MIT", "y": "MIT"}
+    folder = publish_dataset(tmp_path, "rl", RL_SCHEMA, config, lineage, ["a", "b", "c"], licenses)
     loaded = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "hf-cache"))
     assert loaded["problem_id"] == ["p0", "p1", "p2"] and published_rows(folder) == 3
     assert sorted(p.name for p in (folder / "data").iterdir()) == ["train-00000-of-00002.parquet", "train-00001-of-00002.parquet"]
@@ -126,5 +127,6 @@ def test_publishing_writes_a_loadable_folder_whose_card_reads_the_shared_stats_k
     assert "| x | 2 |" in card and "| y | 1 |" in card
     assert {"domains.png", "sources.png", "difficulty.png", "clusters.png"} <= {p.name for p in folder.iterdir()}
     first = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    again = publish_dataset(tmp_path, "rl", RL_SCHEMA, config, lineage, ["a", "b", "c"])
+    assert "license: mit" in card and "| x | 2 | MIT |" in card
+    again = publish_dataset(tmp_path, "rl", RL_SCHEMA, config, lineage, ["a", "b", "c"], licenses)
     assert {p.relative_to(again): p.read_bytes() for p in again.rglob("*") if p.is_file()} == first

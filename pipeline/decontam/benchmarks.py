@@ -1,4 +1,5 @@
-"""Benchmark test sets, read by the ingest adapters (text only: images are never opened)."""
+"""Benchmark test sets, read by the ingest adapters: text, plus the perceptual hash of each image
+that ships with the benchmark (decoded and bounded exactly as ingest does, then hashed like dedupe)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from pathlib import Path
 from pydantic import field_validator
 
 from pipeline.config_base import StrictConfig
+from pipeline.dedupe.imagehash import phash_bytes
 from pipeline.errors import RowError
-from pipeline.ingest.sources import ADAPTERS, SourceAdapter, SourceConfig, make_adapter
+from pipeline.ingest.images import ImageLimits, normalise_image, read_image_file
+from pipeline.ingest.sources import ADAPTERS, ProblemFields, SourceAdapter, SourceConfig, make_adapter
 
 
 class BenchmarkConfig(StrictConfig):
@@ -42,6 +45,7 @@ class BenchmarkItem:
     question: str
     choices: list[str] | None
     answer: str
+    image_phashes: list[bytes]  # one per image found beside the benchmark file; empty: text only
 
 
 def adapter(config: BenchmarkConfig, data_root: Path) -> SourceAdapter:
@@ -51,7 +55,20 @@ def adapter(config: BenchmarkConfig, data_root: Path) -> SourceAdapter:
     return make_adapter(source, data_root)
 
 
-def read_items(config: BenchmarkConfig, data_root: Path) -> tuple[list[BenchmarkItem], Counter]:
+def image_phashes(reader: SourceAdapter, fields: ProblemFields, phash_size: int) -> list[bytes]:
+    """Hashes of the item's images that can be read (MathVista's testmini ships without its images)."""
+    hashes = []
+    for ref in fields.images:
+        try:
+            data = ref.data if ref.data is not None else read_image_file(reader.image_root, ref.path, ImageLimits())
+            image = normalise_image(data, path=ref.path or "", limits=ImageLimits())
+        except RowError:
+            continue
+        hashes.append(phash_bytes(image.bytes, phash_size).astype(">u8").tobytes())
+    return hashes
+
+
+def read_items(config: BenchmarkConfig, data_root: Path, phash_size: int) -> tuple[list[BenchmarkItem], Counter]:
     """Every readable test item of one benchmark, and the reasons of the rows that were not."""
     reader = adapter(config, data_root)
     items, skipped = [], Counter()
@@ -63,5 +80,8 @@ def read_items(config: BenchmarkConfig, data_root: Path) -> tuple[list[Benchmark
         except RowError as error:
             skipped[error.reason] += 1
             continue
-        items.append(BenchmarkItem(config.name, fields.source_id, fields.question, fields.choices, fields.answer))
+        hashes = image_phashes(reader, fields, phash_size)
+        if len(hashes) < len(fields.images):
+            skipped["images_unavailable_text_only"] += len(fields.images) - len(hashes)
+        items.append(BenchmarkItem(config.name, fields.source_id, fields.question, fields.choices, fields.answer, hashes))
     return items, skipped

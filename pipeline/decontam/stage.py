@@ -1,6 +1,11 @@
 """Decontamination: `BenchmarkSnapshot` reads the benchmark test items once; `DecontamStage` flags
 each problem shard against them, one boolean column per benchmark plus the best textual score.
 
+A problem is a copy of an item when their texts match (n-gram coverage or MinHash), the item's numbers
+occur in the problem and the answers agree; when both carry images, an image of the problem must also
+be within `image_max_distance` bits (pHash) of one of the item's: the same question over another
+figure is another problem (MATH-V's multi-part items share one preamble and one figure).
+
     decontam_index/<key>/items.parquet   normalised benchmark questions, answers and numbers
     decontam_index/<key>/manifest.json   written last (counts, skipped rows; see pipeline/index.py)
 """
@@ -19,6 +24,7 @@ from pydantic import Field
 from pipeline.config_base import StrictConfig
 from pipeline.decontam.benchmarks import BenchmarkConfig, adapter, read_items
 from pipeline.decontam.overlap import answers_agree, ngram_size, numbers_contained, resolved_answer
+from pipeline.dedupe.imagehash import hamming, phash_bytes
 from pipeline.dedupe.minhash import band_keys, text_signatures
 from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import write_parquet_atomic
@@ -33,6 +39,7 @@ ITEMS_SCHEMA = pa.schema(
         ("text", pa.string()),  # normalised question + choices: what MinHash compares
         ("answer", pa.string()),  # resolved, normalised gold answer
         ("numbers", pa.list_(pa.string())),
+        ("image_phash", pa.list_(pa.binary())),  # empty: the benchmark ships no images, text decides
     ]
 )
 
@@ -40,7 +47,8 @@ ITEMS_SCHEMA = pa.schema(
 class DecontamConfig(StrictConfig):
     benchmarks: list[BenchmarkConfig] = Field(
         default_factory=lambda: [
-            BenchmarkConfig(name="mathvista_testmini", format="mathvista", path="mathvista/testmini.json")
+            BenchmarkConfig(name="mathvista_testmini", format="mathvista", path="mathvista/testmini.json"),
+            BenchmarkConfig(name="mathvision_testmini", format="mathvision", path="mathvision/testmini.jsonl"),
         ]
     )
     ngram: int = 13  # the classic contamination n-gram
@@ -56,6 +64,9 @@ class DecontamConfig(StrictConfig):
     num_perm: int = 128
     bands: int = 16  # 8 rows per band: a pair at Jaccard 0.9 meets in a bucket with p > 0.999
     seed: int = 1
+    # Images, hashed as dedupe hashes them: a resized / recompressed copy stays within ~12 of 256 bits.
+    phash_size: int = 16
+    image_max_distance: int = 12
 
 
 def decontam_schema(config: DecontamConfig) -> pa.Schema:
@@ -84,7 +95,7 @@ class BenchmarkSnapshot(GlobalStep):
     def build(self, run_dir: Path, shards: Sequence[str], staging: Path) -> dict:
         rows, counts, skipped = [], {}, {}
         for benchmark in self.config.benchmarks:
-            items, reasons = read_items(benchmark, self.data_root)
+            items, reasons = read_items(benchmark, self.data_root, self.config.phash_size)
             counts[benchmark.name], skipped[benchmark.name] = len(items), dict(reasons)
             for item in items:
                 text = normalise(problem_text(item.question, item.choices))
@@ -96,10 +107,17 @@ class BenchmarkSnapshot(GlobalStep):
                         "text": text,
                         "answer": resolved_answer(item.answer, item.choices),
                         "numbers": numbers_of(normalise(item.question)),  # a copy may drop the choices
+                        "image_phash": item.image_phashes,
                     }
                 )
         write_parquet_atomic(staging / "items.parquet", pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA))
         return {"items": counts, "skipped": skipped}
+
+
+def phash_array(hashes: list[bytes]) -> np.ndarray:
+    """(images, words) uint64, the layout `hamming` compares."""
+    words = np.frombuffer(b"".join(hashes), dtype=">u8").astype(np.uint64)
+    return words.reshape(len(hashes), -1) if hashes else words.reshape(0, 0)
 
 
 class BenchmarkIndex:
@@ -112,6 +130,7 @@ class BenchmarkIndex:
         self.benchmark = columns["benchmark"]
         self.answer = columns["answer"]
         self.numbers = columns["numbers"]
+        self.phashes = [phash_array(hashes) for hashes in columns["image_phash"]]
         self.grams: dict[int, dict[int, list[int]]] = {}
         self.gram_count = np.zeros(len(self.labels), dtype=np.int64)
         self.coverage_threshold = np.full(len(self.labels), config.fallback_coverage_threshold)
@@ -136,6 +155,13 @@ class BenchmarkIndex:
             for band, key in enumerate(keys):
                 self.bands[band].setdefault(key, []).append(item)
         self.band_arrays = [np.fromiter(lookup, dtype=np.uint64) for lookup in self.bands]
+
+    def image_distance(self, item: int, problem_hashes: np.ndarray) -> int | None:
+        """Smallest pHash distance between the item's and the problem's images; None: one side has none."""
+        ours = self.phashes[item]
+        if not len(ours) or not len(problem_hashes):
+            return None
+        return int(hamming(ours[:, None, :], problem_hashes[None, :, :]).min())
 
     def candidates(self, texts: list[str]) -> dict[tuple[int, int], list[float]]:
         """(row, item) -> [n-gram coverage, MinHash Jaccard] for every pair that shares anything."""
@@ -180,7 +206,9 @@ class DecontamStage(IndexedStage):
         return self._index
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        problems = inputs["problems"].select(["problem_id", "question", "choices", "answer"]).to_pydict()
+        problems = inputs["problems"].select(["problem_id", "question", "choices", "answer", "images"])
+        images = problems.column("images")
+        problems = problems.select(["problem_id", "question", "choices", "answer"]).to_pydict()
         texts = [normalise(problem_text(q, c)) for q, c in zip(problems["question"], problems["choices"])]
         rows = len(texts)
         names = [b.name for b in self.config.benchmarks]
@@ -188,6 +216,14 @@ class DecontamStage(IndexedStage):
         best: list[tuple[float, str | None]] = [(0.0, None)] * rows
         stats: Counter[str] = Counter()
         index = self.index
+        hashes: dict[int, np.ndarray] = {}  # decoded only for rows whose text matched an item with images
+
+        def image_hashes(row: int) -> np.ndarray:
+            if row not in hashes:
+                blobs = [phash_bytes(i["bytes"], self.config.phash_size).astype(">u8").tobytes() for i in images[row].as_py() or []]
+                hashes[row] = phash_array(blobs)
+            return hashes[row]
+
         for (row, item), (coverage, jaccard) in sorted(index.candidates(texts).items()):
             score = max(coverage, jaccard)
             if score > best[row][0]:
@@ -197,10 +233,14 @@ class DecontamStage(IndexedStage):
             same_problem = numbers_contained(index.numbers[item], numbers_of(texts[row])) and answers_agree(
                 resolved_answer(problems["answer"][row], problems["choices"][row]), index.answer[item]
             )
-            if same_problem or not self.config.check_answer_and_numbers:
-                flags[index.benchmark[item]][row] = True
-            else:
+            if self.config.check_answer_and_numbers and not same_problem:
                 stats["text_match_with_other_answer_or_numbers"] += 1
+                continue
+            distance = index.image_distance(item, image_hashes(row)) if len(index.phashes[item]) else None
+            if distance is not None and distance > self.config.image_max_distance:
+                stats["text_match_with_other_image"] += 1
+            else:
+                flags[index.benchmark[item]][row] = True
         for name in names:
             stats[f"contaminated_{name}"] = sum(flags[name])
         table = pa.table(

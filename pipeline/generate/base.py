@@ -25,6 +25,8 @@ class SamplingParams(StrictConfig):
 
 
 class TeacherConfig(StrictConfig):
+    """A generating model: a teacher (`backend.teachers`) or the policy (`backend.policy`)."""
+
     name: str  # label written to the Generation rows
     model: str  # path or name the backend loads / the server serves
     n_samples: int = 4
@@ -38,6 +40,7 @@ class GenerationRequest:
     teacher: str
     model: str
     sample_index: int
+    role: str
     messages: list[dict[str, str]]
     images: list[bytes] = field(default_factory=list)
     sampling: SamplingParams = field(default_factory=SamplingParams)
@@ -57,19 +60,22 @@ class GenerationResult:
     error: str | None = None  # "<kind>: <detail>" when the request failed for good
 
 
-def request_id(model: str, messages: list[dict], image_hashes: list[str], sampling: SamplingParams, sample_index: int) -> str:
-    return stable_hash([model, messages, image_hashes, sampling.model_dump(mode="json"), sample_index], length=24)
+def request_id(
+    model: str, messages: list[dict], image_hashes: list[str], sampling: SamplingParams, sample_index: int, role: str
+) -> str:
+    return stable_hash([model, messages, image_hashes, sampling.model_dump(mode="json"), sample_index, role], length=24)
 
 
-def build_request(problem: Mapping, teacher: TeacherConfig, sample_index: int) -> GenerationRequest:
+def build_request(problem: Mapping, teacher: TeacherConfig, sample_index: int, role: str = "teacher") -> GenerationRequest:
     messages = chat_messages(problem)
     images = problem.get("images") or []
     return GenerationRequest(
-        request_id=request_id(teacher.model, messages, [i["sha256"] for i in images], teacher.sampling, sample_index),
+        request_id=request_id(teacher.model, messages, [i["sha256"] for i in images], teacher.sampling, sample_index, role),
         problem_id=problem["problem_id"],
         teacher=teacher.name,
         model=teacher.model,
         sample_index=sample_index,
+        role=role,
         messages=messages,
         images=[i["bytes"] for i in images],
         sampling=teacher.sampling,
@@ -79,11 +85,14 @@ def build_request(problem: Mapping, teacher: TeacherConfig, sample_index: int) -
 class GenerationBackend(ABC):
     """Backends differ in how they produce text, never in what a request or result is."""
 
-    def __init__(self, teachers: Sequence[TeacherConfig] = ()):
+    def __init__(self, teachers: Sequence[TeacherConfig] = (), policy: Sequence[TeacherConfig] = ()):
         self.teachers = list(teachers)
+        self.policy = list(policy)
 
     def requests_for(self, problem: Mapping) -> list[GenerationRequest]:
-        return [build_request(problem, t, i) for t in self.teachers for i in range(t.n_samples)]
+        """Every teacher's CoT samples, then every policy model's rollouts (role "rollout")."""
+        pools = (("teacher", self.teachers), ("rollout", self.policy))
+        return [build_request(problem, m, i, role) for role, models in pools for m in models for i in range(m.n_samples)]
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:

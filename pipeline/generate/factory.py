@@ -17,7 +17,10 @@ from pipeline.generate.vllm_engine import VLLMEngineBackend, VLLMEngineConfig
 
 class BackendConfig(StrictConfig):
     kind: Literal["recorded", "openai", "vllm", "transformers"] = "recorded"
-    teachers: list[TeacherConfig] = Field(default_factory=list)  # every kind but "recorded"
+    # Every kind but "recorded": teachers write the CoTs of the cold-start set, the policy's rollouts
+    # give the pass rates (e.g. a large teacher, and the model to be trained).
+    teachers: list[TeacherConfig] = Field(default_factory=list)
+    policy: list[TeacherConfig] = Field(default_factory=list)
     recordings: list[RecordingConfig] = Field(default_factory=list)  # "recorded"
     openai: OpenAIServerConfig = OpenAIServerConfig()
     vllm: VLLMEngineConfig = VLLMEngineConfig()
@@ -28,14 +31,17 @@ def make_backend(config: BackendConfig, data_root: Path) -> GenerationBackend:
     if config.kind == "recorded":
         return RecordedBackend(config.recordings, data_root)
     if config.kind == "openai":
-        return OpenAIServerBackend(config.teachers, config.openai)
+        return OpenAIServerBackend(config.teachers, config.openai, config.policy)
     if config.kind == "vllm":
-        return VLLMEngineBackend(config.teachers, config.vllm)
-    return TransformersBackend(config.teachers, config.transformers)
+        return VLLMEngineBackend(config.teachers, config.vllm, config.policy)
+    return TransformersBackend(config.teachers, config.transformers, config.policy)
 
 
 def backend_identity(config: BackendConfig) -> dict:
     """What generations depend on besides the prompt (never where they are served from or how fast)."""
     if config.kind == "recorded":
         return {"kind": "recorded", "recordings": [r.model_dump(mode="json") for r in config.recordings]}
-    return {"teachers": [t.model_dump(mode="json") for t in config.teachers]}
+    return {
+        "teachers": [t.model_dump(mode="json") for t in config.teachers],
+        "policy": [t.model_dump(mode="json") for t in config.policy],
+    }

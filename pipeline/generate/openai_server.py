@@ -138,8 +138,8 @@ STREAM_POLL_S = 1.0  # longest a finished result waits for the consumer when res
 
 
 class OpenAIServerBackend(GenerationBackend):
-    def __init__(self, teachers: Sequence[TeacherConfig], config: OpenAIServerConfig):
-        super().__init__(teachers)
+    def __init__(self, teachers: Sequence[TeacherConfig], config: OpenAIServerConfig, policy: Sequence[TeacherConfig] = ()):
+        super().__init__(teachers, policy)
         if not config.endpoints:
             raise ValueError("the openai backend needs at least one endpoint")
         self.config = config

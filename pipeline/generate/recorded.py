@@ -1,8 +1,10 @@
-"""Replay of real recorded teacher outputs, for runs without a GPU.
+"""Replay of real recorded model outputs, for runs without a GPU.
 
-The shared data carries real chains of thought: GPT-3 on TabMWP, Bard and GPT-4 on MathVista, four GSM8K
-model solutions per problem, and nine VLM settings on MATH-V. Each recording names the source whose problems it answers;
-problems are matched by (source, source_id) and the recorded question must agree with the problem's.
+The shared data carries real generations: GPT-3 CoTs on TabMWP, Bard and GPT-4 on MathVista, four
+GSM8K model solutions per problem, and nine vision-language model settings on every MATH-V problem.
+Each recording names the source whose problems it answers and the roles its outputs play (teacher CoTs
+for the cold-start set, policy rollouts for the pass rate; an output in both roles becomes two rows).
+Problems are matched by (source, source_id) and a recorded question must agree with the problem's.
 """
 
 from __future__ import annotations
@@ -12,19 +14,22 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, SamplingParams, TeacherConfig, build_request
 from pipeline.text import normalise_text
 
 GSM8K_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
+Role = Literal["teacher", "rollout"]
 
 
 class RecordingConfig(StrictConfig):
     source: str  # the ingest source whose problems these outputs answer
     format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions", "mathvision_outputs"]
     path: str  # relative to the run's data_root unless absolute
-    teacher: str  # label; gsm8k_solutions appends the solution key
+    teacher: str  # the model's label; gsm8k_solutions appends the solution key
+    roles: list[Role] = Field(default_factory=lambda: ["teacher", "rollout"], min_length=1)
 
 
 # (teacher, source_id, question or None, text)
@@ -70,26 +75,28 @@ _READERS = {
 class RecordedBackend(GenerationBackend):
     def __init__(self, recordings: Sequence[RecordingConfig], data_root: Path):
         super().__init__()
-        self._outputs: dict[tuple[str, str], list[tuple[str, str | None, str]]] = {}
+        self._outputs: dict[tuple[str, str], list[tuple[str, tuple[str, ...], str | None, str]]] = {}
         for recording in recordings:
             path = Path(recording.path)
             path = path if path.is_absolute() else Path(data_root) / path
+            roles = tuple(dict.fromkeys(recording.roles))
             for teacher, source_id, question, text in _READERS[recording.format](path, recording.teacher):
-                self._outputs.setdefault((recording.source, source_id), []).append((teacher, question, text))
+                self._outputs.setdefault((recording.source, source_id), []).append((teacher, roles, question, text))
         self._pending: dict[str, str] = {}
 
     def requests_for(self, problem: Mapping) -> list[GenerationRequest]:
         requests = []
-        samples_per_teacher: dict[str, int] = {}
-        for teacher, question, text in self._outputs.get((problem["source"], problem["source_id"]), []):
+        samples: dict[tuple[str, str], int] = {}
+        for teacher, roles, question, text in self._outputs.get((problem["source"], problem["source_id"]), []):
             if question is not None and normalise_text(question) != problem["question"]:
                 continue  # a recording for another problem that happens to share the id
-            index = samples_per_teacher.get(teacher, 0)
-            samples_per_teacher[teacher] = index + 1
             config = TeacherConfig(name=teacher, model=f"recorded:{teacher}", n_samples=1, sampling=SamplingParams())
-            request = build_request(problem, config, index)
-            self._pending[request.request_id] = text
-            requests.append(request)
+            for role in roles:
+                index = samples.get((teacher, role), 0)
+                samples[(teacher, role)] = index + 1
+                request = build_request(problem, config, index, role)
+                self._pending[request.request_id] = text
+                requests.append(request)
         return requests
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:

@@ -1,4 +1,4 @@
-"""Generate: a problems shard -> one Generation row per (problem, teacher, sample).
+"""Generate: a problems shard -> one Generation row per (problem, model, role, sample).
 
 The backend streams results as they finish (a server backend keeps every request of the shard in
 flight, bounded per endpoint; batch engines answer `batch_size` at a time). They are appended to a
@@ -74,6 +74,7 @@ def generation_row(request: GenerationRequest, result: GenerationResult) -> dict
         "request_id": request.request_id,
         "problem_id": request.problem_id,
         "teacher": request.teacher,
+        "role": request.role,
         "sample_index": request.sample_index,
         "prompt": json.dumps(request.messages, ensure_ascii=False),
         "raw_text": result.text,

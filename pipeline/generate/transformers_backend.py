@@ -19,8 +19,13 @@ class TransformersConfig(StrictConfig):
 
 
 class TransformersBackend(GenerationBackend):
-    def __init__(self, teachers: Sequence[TeacherConfig], config: TransformersConfig = TransformersConfig()):
-        super().__init__(teachers)
+    def __init__(
+        self,
+        teachers: Sequence[TeacherConfig],
+        config: TransformersConfig = TransformersConfig(),
+        policy: Sequence[TeacherConfig] = (),
+    ):
+        super().__init__(teachers, policy)
         self.config = config
         self._models: dict[str, tuple] = {}
 

@@ -37,8 +37,8 @@ def _import_vllm():
 
 
 class VLLMEngineBackend(GenerationBackend):
-    def __init__(self, teachers: Sequence[TeacherConfig], config: VLLMEngineConfig):
-        super().__init__(teachers)
+    def __init__(self, teachers: Sequence[TeacherConfig], config: VLLMEngineConfig, policy: Sequence[TeacherConfig] = ()):
+        super().__init__(teachers, policy)
         self.config = config
         self._engines: dict[str, object] = {}
 

@@ -24,12 +24,13 @@ from pipeline.errors import RowError
 
 class SourceConfig(StrictConfig):
     name: str
-    format: Literal["tabmwp", "mathvista", "gsm8k", "jsonl", "hf"]
+    format: Literal["tabmwp", "mathvista", "mathvision", "gsm8k", "jsonl", "hf"]
     path: str  # file or folder, relative to the run's data_root unless absolute
     domain: str
     image_root: str | None = None  # images are read only below this folder (default: the file's folder)
     allow_missing_images: bool = False  # keep a multimodal problem whose image file is absent, text-only
     limit: int | None = None
+    license: str | None = None  # SPDX id or name, shown on the data cards of every set the source feeds
     # Generic adapters: "jsonl" (read line by line) and "hf" (anything `datasets.load_dataset` reads).
     hf_builder: str | None = None  # a dataset name or builder ("parquet", "csv"); None: infer from path
     hf_split: str = "train"
@@ -57,6 +58,7 @@ class ProblemFields:
     precision: int | None = None
     unit: str | None = None
     solution: str | None = None
+    problem_type: str | None = None  # one of schemas.PROBLEM_TYPES when the source labels it
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -165,8 +167,11 @@ class JsonObjectAdapter(SourceAdapter):
 class JsonLinesAdapter(SourceAdapter):
     """One JSON object per line; a line that does not parse becomes a quarantined row.
 
-    A row's source id is its 0-based line number in the file (blank lines are skipped, not renumbered).
+    A row's source id is the value of its `id_field` when it has one, else its 0-based line number in
+    the file (blank lines are skipped, not renumbered); a line that does not parse keeps its line number.
     """
+
+    id_field: str | None = None
 
     @cached_property
     def _lines(self) -> list[tuple[int, bytes]]:
@@ -178,9 +183,13 @@ class JsonLinesAdapter(SourceAdapter):
     def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
         for number, line in self._lines[start:stop]:
             try:
-                yield RawRecord(str(number), json.loads(line.decode("utf-8")))
+                value = json.loads(line.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as error:
                 yield RawRecord(str(number), line[:2000].decode("utf-8", "replace"), f"invalid_json: {error}")
+                continue
+            source_id = value.get(self.id_field) if self.id_field and isinstance(value, dict) else None
+            valid_id = isinstance(source_id, str | int) and not isinstance(source_id, bool)
+            yield RawRecord(str(source_id) if valid_id else str(number), value)
 
 
 class TabMWPAdapter(JsonObjectAdapter):
@@ -258,6 +267,102 @@ class GSM8KAdapter(JsonLinesAdapter):
         )
 
 
+# MATH-V's 16 subjects in the 13-type vocabulary (schemas.PROBLEM_TYPES): metric and transformation
+# geometry are plane geometry; analytic geometry (graphs and curves in coordinates) is functions.
+MATHVISION_SUBJECT_TYPES = {
+    "algebra": "algebra",
+    "arithmetic": "arithmetic",
+    "counting": "counting",
+    "combinatorics": "combinatorics",
+    "logic": "logic",
+    "graph theory": "graph_theory",
+    "topology": "topology",
+    "statistics": "statistics",
+    "solid geometry": "solid_geometry",
+    "descriptive geometry": "descriptive_geometry",
+    "combinatorial geometry": "combinatorial_geometry",
+    "transformation geometry": "plane_geometry",
+    "metric geometry - angle": "plane_geometry",
+    "metric geometry - area": "plane_geometry",
+    "metric geometry - length": "plane_geometry",
+    "analytic geometry": "functions",
+}
+_IMAGE_PLACEHOLDER = re.compile(r"<image(\d+)>")
+_MATH_ANSWER = re.compile(r"[\\$/^π√]")
+# JSON reads "\f" and "\b" as control characters: "\frac" arrives as a form feed + "rac".
+_BROKEN_LATEX_ESCAPE = re.compile(r"([\f\b])(?=[a-z])")
+
+
+def _repair_latex_escapes(text: str) -> str:
+    return _BROKEN_LATEX_ESCAPE.sub(lambda m: "\\f" if m[1] == "\f" else "\\b", text)
+
+
+def math_answer_type(answer: str) -> str:
+    """integer / float for numbers, expression for LaTeX or symbolic forms, text otherwise."""
+    numeric = numeric_answer_type(answer)
+    return "expression" if numeric == "text" and _MATH_ANSWER.search(answer) else numeric
+
+
+def mathvision_fields(row: Any, source_id: str) -> ProblemFields:
+    """One MATH-V `test.jsonl` / `testmini.jsonl` row as published -> problem fields.
+
+    `options` holds the five option texts, or just their letters when the options are drawn in the
+    image; `answer` is the option letter for multiple choice (the gold kept here is the option's text,
+    as for the other sources; the letter stays in metadata). The question marks where images go with
+    `<imageN>`; MATH-V ships one composite image per problem whose panels are labelled `<image1>:`,
+    `<image2>:`..., so one image file carries any number of placeholders. A question that names images
+    while the row carries none, or more images than a row with several files carries, is quarantined.
+    """
+    row = _record(row)
+    question = _text(row.get("question"), "question", numbers_allowed=False)
+    answer = row.get("answer")
+    answer = _text(_repair_latex_escapes(answer) if isinstance(answer, str) else answer, "answer")  # before strip()
+    image = row.get("image")
+    files = image if isinstance(image, list) else [image] if image else []
+    images = [ImageRef(path=_text(f, "image")) for f in files]
+    named = sorted({int(n) for n in _IMAGE_PLACEHOLDER.findall(question)})
+    if named and not images:
+        raise RowError("image_placeholder_without_image", f"question names <image{named[0]}> but the row carries no image")
+    if len(images) > 1 and len(named) > len(images):
+        raise RowError("image_placeholder_without_image", f"question names {len(named)} images, the row carries {len(images)}")
+    options = _choices(row.get("options")) or None
+    metadata = {"level": row.get("level"), "subject": row.get("subject"), "image_placeholders": len(named)}
+    if options:
+        letter = answer.upper()
+        index = ord(letter) - ord("A") if len(letter) == 1 else -1
+        if not 0 <= index < len(options):
+            raise RowError("invalid_field", f"answer {answer!r} is not the letter of one of {len(options)} options")
+        metadata["answer_letter"] = letter
+        metadata["options_in_image"] = all(o.strip().upper() == chr(ord("A") + i) for i, o in enumerate(options))
+        answer = options[index]
+    subject = row.get("subject")
+    problem_type = MATHVISION_SUBJECT_TYPES.get(subject) if isinstance(subject, str) else None
+    if subject is not None and problem_type is None:
+        raise RowError("invalid_field", f"subject {subject!r} is not a MATH-V subject")
+    solution = row.get("solution")
+    return ProblemFields(
+        source_id=source_id,
+        question=question,
+        answer=answer,
+        answer_type="text" if options else math_answer_type(answer),
+        question_type="multi_choice" if options else "free_form",
+        images=images,
+        choices=options,
+        solution=solution if isinstance(solution, str) and solution.strip() else None,
+        problem_type=problem_type,
+        metadata=metadata,
+    )
+
+
+class MathVisionAdapter(JsonLinesAdapter):
+    """MATH-V `test.jsonl` / `testmini.jsonl` + `images/` (paths relative to the file's folder)."""
+
+    id_field = "id"
+
+    def to_fields(self, record: RawRecord) -> ProblemFields:
+        return mathvision_fields(record.value, record.source_id)
+
+
 class ColumnMappedFields:
     """`to_fields` for generic sources: canonical field -> source column, plus constant defaults."""
 
@@ -301,20 +406,16 @@ class ColumnMappedFields:
             precision=_optional_int(self._get(row, "precision"), "precision"),
             unit=_text(unit, "unit") if unit else None,
             solution=_text(solution, "solution") if solution else None,
+            problem_type=self._get(row, "problem_type"),
         )
 
 
 class GenericJsonLinesAdapter(ColumnMappedFields, JsonLinesAdapter):
     """Any JSON-lines file, read line by line so one malformed row cannot fail the whole source."""
 
-    def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
-        id_column = self.config.columns.get("source_id")
-        for record in super()._records(start, stop):
-            if id_column and record.parse_error is None and isinstance(record.value, dict):
-                value = record.value.get(id_column)
-                if isinstance(value, str | int) and not isinstance(value, bool):
-                    record = RawRecord(str(value), record.value)
-            yield record
+    @property
+    def id_field(self) -> str | None:
+        return self.config.columns.get("source_id")
 
 
 class HFDatasetAdapter(ColumnMappedFields, SourceAdapter):
@@ -363,6 +464,7 @@ class HFDatasetAdapter(ColumnMappedFields, SourceAdapter):
 ADAPTERS: dict[str, type[SourceAdapter]] = {
     "tabmwp": TabMWPAdapter,
     "mathvista": MathVistaAdapter,
+    "mathvision": MathVisionAdapter,
     "gsm8k": GSM8KAdapter,
     "jsonl": GenericJsonLinesAdapter,
     "hf": HFDatasetAdapter,

@@ -96,6 +96,7 @@ class IngestStage(Stage):
             "source": adapter.config.name,
             "source_id": fields.source_id,
             "domain": adapter.config.domain,
+            "problem_type": fields.problem_type,
             "question": question,
             "images": images,
             "choices": choices,

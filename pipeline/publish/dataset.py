@@ -10,8 +10,10 @@ import json
 import shutil
 from collections import Counter
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -20,7 +22,6 @@ from pipeline.config_base import StrictConfig
 from pipeline.io import StageDir, write_parquet_atomic
 from pipeline.paths import REPO_ROOT
 from schemas import hf_features
-
 
 
 class PublishConfig(StrictConfig):
@@ -63,6 +64,8 @@ def _plot_counts(counts: dict[str, int], title: str, path: Path) -> None:
     with _figure(path, title) as axis:
         names = sorted(counts)
         axis.bar(names, [counts[n] for n in names], color="#4c72b0")
+        if len(names) > 4:
+            axis.tick_params(axis="x", labelrotation=60, labelsize=7)
 
 
 def _plot_cluster_sizes(sizes: dict[str, int], title: str, path: Path) -> None:
@@ -71,9 +74,66 @@ def _plot_cluster_sizes(sizes: dict[str, int], title: str, path: Path) -> None:
         axis.bar(range(len(ordered)), ordered, color="#8172b2")
 
 
-def _plot_histogram(values: list[float], title: str, path: Path) -> None:
-    with _figure(path, title, "pass rate", "problems") as axis:
-        axis.hist(values, bins=10, range=(0.0, 1.0), color="#55a868", edgecolor="white")
+def _plot_histograms(groups: dict[str, list[float]], title: str, xlabel: str, path: Path, value_range=None) -> None:
+    """One outlined histogram per group (source, teacher) on shared bins."""
+    with _figure(path, title, xlabel) as axis:
+        for name in sorted(groups):
+            axis.hist(groups[name], bins=20 if value_range is None else 10, range=value_range, histtype="step", linewidth=1.5, label=f"{name} ({len(groups[name])})")
+        axis.legend(fontsize=7)
+
+
+def size_category(rows: int) -> str:
+    """The Hub's `size_categories` bucket of a row count."""
+    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")):
+        if rows < bound:
+            return name
+    return "10M<n<100M"
+
+
+def hub_license(licenses: dict[str, str | None]) -> str:
+    """One Hub license id when every source shares it, else "other" (the card lists each source's)."""
+    distinct = {(license or "unknown").lower() for license in licenses.values()}
+    return distinct.pop() if len(distinct) == 1 else "other"
+
+
+@lru_cache(maxsize=1)
+def _token_counter():
+    """The packaged MiniLM WordPiece tokenizer: a fixed, offline yardstick for CoT lengths."""
+    from tokenizers import Tokenizer
+
+    from pipeline.score.diversity import DiversityStageConfig, model_folder
+
+    tokenizer = Tokenizer.from_file(str(model_folder(DiversityStageConfig()) / "tokenizer.json"))
+    tokenizer.no_truncation()
+    return tokenizer
+
+
+def token_lengths(texts: list[str]) -> list[int]:
+    return [len(encoding.ids) - 2 for encoding in _token_counter().encode_batch(texts)]  # minus [CLS], [SEP]
+
+
+class _Composition:
+    """Counts a card shows, accumulated shard by shard."""
+
+    def __init__(self) -> None:
+        self.by = {name: Counter() for name in ("source", "domain", "problem_type", "teacher")}
+        self.images_per_row: Counter[int] = Counter()
+        self.pass_rates: dict[str, list[float]] = {}
+        self.cot_tokens: dict[str, list[int]] = {}
+
+    def add(self, table: pa.Table) -> None:
+        for name, counter in self.by.items():
+            if name in table.column_names:
+                counter.update("unassigned" if value is None else value for value in table.column(name).to_pylist())
+        self.images_per_row.update(len(images or []) for images in table.column("images").to_pylist())
+        if "pass_rate" in table.column_names:
+            for source, rate in zip(table.column("source").to_pylist(), table.column("pass_rate").to_pylist()):
+                if rate is not None:
+                    self.pass_rates.setdefault(source, []).append(rate)
+        if "messages" in table.column_names:
+            replies = [messages[-1]["content"] for messages in table.column("messages").to_pylist()]
+            for teacher, length in zip(table.column("teacher").to_pylist(), token_lengths(replies)):
+                self.cot_tokens.setdefault(teacher, []).append(length)
 
 
 def publish_dataset(
@@ -83,8 +143,12 @@ def publish_dataset(
     config: PublishConfig,
     stage_stats: list[dict],
     shards: list[str],
+    licenses: dict[str, str | None],
 ) -> Path:
-    """Write `<out_dir>/<stage>/` from the stage's finished shards and return its path."""
+    """Write `<out_dir>/<stage>/` from the stage's finished shards and return its path.
+
+    `licenses` maps each source to its license (from the source config); the card lists those the set uses.
+    """
     out_root = Path(config.out_dir) if config.out_dir else Path(run_dir) / "datasets"
     final = out_root / stage
     staging = out_root / f".{stage}.staging"
@@ -92,36 +156,45 @@ def publish_dataset(
     (staging / "data").mkdir(parents=True)
     source_dir = StageDir(run_dir, stage)
     non_empty = [s for s in shards if source_dir.marker(s).rows > 0]
-    by_source: Counter[str] = Counter()
-    by_domain: Counter[str] = Counter()
-    pass_rates: list[float] = []
+    composition = _Composition()
     for index, shard in enumerate(non_empty):
         table = source_dir.read(shard)
-        by_source.update(table.column("source").to_pylist())
-        by_domain.update(table.column("domain").to_pylist())
-        if "pass_rate" in table.column_names:
-            pass_rates += table.column("pass_rate").to_pylist()
+        composition.add(table)
         name = f"train-{index:05d}-of-{len(non_empty):05d}.parquet"
         write_parquet_atomic(staging / "data" / name, _with_features(table, schema))
+    by_source = composition.by["source"]
     rows = sum(by_source.values())
     plots = []
     if rows:
-        _plot_counts(dict(by_domain), f"{stage}: rows by domain", staging / "domains.png")
-        _plot_counts(dict(by_source), f"{stage}: rows by source", staging / "sources.png")
-        plots += ["domains.png", "sources.png"]
-    if pass_rates:
-        _plot_histogram(pass_rates, f"{stage}: difficulty", staging / "difficulty.png")
+        for key, label in (("domain", "domain"), ("source", "source"), ("problem_type", "problem type"), ("teacher", "teacher")):
+            if composition.by[key]:
+                _plot_counts(dict(composition.by[key]), f"{stage}: rows by {label}", staging / f"{key}s.png")
+                plots.append(f"{key}s.png")
+    if composition.pass_rates:
+        _plot_histograms(composition.pass_rates, f"{stage}: policy pass rate, by source", "pass rate", staging / "difficulty.png", (0.0, 1.0))
         plots.append("difficulty.png")
+    if composition.cot_tokens:
+        _plot_histograms(composition.cot_tokens, f"{stage}: chain-of-thought length, by teacher", "tokens (MiniLM WordPiece)", staging / "cot_tokens.png")
+        plots.append("cot_tokens.png")
     clusters = next((s["composition"]["problem_cluster"] for s in stage_stats if "problem_cluster" in s.get("composition", {})), None)
     if clusters:
         _plot_cluster_sizes(clusters, f"{stage}: problems per embedding cluster", staging / "clusters.png")
         plots.append("clusters.png")
+    with_images = rows - composition.images_per_row.get(0, 0)
+    used_licenses = {source: licenses.get(source) for source in sorted(by_source)}
     environment = Environment(loader=FileSystemLoader(config.card_templates), undefined=StrictUndefined, keep_trailing_newline=True)
     card = environment.get_template(f"{stage}.md.j2").render(
         rows=rows,
         files=len(non_empty),
         by_source=dict(sorted(by_source.items())),
-        by_domain=dict(sorted(by_domain.items())),
+        by_domain=dict(sorted(composition.by["domain"].items())),
+        by_problem_type=dict(sorted(composition.by["problem_type"].items(), key=lambda kv: (-kv[1], str(kv[0])))),
+        by_teacher=dict(sorted(composition.by["teacher"].items())),
+        images_per_row=dict(sorted(composition.images_per_row.items())),
+        image_share=with_images / rows if rows else 0.0,
+        cot_tokens={t: {"median": int(np.median(v)), "p90": int(np.percentile(v, 90))} for t, v in sorted(composition.cot_tokens.items())},
+        licenses=used_licenses,
+        hub={"license": hub_license(used_licenses), "size_category": size_category(rows)},
         stages=stage_stats,
         plots=plots,
     )

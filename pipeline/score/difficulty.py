@@ -1,4 +1,8 @@
-"""Difficulty: the pass rate p of a policy over its k verified rollouts of each problem."""
+"""Difficulty: the pass rate p of the policy over its k verified rollouts of each problem.
+
+Only generations in the "rollout" role count: a teacher's chains of thought say what the teacher can
+do, not how hard the problem is for the policy being trained.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ DIFFICULTY_SCHEMA = pa.schema(
 
 
 class ScoreConfig(StrictConfig):
-    rollout_teachers: list[str] | None = None  # whose generations count as policy rollouts; None: all
+    """Nothing to choose: which generations are rollouts is decided by the backend's roles."""
 
 
 def pass_rate(num_correct: int, num_rollouts: int) -> float | None:
@@ -34,10 +38,9 @@ class DifficultyStage(Stage):
     output_schema = DIFFICULTY_SCHEMA
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        teachers = self.config.rollout_teachers
         correct: dict[str, list[bool]] = defaultdict(list)
-        for row in inputs["verified"].select(["problem_id", "teacher", "correct"]).to_pylist():
-            if row["correct"] is not None and (teachers is None or row["teacher"] in teachers):
+        for row in inputs["verified"].select(["problem_id", "role", "correct"]).to_pylist():
+            if row["correct"] is not None and row["role"] == "rollout":
                 correct[row["problem_id"]].append(row["correct"])
         rows, stats = [], Counter()
         for problem_id in inputs["problems"].column("problem_id").to_pylist():

@@ -29,6 +29,7 @@ DIVERSITY_SCHEMA = pa.schema(
         ("problem_id", pa.string()),
         ("problem_cluster", pa.int32()),
         ("cluster_distance", pa.float32()),  # Euclidean distance of the unit embedding to its centroid
+        ("embedding", pa.list_(pa.float32())),  # the unit question embedding, reused by problem types
     ]
 )
 
@@ -133,12 +134,16 @@ class DiversityStage(IndexedStage):
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"]
         questions = problems.column("question").to_pylist()
-        cluster, distance = nearest(embed(questions, self.config), self.centroids) if questions else ([], [])
+        vectors = embed(questions, self.config) if questions else np.zeros((0, self.centroids.shape[1]), np.float32)
+        cluster, distance = nearest(vectors, self.centroids)
         table = pa.table(
             {
                 "problem_id": problems.column("problem_id"),
                 "problem_cluster": pa.array(cluster, pa.int32()),
                 "cluster_distance": pa.array(distance, pa.float32()),
+                "embedding": pa.ListArray.from_arrays(
+                    pa.array(np.arange(0, vectors.size + 1, vectors.shape[1] or 1, dtype=np.int32)), pa.array(vectors.ravel())
+                ),
             },
             schema=DIVERSITY_SCHEMA,
         )

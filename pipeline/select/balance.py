@@ -3,8 +3,9 @@
 The target is shared across the first key's groups as evenly as their sizes allow (a group smaller
 than its fair share gives all of its rows; what it leaves is spread over the others), then each
 group's share across its second-key groups, and so on; the last level's groups are capped at
-`max_per_group`. Inside a group, rows are taken in a seeded random order. The same rows and seed
-always give the same subset.
+`max_per_group`, and the first key's groups optionally at `max_ratio_to_median` times their median
+share (no type twice as frequent as the median type). Inside a group, rows are taken in a seeded random
+order. The same rows and seed always give the same subset.
 """
 
 from __future__ import annotations
@@ -32,8 +33,29 @@ def water_fill(capacities: np.ndarray, budget: int, order: np.ndarray) -> np.nda
     return shares
 
 
+def median_capped_level(capacities: np.ndarray, ratio: float) -> int:
+    """The largest per-group level L with L <= ratio * median(min(capacities, L)): capping every group
+    at L leaves no group above `ratio` times the median group, and keeps as many rows as that allows."""
+    if ratio < 1:
+        raise ValueError(f"max_ratio_to_median must be >= 1, got {ratio}")
+    capacities = np.asarray(capacities, dtype=np.int64)
+    low, high = 0, int(capacities.max(initial=0))
+    while low < high:  # feasible levels form an interval [0, L*]: below the median the share grows with L
+        level = (low + high + 1) // 2
+        if level <= ratio * float(np.median(np.minimum(capacities, level))):
+            low = level
+        else:
+            high = level - 1
+    return low
+
+
 def quota_sample(
-    keys: Sequence[Sequence[Hashable]], target: int, *, seed: int, max_per_group: int | None = None
+    keys: Sequence[Sequence[Hashable]],
+    target: int,
+    *,
+    seed: int,
+    max_per_group: int | None = None,
+    max_ratio_to_median: float | None = None,
 ) -> np.ndarray:
     """Sorted row indices of a balanced subset of min(target, rows available under the caps) rows.
 
@@ -63,6 +85,8 @@ def quota_sample(
         child_start = first + np.flatnonzero(np.concatenate([[True], level_codes[1:] != level_codes[:-1]]))
         child_end = np.concatenate([child_start[1:], [last]])
         capacity = np.array([leaf_cap[a:b].sum() for a, b in zip(child_start, child_end)])
+        if level == 0 and max_ratio_to_median is not None:
+            capacity = np.minimum(capacity, median_capped_level(capacity, max_ratio_to_median))
         for a, b, share in zip(child_start, child_end, water_fill(capacity, budget, rng.permutation(len(capacity)))):
             allocate(int(a), int(b), level + 1, int(share))
 

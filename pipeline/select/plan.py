@@ -29,13 +29,21 @@ PLAN_SCHEMA = pa.schema([("shard", pa.string()), ("key", pa.string())])
 class SelectConfig(StrictConfig):
     cold_start_target: int = 1_600_000
     cold_start_max_per_problem: int = 2  # verified CoTs kept per problem, in (teacher, sample) order
-    cold_start_balance: list[str] = Field(default_factory=lambda: ["domain", "source"])
+    # Difficulty band by the policy's pass rate (inclusive; MMR1 keeps medium and hard: p <= 0.8).
+    cold_start_min_pass_rate: float = 0.0
+    cold_start_max_pass_rate: float = 0.8
+    cold_start_min_rollouts: int = 2  # fewer rollouts: the difficulty is unknown
+    cold_start_keep_unknown_difficulty: bool = True  # e.g. a source with teacher CoTs but no rollouts
+    cold_start_balance: list[str] = Field(default_factory=lambda: ["domain", "source", "problem_type"])
     rl_target: int = 15_000
     rl_min_pass_rate: float = 0.0  # exclusive bounds: p = 0 and p = 1 give GRPO no gradient
     rl_max_pass_rate: float = 1.0
     rl_min_rollouts: int = 2
-    rl_balance: list[str] = Field(default_factory=lambda: ["domain", "problem_cluster"])
+    rl_balance: list[str] = Field(default_factory=lambda: ["problem_type", "domain", "problem_cluster"])
     max_per_group: int | None = None  # cap on the finest balance group
+    # No group of the first balance key (the RL set's problem types) above this multiple of the median
+    # group, as far as the candidates allow; None: shares only follow the target.
+    max_ratio_to_median: float | None = Field(default=2.0, ge=1.0)
 
     def set_identity(self, which: str) -> dict:
         """What decides one set's plan: its own `<set>_` fields and the shared ones, so tuning the RL
@@ -44,31 +52,49 @@ class SelectConfig(StrictConfig):
         return {name: value for name, value in self.identity().items() if not name.startswith(other)}
 
 
-def _eligible_problems(run_dir: Path, shard: str, annotation_stages: Sequence[str], drops: Counter) -> tuple[pa.Table, np.ndarray]:
-    """The shard's problems (narrow, plus the annotations' score columns) and their keep mask."""
+def _eligible_problems(
+    run_dir: Path, shard: str, annotation_stages: Sequence[str], wanted: Sequence[str], drops: Counter
+) -> tuple[pa.Table, np.ndarray]:
+    """The shard's problems (narrow, plus the `wanted` annotation columns), pass rates, and keep mask."""
     problems = StageDir(run_dir, "problems").read(shard, columns=["problem_id", "domain", "source"])
     annotations = [StageDir(run_dir, stage).read(shard) for stage in annotation_stages]
     keep, rejected = keep_mask(problems.column("problem_id"), annotations)
     drops.update(rejected)
-    for annotation in annotations:
-        for name in annotation.column_names:
-            if name != "problem_id" and not is_judgement(name):
-                problems = problems.append_column(name, annotation.column(name))
+    scores = StageDir(run_dir, "difficulty").read(shard, columns=["pass_rate", "num_rollouts"])
+    for table in [*annotations, scores]:
+        for name in table.column_names:
+            if (name in wanted or table is scores) and name not in problems.column_names and not is_judgement(name):
+                problems = problems.append_column(name, table.column(name))
     return problems, keep
 
 
+def difficulty_verdict(pass_rate: float | None, num_rollouts: int, config: SelectConfig) -> str | None:
+    """Why a problem's CoTs leave the cold-start set by difficulty (None: they stay)."""
+    if pass_rate is None or num_rollouts < config.cold_start_min_rollouts:
+        return None if config.cold_start_keep_unknown_difficulty else "difficulty_unknown"
+    if pass_rate > config.cold_start_max_pass_rate:
+        return "too_easy_for_policy"
+    if pass_rate < config.cold_start_min_pass_rate:
+        return "too_hard_for_policy"
+    return None
+
+
 def _cold_start_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequence[str], drops: Counter) -> pa.Table:
-    problems, keep = _eligible_problems(run_dir, shard, stages, drops)
+    problems, keep = _eligible_problems(run_dir, shard, stages, config.cold_start_balance, drops)
     info = {pid: row for pid, row, k in zip(problems.column("problem_id").to_pylist(), problems.to_pylist(), keep) if k}
     generations = StageDir(run_dir, "verified").read(
-        shard, columns=["request_id", "problem_id", "correct", "quality_ok", "quality_reason"]
+        shard, columns=["request_id", "problem_id", "role", "correct", "quality_ok", "quality_reason"]
     ).to_pylist()
     kept_per_problem: Counter[str] = Counter()
     rows = []
     for generation in generations:
         problem = info.get(generation["problem_id"])
+        if generation["role"] != "teacher":
+            continue  # rollouts only score difficulty
         if problem is None:
             drops["dropped_generation_of_ineligible_problem"] += 1
+        elif (too := difficulty_verdict(problem["pass_rate"], problem["num_rollouts"], config)) is not None:
+            drops[f"dropped_{too}"] += 1
         elif not generation["correct"]:
             drops["dropped_generation_incorrect"] += 1
         elif not generation["quality_ok"]:
@@ -76,20 +102,21 @@ def _cold_start_candidates(run_dir: Path, shard: str, config: SelectConfig, stag
         elif kept_per_problem[problem["problem_id"]] >= config.cold_start_max_per_problem:
             drops["dropped_over_per_problem_cap"] += 1
         else:
+            if problem["pass_rate"] is None or problem["num_rollouts"] < config.cold_start_min_rollouts:
+                drops["kept_difficulty_unknown"] += 1
             kept_per_problem[problem["problem_id"]] += 1
             rows.append({"shard": shard, "key": generation["request_id"], **{k: problem[k] for k in config.cold_start_balance if k in problem}})
     return pa.Table.from_pylist(rows) if rows else None
 
 
 def _rl_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequence[str], drops: Counter) -> pa.Table:
-    problems, keep = _eligible_problems(run_dir, shard, stages, drops)
-    scores = StageDir(run_dir, "difficulty").read(shard, columns=["pass_rate", "num_rollouts"]).to_pylist()
+    problems, keep = _eligible_problems(run_dir, shard, stages, config.rl_balance, drops)
     rows = []
-    for problem, eligible, score in zip(problems.to_pylist(), keep, scores):
-        rate = score["pass_rate"]
+    for problem, eligible in zip(problems.to_pylist(), keep):
+        rate = problem["pass_rate"]
         if not eligible:
             continue
-        if rate is None or score["num_rollouts"] < config.rl_min_rollouts:
+        if rate is None or problem["num_rollouts"] < config.rl_min_rollouts:
             drops["dropped_too_few_rollouts"] += 1
         elif not config.rl_min_pass_rate < rate < config.rl_max_pass_rate:
             drops["dropped_pass_rate_outside_band"] += 1
@@ -106,7 +133,7 @@ class SelectionPlan(GlobalStep):
     def __init__(self, config: SelectConfig, which: str, annotation_stages: Sequence[str], seed: int):
         super().__init__(config)
         self.which, self.annotation_stages, self.seed = which, list(annotation_stages), seed
-        self.upstream = ("problems", *annotation_stages, "verified" if which == "cold_start" else "difficulty")
+        self.upstream = ("problems", *annotation_stages, "difficulty") + (("verified",) if which == "cold_start" else ())
 
     def identity(self) -> list:
         return [self.which, self.config.set_identity(self.which), self.annotation_stages, self.seed]
@@ -122,13 +149,17 @@ class SelectionPlan(GlobalStep):
         used_keys = [name for name in (config.cold_start_balance if cold_start else config.rl_balance) if name in candidates.column_names]
         if candidates.num_rows:
             keys = [[str(v) for v in candidates.column(name).to_pylist()] for name in used_keys] or [["all"] * candidates.num_rows]
-            chosen = quota_sample(keys, target, seed=self.seed, max_per_group=config.max_per_group)
+            chosen = quota_sample(
+                keys, target, seed=self.seed, max_per_group=config.max_per_group, max_ratio_to_median=config.max_ratio_to_median
+            )
             drops["dropped_by_balancing"] += candidates.num_rows - len(chosen)
             candidates = candidates.take(pa.array(chosen, pa.int64()))
         composition = {name: dict(sorted(Counter(map(str, candidates.column(name).to_pylist())).items())) for name in used_keys}
         write_parquet_atomic(staging / "plan.parquet", candidates.select(["shard", "key"]).cast(PLAN_SCHEMA))
         return {"selected": candidates.num_rows, "target": target, "balanced_by": used_keys,
-                "composition": composition, "drops": dict(sorted(drops.items()))}
+                "composition": composition,
+                "drops": {k: v for k, v in sorted(drops.items()) if not k.startswith("kept_")},
+                "kept": {k: v for k, v in sorted(drops.items()) if k.startswith("kept_")}}
 
 
 def planned_keys(plan_dir: Path, shard: str) -> set[str]:

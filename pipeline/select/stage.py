@@ -40,13 +40,16 @@ class _PlannedStage(IndexedStage):
 
 class ColdStartStage(_PlannedStage):
     name = "cold_start"
-    inputs = ("problems", "verified")
+    inputs = ("problems", "verified", "difficulty", "problem_type")
     main_input = "verified"
     output_schema = COLD_START_SCHEMA
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         keys = planned_keys(self.index_dir, shard)
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
+        ids = inputs["problems"].column("problem_id").to_pylist()
+        types = dict(zip(ids, inputs["problem_type"].column("problem_type").to_pylist()))
+        pass_rates = dict(zip(ids, inputs["difficulty"].column("pass_rate").to_pylist()))
         rows = []
         for generation in inputs["verified"].to_pylist():
             if generation["request_id"] not in keys:
@@ -57,11 +60,13 @@ class ColdStartStage(_PlannedStage):
                     "problem_id": problem["problem_id"],
                     "source": problem["source"],
                     "domain": problem["domain"],
+                    "problem_type": types[problem["problem_id"]],
                     "teacher": generation["teacher"],
                     "messages": chat_messages(problem)
                     + [{"role": "assistant", "content": solution_text(generation["raw_text"], problem["answer"])}],
                     "images": published_images(problem["images"]),
                     "answer": problem["answer"],
+                    "pass_rate": pass_rates[problem["problem_id"]],
                 }
             )
         return ShardResult(pa.Table.from_pylist(rows, schema=COLD_START_SCHEMA), [], Counter(planned=len(keys)))
@@ -69,13 +74,14 @@ class ColdStartStage(_PlannedStage):
 
 class RLStage(_PlannedStage):
     name = "rl"
-    inputs = ("problems", "difficulty")
+    inputs = ("problems", "difficulty", "problem_type")
     output_schema = RL_SCHEMA
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         keys = planned_keys(self.index_dir, shard)
         rows = []
-        for problem, score in zip(inputs["problems"].to_pylist(), inputs["difficulty"].to_pylist()):
+        types = inputs["problem_type"].column("problem_type").to_pylist()
+        for problem, score, problem_type in zip(inputs["problems"].to_pylist(), inputs["difficulty"].to_pylist(), types):
             if problem["problem_id"] not in keys:
                 continue
             keys.discard(problem["problem_id"])  # an exact duplicate later in the shard is not planned twice
@@ -89,6 +95,7 @@ class RLStage(_PlannedStage):
                     "num_rollouts": score["num_rollouts"],
                     "source": problem["source"],
                     "domain": problem["domain"],
+                    "problem_type": problem_type,
                 }
             )
         return ShardResult(pa.Table.from_pylist(rows, schema=RL_SCHEMA), [], Counter())
