@@ -157,7 +157,7 @@ def test_mathvision_testmini_copies_need_their_figure_when_they_carry_one(tmp_pa
     ]
     shard = write_shard(tmp_path, "scraped-00000", rows)
     config = DecontamConfig()
-    stage = DecontamStage(config, prepare_decontam(tmp_path, config, DATA_ROOT))
+    stage = DecontamStage(config, BenchmarkSnapshot(config, DATA_ROOT).prepare(tmp_path, []))
     marker = run_shard(stage, tmp_path, shard)
     flags = StageDir(tmp_path, "decontam").read(shard).column("contaminated_mathvision_testmini").to_pylist()
     assert flags == [True, False, True]
