@@ -181,7 +181,7 @@ def test_evaluate_scores_the_sft_checkpoint_through_a_real_vllm_server(tmp_path,
         assert server.process.poll() is None, (tmp_path / "vllm.log").read_text()[-3000:]
     _assert_counts_add_up(reports["sft"], problems=8, samples=16)
     assert reports["sft"]["counts"]["failed"] == 0 and reports["sft"]["counts"]["images_dropped"] == 16
-    rows = pq.read_table(tmp_path / "run" / "evaluations").to_pylist()
+    rows = pq.read_table(tmp_path / "run" / "evaluations" / "mathvision_testmini-00000.parquet").to_pylist()
     assert len(rows) == 16 and all(row["response"] for row in rows)
     assert {row["reason"] for row in rows} <= {"mismatch", "no_answer", "exact", "numeric", "choice", "math_verify", "answer_too_long"}
 
