@@ -17,7 +17,7 @@ from pipeline.train.dataset import RLDatasetError, load_rl_dataset, load_validat
 from pipeline.train.run import build_trainer, run_training
 from pipeline.train.config import TrainConfig, VASConfig
 from pipeline.train.trl_trainer import SAMPLER_DRAWS_FILE, VAS_HISTORY_FILE, VASGRPOTrainer, VASHistory
-from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable
+from pipeline.train.vas import VPS_STATE_FILE, load_score_table
 from schemas import RL_SCHEMA
 
 SMOKE = dict(max_steps=2, max_rows=8, num_generations=2, prompts_per_step=2, max_completion_length=8)
@@ -95,7 +95,7 @@ def test_grpo_vas_trains_a_tiny_text_model(tmp_path, curated_rl_dir, tiny_text_m
     assert {"grad_norm", "frac_reward_zero_std", "vas/frac_accuracy_zero_variance", "rewards/accuracy/mean"} <= set(
         result.final_metrics
     )
-    table = VPSScoreTable.load(tmp_path / VPS_STATE_FILE)
+    table = load_score_table(tmp_path / VPS_STATE_FILE)
     assert sum(score.observations for score in table.scores.values()) == 2 * 2  # 2 steps x 2 prompt groups
     for name in ("vps_histogram.png", "vps_transitions.png", "zero_variance.png", "metrics.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
@@ -136,7 +136,8 @@ def test_scoring_pass_rolls_out_every_prompt_before_training(tmp_path, curated_r
     trainer.vas = VASConfig(vas_lambda=0.5, scoring_rollouts=3)
     trainer.score_all_prompts()
     assert set(trainer.score_table.scores) == set(trainer.prompt_ids)
-    assert all(score.observations == 1 and score.diversity is not None for score in trainer.score_table.scores.values())
+    # One group of 3 rollouts each in the (default, posterior) table: 3 right-or-wrong counts per prompt.
+    assert all(s.observations == 1 and s.right + s.wrong == 3 for s in trainer.score_table.scores.values())
     assert not trainer.vas_history.zero_variance_fraction  # scoring rollouts are not training steps
     assert trainer.num_generations_eval != 3 and not trainer._metrics["eval"]
 
@@ -160,7 +161,7 @@ def test_resume_from_checkpoint_continues_exactly_as_the_uninterrupted_run(tmp_p
     assert resumed.steps == 2
     # Same table (scores, observations: 2 steps x 2 groups) and history as the run that was never stopped.
     assert (interrupted / VPS_STATE_FILE).read_text() == (straight / VPS_STATE_FILE).read_text()
-    assert sum(s.observations for s in VPSScoreTable.load(interrupted / VPS_STATE_FILE).scores.values()) == 4
+    assert sum(s.observations for s in load_score_table(interrupted / VPS_STATE_FILE).scores.values()) == 4
     histories = [VASHistory.load(folder / VAS_HISTORY_FILE) for folder in (interrupted, straight)]
     assert histories[0].zero_variance_fraction == histories[1].zero_variance_fraction
     assert histories[0].vps_snapshots == histories[1].vps_snapshots

@@ -67,17 +67,20 @@ def _plain(value: Any) -> Any:
 
 
 def vas_config_from_dict(values: Mapping) -> VASConfig:
+    """`data.vas` as a VASConfig. verl runs the paper's VPS scorer (the posterior one is wired into TRL only)."""
     fields = dict(values)
     if "vps" in fields:
         fields["vps"] = vps_config_from_dict(fields["vps"])
-    return VASConfig(**fields)
+    if fields.setdefault("scorer", "vps") != "vps":
+        raise ValueError(f"the verl adapter supports scorer 'vps' only, got {fields['scorer']!r}")
+    return VASConfig(**{"vas_lambda": VASConfig.paper().vas_lambda, **fields})
 
 
 class VerlVASState:
     """The score table, and which prompt each dataset `index` is."""
 
     def __init__(
-        self, prompt_ids: Sequence[str], config: VASConfig = VASConfig(), indices: Sequence[int] | None = None
+        self, prompt_ids: Sequence[str], config: VASConfig = VASConfig.paper(), indices: Sequence[int] | None = None
     ):
         self.config = config
         self.prompt_ids = [str(prompt_id) for prompt_id in prompt_ids]  # in dataset row order
