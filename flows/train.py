@@ -24,11 +24,11 @@ def train_flow(
     max_steps: int = 2,
     max_rows: int | None = None,
     seed: int = 0,
-    vas_lambda: float = 0.5,
+    vas_lambda: float | None = None,  # None: VASConfig's default
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`options` holds any further TrainConfig field, e.g. {"num_generations": 8, "vas": {"scoring_rollouts": 4}}."""
-    vas = {"vas_lambda": vas_lambda, **(options or {}).get("vas", {})}
+    vas = {**({} if vas_lambda is None else {"vas_lambda": vas_lambda}), **(options or {}).get("vas", {})}
     config = TrainConfig(
         rl_dataset_dir=rl_dataset_dir,
         output_dir=output_dir,
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model-path")
     parser.add_argument("--max-steps", type=int, default=2)
     parser.add_argument("--max-rows", type=int)
-    parser.add_argument("--vas-lambda", type=float, default=0.5)
+    parser.add_argument("--vas-lambda", type=float, help="share of each batch drawn by VAS (default: VASConfig's)")
     parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: none)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
     args = parser.parse_args(argv)

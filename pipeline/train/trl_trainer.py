@@ -200,9 +200,15 @@ class VASGRPOTrainer(GRPOTrainer):
         groups = list(group_rollouts(prompt_ids, accuracy, completion_ids, group_size))
         for prompt_id, rewards, ids in groups:
             self.score_table.update(prompt_id, rewards, ids)
-        elapsed = time.perf_counter() - started
         if self._scoring:
             return
+        step = self.state.global_step
+        if step % max(1, self.vas.snapshot_every_steps) == 0:
+            vps = self.score_table.vps(self.prompt_ids)  # NaN = unscored, so plots skip prompts still at the prior
+            self.vas_history.vps_snapshots.append((step, [None if np.isnan(v) else v for v in vps.tolist()]))
+        vps_mean = float(self.vps_weights().mean())
+        elapsed = time.perf_counter() - started  # all of VAS's bookkeeping, its logs included
+        self.vas_history.vas_seconds += elapsed
         started = time.perf_counter()
         self._last_informative = [is_informative(rewards) for _, rewards, _ in groups]
         self._step_groups += [rewards for _, rewards, _ in groups]
@@ -213,16 +219,11 @@ class VASGRPOTrainer(GRPOTrainer):
         self.vas_history.rollouts_generated += len(accuracy)
         self.vas_history.groups_generated += len(groups)
         self.vas_history.zero_variance_groups += self._last_informative.count(False)
-        step = self.state.global_step
         fraction = zero_variance_fraction([rewards for _, rewards, _ in groups])
         self.vas_history.zero_variance_fraction.append((step, fraction))
-        self.vas_history.vas_seconds += elapsed
-        if step % max(1, self.vas.snapshot_every_steps) == 0:
-            vps = self.score_table.vps(self.prompt_ids)  # NaN = unscored, so plots skip prompts still at the prior
-            self.vas_history.vps_snapshots.append((step, [None if np.isnan(v) else v for v in vps.tolist()]))
         metrics = self._metrics["train"]
         metrics["vas/frac_accuracy_zero_variance"].append(fraction)
-        metrics["vas/vps_mean"].append(float(self.vps_weights().mean()))
+        metrics["vas/vps_mean"].append(vps_mean)
         metrics["vas/scored_prompts"].append(float(len(self.score_table)))
         metrics["vas/update_seconds"].append(elapsed)
 
