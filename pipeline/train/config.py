@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from pipeline.config_base import StrictConfig
 from pipeline.train.peers import DynamicSamplingConfig, GRESOConfig
 from pipeline.train.rewards import ACCURACY, RewardConfig
 from pipeline.train.vas import PosteriorConfig, VPSConfig
@@ -36,9 +37,7 @@ class VASConfig:
         return cls(vas_lambda=vas_lambda, scorer="vps", **fields)
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TrainConfig(StrictConfig):
     rl_dataset_dir: Path
     output_dir: Path
     model_path: Path | None = None  # None: build a tiny model (VL when the set has images) under output_dir
