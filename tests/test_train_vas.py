@@ -179,3 +179,7 @@ def test_thompson_draw_gives_distinct_rows_and_skips_sure_saturated_prompts(tmp_
     assert loaded.weights(ids).tolist() == table.weights(ids).tolist()
     VPSScoreTable().save(tmp_path / "vps.json")
     assert isinstance(load_score_table(tmp_path / "vps.json"), VPSScoreTable)
+    with pytest.raises(ValueError, match="VASConfig.scorer"):  # a checkpoint of the other scorer
+        PosteriorScoreTable().load_state_dict(VPSScoreTable().state_dict())
+    with pytest.raises(ValueError, match="VASConfig.scorer"):
+        VPSScoreTable().load_state_dict(table.state_dict())

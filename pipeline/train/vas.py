@@ -203,6 +203,8 @@ class VPSScoreTable:
         }
 
     def load_state_dict(self, state: Mapping) -> None:
+        if state.get("kind", "vps") != "vps":
+            raise ValueError(f"this score table state is a {state['kind']!r} table, not the paper's VPS one (VASConfig.scorer)")
         self.scores = {prompt_id: PromptScore(**score) for prompt_id, score in state["scores"].items()}
         self._version += 1
 
@@ -352,6 +354,8 @@ class PosteriorScoreTable:
                 "batches": self.batches, "scores": {i: asdict(s) for i, s in self.scores.items()}}
 
     def load_state_dict(self, state: Mapping) -> None:
+        if state.get("kind") != "posterior":
+            raise ValueError("this score table state is the paper's VPS table, not a posterior one (VASConfig.scorer)")
         self.batches = int(state["batches"])
         self.scores = {prompt_id: PosteriorScore(**score) for prompt_id, score in state["scores"].items()}
 
