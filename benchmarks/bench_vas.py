@@ -326,8 +326,12 @@ def prepare_scenario(args, name: str, mix: tuple[float, ...]) -> Scenario:
     heldout = [dict(row, problem_id=f"heldout-{row['problem_id']}") for row in make_prompts(random.Random(1), args.prompts, mix)]
     examples = sft_examples(rng, prompts, per_prompt=16)
     tokenizer = train_tokenizer([p + c for p, c in examples], vocab_size=320, vision=False)
-    model_dir = build_tiny_text_lm(out / "sft-model", seed=0, config=TinyTextConfig(vocab_size=320), tokenizer=tokenizer)
-    supervised_warmup(model_dir, examples, args.sft_steps)
+    model_dir, recipe = out / "sft-model", json.dumps({"mix": mix, "prompts": args.prompts, "sft_steps": args.sft_steps})
+    marker = model_dir / "warmed_up.json"  # the warm start is deterministic: a rerun with the same recipe reuses it
+    if not (marker.exists() and marker.read_text(encoding="utf-8") == recipe):
+        build_tiny_text_lm(model_dir, seed=0, config=TinyTextConfig(vocab_size=320), tokenizer=tokenizer)
+        supervised_warmup(model_dir, examples, args.sft_steps)
+        marker.write_text(recipe, encoding="utf-8")
     if args.scoring_samples:
         attach_offline_pass_rates(model_dir, prompts, args.scoring_samples, args.max_completion_length)
     print(f"[{name}] mix {mix}: SFT warm-up {args.sft_steps} steps on {len(examples)} worked answers, "
