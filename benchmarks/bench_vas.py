@@ -218,16 +218,15 @@ class ArmRun:
 
 
 # The arms: TRL trainer options. Uniform is TRL's own sampler (lambda = 0); DAPO and GRESO (pipeline/train/peers.py)
-# run on it; "vas-paper-*" are the paper's VPS; "vas-posterior" is the default VASConfig().
+# run on it; "vas-paper-*" are the paper's VPS ("vas-paper-1" is the default VASConfig()); "vas-posterior" the variant.
 ARMS = {
     "uniform": dict(vas=VASConfig(vas_lambda=0.0)),
     "dapo": dict(vas=VASConfig(vas_lambda=0.0), dynamic_sampling=DynamicSamplingConfig()),
     "greso": dict(vas=VASConfig(vas_lambda=0.0), dynamic_sampling=DynamicSamplingConfig(), pre_rollout_skip=GRESOConfig()),
     "vas-paper-0.5": dict(vas=VASConfig.paper(0.5)),
     "vas-paper-1": dict(vas=VASConfig.paper(1.0)),
-    "vas-posterior": dict(vas=VASConfig()),
+    "vas-posterior": dict(vas=VASConfig(scorer="posterior")),
 }
-DEFAULT_ARM = "vas-posterior"
 
 
 def run_arm(args, out: Path, arm: str, seed: int, model_dir: Path, prompts: list[dict], heldout: list[dict]) -> ArmRun:

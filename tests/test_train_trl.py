@@ -134,12 +134,9 @@ def test_train_flow_validates_a_real_rl_set(tmp_path, curated_rl_dir):
 def test_scoring_pass_rolls_out_every_prompt_before_training(tmp_path, curated_rl_dir, tiny_text_model):
     trainer = _trainer(curated_rl_dir, tiny_text_model, tmp_path, max_steps=1, max_rows=4)
     trainer.vas = VASConfig(vas_lambda=0.5, scoring_rollouts=3)
-    seeded = {i: s.right + s.wrong for i, s in trainer.score_table.scores.items()}  # the RL set's pass_rate
     trainer.score_all_prompts()
     assert set(trainer.score_table.scores) == set(trainer.prompt_ids)
-    # One group of 3 rollouts each in the (default, posterior) table: 3 more right-or-wrong counts per prompt.
-    scores = trainer.score_table.scores
-    assert all(s.observations == 1 and s.right + s.wrong == pytest.approx(seeded.get(i, 0) + 3) for i, s in scores.items())
+    assert all(score.observations == 1 and score.diversity is not None for score in trainer.score_table.scores.values())
     assert not trainer.vas_history.zero_variance_fraction  # scoring rollouts are not training steps
     assert trainer.num_generations_eval != 3 and not trainer._metrics["eval"]
 

@@ -73,14 +73,14 @@ def vas_config_from_dict(values: Mapping) -> VASConfig:
         fields["vps"] = vps_config_from_dict(fields["vps"])
     if fields.setdefault("scorer", "vps") != "vps":
         raise ValueError(f"the verl adapter supports scorer 'vps' only, got {fields['scorer']!r}")
-    return VASConfig(**{"vas_lambda": VASConfig.paper().vas_lambda, **fields})
+    return VASConfig(**fields)
 
 
 class VerlVASState:
     """The score table, and which prompt each dataset `index` is."""
 
     def __init__(
-        self, prompt_ids: Sequence[str], config: VASConfig = VASConfig.paper(), indices: Sequence[int] | None = None
+        self, prompt_ids: Sequence[str], config: VASConfig = VASConfig(), indices: Sequence[int] | None = None
     ):
         self.config = config
         self.prompt_ids = [str(prompt_id) for prompt_id in prompt_ids]  # in dataset row order
