@@ -92,7 +92,7 @@ def train_flow(
     sft_steps: int = 2,
     max_rows: int | None = None,
     seed: int = 0,
-    vas_lambda: float = 0.5,
+    vas_lambda: float | None = None,  # None: VASConfig's default
     options: dict[str, Any] | None = None,
     data_root: str | None = None,
 ) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def train_flow(
     "evaluate": {EvaluateConfig fields}}; the flat arguments are the common knobs."""
     options = options or {}
     grpo = {"max_steps": max_steps, "max_rows": max_rows, **options.get("grpo", {})}
-    grpo["vas"] = {"vas_lambda": vas_lambda, **grpo.get("vas", {})}
+    grpo["vas"] = {**({} if vas_lambda is None else {"vas_lambda": vas_lambda}), **grpo.get("vas", {})}
     chain = validate_config(
         TrainChainConfig,
         dict(
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sft-steps", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=2, help="GRPO steps")
     parser.add_argument("--max-rows", type=int)
-    parser.add_argument("--vas-lambda", type=float, default=0.5)
+    parser.add_argument("--vas-lambda", type=float, help="share of each batch drawn by VAS (default: VASConfig's)")
     parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: none)")
     parser.add_argument("--start-from", default="sft", help="GRPO's start: sft (when there is one), base, or a model path")
     parser.add_argument("--options", type=json.loads, default={}, help='JSON, e.g. \'{"evaluate": {"samples": 4}}\'')

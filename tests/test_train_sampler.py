@@ -106,3 +106,18 @@ def test_rejects_bad_weights_and_lambda():
     bad = VASRepeatSampler(DATA, 2, batch_size=2, vas_lambda=1.0, weights_fn=lambda: np.ones(3))
     with pytest.raises(ValueError, match="one finite"):
         list(bad)
+
+
+def test_draw_fn_replaces_the_proportional_draw_and_refills_follow_the_same_rule():
+    calls = []
+
+    def first_rows(count, seed):  # a stand-in rule: the `count` lowest rows, recording the seeds it was given
+        calls.append(seed)
+        return list(range(count))
+
+    sampler = VASRepeatSampler(DATA, mini_repeat_count=1, batch_size=4, seed=2, vas_lambda=0.5, draw_fn=first_rows)
+    batches = list(sampler.batches())
+    assert all(batch[:2] == [0, 1] for batch in batches) and len(set(calls)) == len(batches)  # a seed per batch
+    refill = sampler.refill(6, key=(3, 0))
+    assert len(refill) == 6 and refill[:3] == [0, 1, 2]  # lambda share by the rule, the rest uniform
+    assert len(set(refill[3:])) == 3 and refill == sampler.refill(6, key=(3, 0)) != sampler.refill(6, key=(3, 1))

@@ -17,7 +17,7 @@ from pipeline.train.dataset import RLDatasetError, load_rl_dataset, load_validat
 from pipeline.train.run import build_trainer, run_training
 from pipeline.train.config import TrainConfig, VASConfig
 from pipeline.train.trl_trainer import SAMPLER_DRAWS_FILE, VAS_HISTORY_FILE, VASGRPOTrainer, VASHistory
-from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable
+from pipeline.train.vas import VPS_STATE_FILE, load_score_table
 from schemas import RL_SCHEMA
 
 SMOKE = dict(max_steps=2, max_rows=8, num_generations=2, prompts_per_step=2, max_completion_length=8)
@@ -92,7 +92,7 @@ def test_grpo_vas_trains_a_tiny_text_model(tmp_path, curated_rl_dir, tiny_text_m
     assert {"grad_norm", "frac_reward_zero_std", "vas/frac_accuracy_zero_variance", "rewards/accuracy/mean"} <= set(
         result.final_metrics
     )
-    table = VPSScoreTable.load(tmp_path / VPS_STATE_FILE)
+    table = load_score_table(tmp_path / VPS_STATE_FILE)
     assert sum(score.observations for score in table.scores.values()) == 2 * 2  # 2 steps x 2 prompt groups
     for name in ("vps_histogram.png", "vps_transitions.png", "zero_variance.png", "metrics.jsonl"):
         assert (tmp_path / name).stat().st_size > 0
@@ -157,7 +157,7 @@ def test_resume_from_checkpoint_continues_exactly_as_the_uninterrupted_run(tmp_p
     assert resumed.steps == 2
     # Same table (scores, observations: 2 steps x 2 groups) and history as the run that was never stopped.
     assert (interrupted / VPS_STATE_FILE).read_text() == (straight / VPS_STATE_FILE).read_text()
-    assert sum(s.observations for s in VPSScoreTable.load(interrupted / VPS_STATE_FILE).scores.values()) == 4
+    assert sum(s.observations for s in load_score_table(interrupted / VPS_STATE_FILE).scores.values()) == 4
     histories = [VASHistory.load(folder / VAS_HISTORY_FILE) for folder in (interrupted, straight)]
     assert histories[0].zero_variance_fraction == histories[1].zero_variance_fraction
     assert histories[0].vps_snapshots == histories[1].vps_snapshots

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
 
 from pipeline.train.vas import (
     DiversityConfig,
+    PosteriorConfig,
+    PosteriorScoreTable,
     VPSConfig,
     VPSScoreTable,
     distinct_n,
+    expected_informative_probability,
+    informative_probability,
+    load_score_table,
     group_rollouts,
     minmax_normalise,
     outcome_variance,
@@ -125,3 +131,55 @@ def test_group_rollouts_checks_trl_layout():
     assert groups == [("a", [1.0, 0.0], [[1], [2]]), ("b", [0.0, 0.0], [[3], [4]])]
     with pytest.raises(ValueError, match="mix prompts"):
         list(group_rollouts(["a", "b"], [1, 0], [[1], [2]], 2))
+
+
+def test_informative_probability_closed_forms():
+    assert informative_probability(np.array([0.5, 1.0, 0.0]), 2).tolist() == pytest.approx([0.5, 0.0, 0.0])
+    assert informative_probability(np.array([0.9]), 8)[0] == pytest.approx(1 - 0.9**8 - 0.1**8)
+    # Flat Beta(1, 1), G = 2: E[p^2] = E[(1-p)^2] = 1/3, so 1/3 of groups are informative.
+    assert expected_informative_probability([1.0], [1.0], 2)[0] == pytest.approx(1 / 3)
+    # Beta(9, 1) (8 right rollouts seen), G = 8: E[p^8] = 9/17, E[(1-p)^8] = 8! 1 / (10 ... 17) ~ 0.
+    assert expected_informative_probability([9.0], [1.0], 8)[0] == pytest.approx(1 - 9 / 17 - math.factorial(8) * 9 / math.prod(range(9, 18)))
+
+
+def test_posterior_table_counts_decay_with_a_half_life_and_rank_by_informativeness():
+    table = PosteriorScoreTable(PosteriorConfig(seed_rollouts=8, half_life_batches=2), group_size=4)
+    table.seed_pass_rate("easy", 1.0)  # 8 right, 0 wrong
+    table.update("mid", [1, 0, 1, 0])
+    table.update("mid", [1, 1, 0, 0])  # 4 right, 4 wrong
+    assert (table.scores["easy"].right, table.scores["easy"].wrong) == (8.0, 0.0)
+    assert (table.scores["mid"].right, table.scores["mid"].wrong, table.scores["mid"].observations) == (4.0, 4.0, 2)
+    ids = ["easy", "mid", "never-seen"]
+    weights = table.weights(ids)
+    assert weights[0] == pytest.approx(expected_informative_probability([9.0], [1.0], 4)[0])
+    assert weights[1] > weights[2] > weights[0]  # sure it is mixed > unknown (flat prior) > looks solved
+    for _ in range(2):
+        table.end_batch()  # one half-life later the evidence counts half
+    assert table.weights(["easy"])[0] == pytest.approx(expected_informative_probability([5.0], [1.0], 4)[0])
+    table.update("easy", [1, 1, 1, 1])  # decayed 4 + 4 new
+    assert table.scores["easy"].right == pytest.approx(8.0) and table.scores["easy"].batch == 2
+    assert np.isnan(table.vps(ids)[2]) and not np.isnan(table.vps(ids)[:2]).any()
+
+
+def test_thompson_draw_gives_distinct_rows_and_skips_sure_saturated_prompts(tmp_path):
+    table = PosteriorScoreTable(group_size=8)
+    for prompt_id in ("solved-1", "solved-2"):
+        for _ in range(20):
+            table.update(prompt_id, [1.0] * 8)
+    ids = ["solved-1", "solved-2"] + [f"new-{i}" for i in range(4)]
+    draws = [table.draw(ids, 4, seed) for seed in range(200)]
+    assert all(len(set(drawn)) == 4 for drawn in draws)
+    picked = Counter(row for drawn in draws for row in drawn)
+    # A flat posterior sometimes draws p near 0 or 1 (it may be saturated too), so "rarely", not "never".
+    assert picked[0] + picked[1] < 0.05 * 800 and min(picked[row] for row in range(2, 6)) > 0.9 * 200
+    assert table.draw(ids, 3, 5) == table.draw(ids, 3, 5) and len(table.draw(ids, 6, 1)) == 6
+    table.save(tmp_path / "state.json")
+    loaded = load_score_table(tmp_path / "state.json")
+    assert isinstance(loaded, PosteriorScoreTable) and loaded.scores == table.scores
+    assert loaded.weights(ids).tolist() == table.weights(ids).tolist()
+    VPSScoreTable().save(tmp_path / "vps.json")
+    assert isinstance(load_score_table(tmp_path / "vps.json"), VPSScoreTable)
+    with pytest.raises(ValueError, match="VASConfig.scorer"):  # a checkpoint of the other scorer
+        PosteriorScoreTable().load_state_dict(VPSScoreTable().state_dict())
+    with pytest.raises(ValueError, match="VASConfig.scorer"):
+        VPSScoreTable().load_state_dict(table.state_dict())

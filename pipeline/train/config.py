@@ -1,4 +1,4 @@
-"""Typed configs: VAS sampling (shared by the TRL trainer and the verl adapter) and one GRPO + VAS run."""
+"""Typed configs: VAS sampling (shared by the TRL trainer and the verl adapter), its peers, one GRPO + VAS run."""
 
 from __future__ import annotations
 
@@ -9,13 +9,22 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from pipeline.config_base import StrictConfig
+from pipeline.train.peers import DynamicSamplingConfig, GRESOConfig
 from pipeline.train.rewards import ACCURACY, RewardConfig
-from pipeline.train.vas import VPSConfig
+from pipeline.train.vas import PosteriorConfig, VPSConfig
+
+Scorer = Literal["posterior", "vps"]
 
 
 @dataclass(frozen=True)
 class VASConfig:
-    vas_lambda: float = 0.5  # share of each batch drawn by VPS; 0 = TRL's uniform sampling exactly
+    """Default: the paper's VPS = a OVS + b TDS with the whole batch drawn by it (lambda = 1), the setting that met
+    the goals on both task mixes in benchmarks/bench_vas.py; `VASConfig.paper()` is the paper's lambda = 0.5;
+    `scorer="posterior"`: Beta posteriors with a staleness half-life, Thompson draws of distinct prompts."""
+
+    vas_lambda: float = 1.0  # share of each batch drawn by the scores; 0 = TRL's uniform sampling exactly
+    scorer: Scorer = "vps"
+    posterior: PosteriorConfig = field(default_factory=PosteriorConfig)
     vps: VPSConfig = field(default_factory=VPSConfig)
     prompt_id_column: str = "problem_id"
     accuracy_reward: str = ACCURACY  # the reward function whose column is the correctness p is estimated from
@@ -23,6 +32,10 @@ class VASConfig:
     seed_from_pass_rate: bool = True
     refresh_every_steps: int = 0  # > 0: re-score every prompt with the current policy that often
     snapshot_every_steps: int = 10  # how often the VPS of all prompts is recorded (transition plot); O(prompts) each
+
+    @classmethod
+    def paper(cls, vas_lambda: float = 0.5, **fields) -> VASConfig:
+        return cls(vas_lambda=vas_lambda, scorer="vps", **fields)
 
 
 def common_trainer_args(device: str, save_steps: int) -> dict:
@@ -66,11 +79,17 @@ class TrainConfig(StrictConfig):
     device: Literal["cpu", "auto"] = "cpu"
     rewards: RewardConfig = RewardConfig()
     vas: VASConfig = Field(default_factory=VASConfig)
+    # Peers of VAS, for comparisons (set vas.vas_lambda = 0 to run them alone): DAPO's dynamic sampling (drop
+    # zero-variance groups after rollout, refill the batch) and GRESO's pre-rollout skipping (which needs it).
+    dynamic_sampling: DynamicSamplingConfig | None = None
+    pre_rollout_skip: GRESOConfig | None = None
 
     @model_validator(mode="after")
     def _steps_non_negative(self) -> TrainConfig:
         if self.max_steps < 0:
             raise ValueError("max_steps must be >= 0")
+        if self.pre_rollout_skip is not None and self.vas.vas_lambda > 0:
+            raise ValueError("pre_rollout_skip replaces the prompt sampler: set vas.vas_lambda = 0")
         return self
 
     def grpo_args(self):

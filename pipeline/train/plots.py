@@ -73,14 +73,14 @@ def plot_transition_matrix(matrix: np.ndarray, edges: np.ndarray, title: str, pa
     return path
 
 
-def plot_curves(curves: Mapping[str, Curve], ylabel: str, path: Path) -> Path:
+def plot_curves(curves: Mapping[str, Curve], ylabel: str, path: Path, xlabel: str = "step") -> Path:
     """One line per label (e.g. zero-variance group fraction per step for uniform vs VAS)."""
     figure, axis = plt.subplots(figsize=(5, 3.5))
     for label, points in curves.items():
         if points:
             steps, values = zip(*points)
             axis.plot(steps, values, label=label)
-    axis.set_xlabel("step")
+    axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.legend()
     figure.tight_layout()

@@ -84,6 +84,8 @@ def build_trainer(config: TrainConfig, dataset, model_path: Path):
         train_dataset=dataset,
         processing_class=load_processing_class(model_path),
         vas=config.vas,
+        dynamic_sampling=config.dynamic_sampling,
+        pre_rollout_skip=config.pre_rollout_skip,
     )
 
 

@@ -1,9 +1,15 @@
-"""TRL's GRPOTrainer with Variance-Aware Sampling.
+"""TRL's GRPOTrainer with Variance-Aware Sampling, and its peers as options of the same trainer.
 
 Two hooks: `_get_train_sampler` returns the VAS sampler (TRL's repeat contract kept), and `_calculate_rewards`,
 after TRL has gathered every process's rewards, folds each prompt's group (accuracy rewards + unpadded completion
-ids) into the VPS score table. The table is saved with every checkpoint and restored on resume. Optionally all
-prompts are scored with `scoring_rollouts` rollouts before training and every `refresh_every_steps` steps.
+ids) into the score table (the paper's VPS table or the posterior one, `VASConfig.scorer`). The table is saved
+with every checkpoint and restored on resume. Optionally all prompts are scored with `scoring_rollouts` rollouts
+before training and every `refresh_every_steps` steps.
+
+Peers (`pipeline.train.peers`): `dynamic_sampling` wraps `_generate_and_score_completions` in DAPO's loop (roll
+out, drop zero-variance groups, refill from the sampler, keep the first full batch); `pre_rollout_skip` swaps in
+GRESO's skipping sampler and adapts its probabilities after each step. Every rollout generated is counted
+(`rollouts_generated`), and the time spent in each method's own code (`method_seconds`).
 """
 
 from __future__ import annotations
@@ -22,20 +28,33 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from pipeline.train.config import VASConfig
-from pipeline.train.sampler import VASRepeatSampler
-from pipeline.train.vas import VPS_STATE_FILE, VPSScoreTable, group_rollouts
+from pipeline.train.peers import (
+    DynamicSamplingConfig,
+    GRESOConfig,
+    GRESOState,
+    concat_rollout_rows,
+    dynamic_sampling_selection,
+    is_informative,
+)
+from pipeline.train.sampler import SkipSampler, VASRepeatSampler
+from pipeline.train.vas import VPS_STATE_FILE, PosteriorScoreTable, ScoreTable, VPSScoreTable, group_rollouts
 
 VAS_HISTORY_FILE = "vas_history.json"
 SAMPLER_DRAWS_FILE = "vas_sampler_draws.json"
+SKIP_STATE_FILE = "greso_state.json"
 
 
 @dataclass
 class VASHistory:
     """What the plots need: per-generation zero-variance fractions and VPS snapshots by step."""
 
-    zero_variance_fraction: list[tuple[int, float]] = field(default_factory=list)
+    zero_variance_fraction: list[tuple[int, float]] = field(default_factory=list)  # per rollout batch
     vps_snapshots: list[tuple[int, list[float | None]]] = field(default_factory=list)  # None: not scored yet
-    vas_seconds: float = 0.0  # table updates + weighted draws: VAS's whole overhead
+    vas_seconds: float = 0.0  # table updates (the sampler's draws are counted by the sampler)
+    peer_seconds: float = 0.0  # dynamic sampling's selection and merge, GRESO's bookkeeping
+    rollouts_generated: int = 0  # training rollouts, dynamic sampling's dropped ones included
+    groups_generated: int = 0
+    zero_variance_groups: int = 0
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.__dict__), encoding="utf-8")
@@ -43,11 +62,9 @@ class VASHistory:
     @classmethod
     def load(cls, path: Path) -> VASHistory:
         values = json.loads(path.read_text(encoding="utf-8"))
-        return cls(
-            [tuple(x) for x in values["zero_variance_fraction"]],
-            [tuple(x) for x in values["vps_snapshots"]],
-            values["vas_seconds"],
-        )
+        values["zero_variance_fraction"] = [tuple(x) for x in values["zero_variance_fraction"]]
+        values["vps_snapshots"] = [tuple(x) for x in values["vps_snapshots"]]
+        return cls(**values)
 
 
 def zero_variance_fraction(groups: list[list[float]]) -> float:
@@ -72,13 +89,23 @@ class _ScoringCallback(TrainerCallback):
 
 
 class VASGRPOTrainer(GRPOTrainer):
-    def __init__(self, *args: Any, vas: VASConfig = VASConfig(), **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        vas: VASConfig = VASConfig(),
+        dynamic_sampling: DynamicSamplingConfig | None = None,
+        pre_rollout_skip: GRESOConfig | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
-        self.vas = vas
+        self.vas, self.dynamic_sampling = vas, dynamic_sampling
         if vas.accuracy_reward not in self.reward_func_names:
             raise ValueError(f"VAS needs the {vas.accuracy_reward!r} reward; have {self.reward_func_names}")
+        if dynamic_sampling is not None and self.accelerator.num_processes > 1:
+            raise ValueError("dynamic sampling here runs on one process (verl's algorithm.filter_groups scales out)")
         self._accuracy_column = self.reward_func_names.index(vas.accuracy_reward)
-        self.score_table = VPSScoreTable(vas.vps)
+        self.score_table = self._new_score_table()
+        self.skip_state = GRESOState(pre_rollout_skip) if pre_rollout_skip is not None else None
         self.prompt_ids: list[str] = [str(x) for x in self.train_dataset[vas.prompt_id_column]]
         if vas.seed_from_pass_rate and vas.scoring_rollouts == 0 and "pass_rate" in self.train_dataset.column_names:
             for prompt_id, pass_rate in zip(self.prompt_ids, self.train_dataset["pass_rate"]):
@@ -86,24 +113,76 @@ class VASGRPOTrainer(GRPOTrainer):
         self.vas_history = VASHistory()
         self._vas_sampler: VASRepeatSampler | None = None
         self._scoring = False
+        self._step_groups: list[list[float]] = []  # every group rolled out for the current step
+        self._last_informative: list[bool] = []  # per group of the last rollout batch
         self.add_callback(_ScoringCallback(self))
+
+    def _new_score_table(self) -> ScoreTable:
+        if self.vas.scorer == "posterior":
+            return PosteriorScoreTable(self.vas.posterior, group_size=self.num_generations)
+        return VPSScoreTable(self.vas.vps)
 
     def vps_weights(self) -> np.ndarray:
         return self.score_table.weights(self.prompt_ids)
 
+    def _thompson_draw(self, count: int, seed: int) -> list[int]:
+        return self.score_table.draw(self.prompt_ids, count, seed)
+
     def _get_train_sampler(self, dataset=None) -> VASRepeatSampler:
         dataset = self.train_dataset if dataset is None else dataset
-        self._vas_sampler = VASRepeatSampler(
+        shape = dict(
             data_source=dataset,
             mini_repeat_count=self.num_generations,
             batch_size=self.args.generation_batch_size // self.num_generations,
             repeat_count=self.num_iterations * self.args.steps_per_generation,
             shuffle=self.shuffle_dataset,
             seed=self.args.seed,
-            vas_lambda=self.vas.vas_lambda,
-            weights_fn=self.vps_weights,
         )
+        if self.skip_state is not None:
+            self._vas_sampler = SkipSampler(**shape, skip_fn=lambda: self.skip_state.skip_probabilities(self.prompt_ids))
+        else:
+            self._vas_sampler = VASRepeatSampler(
+                **shape,
+                vas_lambda=self.vas.vas_lambda,
+                weights_fn=self.vps_weights,
+                draw_fn=self._thompson_draw if isinstance(self.score_table, PosteriorScoreTable) else None,
+            )
         return self._vas_sampler
+
+    def _generate_and_score_completions(self, inputs):
+        if not self.model.training or self._scoring:
+            return super()._generate_and_score_completions(inputs)
+        self._step_groups = []
+        if self.dynamic_sampling is None:
+            output = super()._generate_and_score_completions(inputs)
+        else:
+            output = self._dynamically_sampled(inputs)
+        started = time.perf_counter()
+        self.score_table.end_batch()
+        if self.skip_state is not None and (self.state.epoch or 0) >= 1:  # GRESO adapts from the second epoch on
+            self.skip_state.adapt(self._step_groups)
+        self.vas_history.peer_seconds += time.perf_counter() - started
+        return output
+
+    def _dynamically_sampled(self, inputs):
+        """DAPO: roll out, keep the informative groups, refill from the sampler until the batch is full."""
+        group, batch = self.num_generations, len(inputs) // self.num_generations
+        outputs, rounds = [], []
+        candidates = inputs
+        for round_number in range(self.dynamic_sampling.max_rounds):
+            outputs.append(super()._generate_and_score_completions(candidates))
+            rounds.append(self._last_informative)
+            if sum(sum(flags) for flags in rounds) >= batch:
+                break
+            # A full batch of new prompts per round, as verl's filter_groups draws the next generation batch.
+            refill = self._vas_sampler.refill(batch, key=(self.state.global_step, round_number))
+            candidates = [self.train_dataset[index] for index in refill for _ in range(group)]
+        started = time.perf_counter()
+        chosen = dynamic_sampling_selection(rounds, batch)
+        rows = [(r, g * group + k) for r, g in chosen for k in range(group)]
+        merged = concat_rollout_rows(outputs, rows, self._tokenizer.pad_token_id)
+        self.vas_history.peer_seconds += time.perf_counter() - started
+        return merged
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -121,19 +200,30 @@ class VASGRPOTrainer(GRPOTrainer):
         groups = list(group_rollouts(prompt_ids, accuracy, completion_ids, group_size))
         for prompt_id, rewards, ids in groups:
             self.score_table.update(prompt_id, rewards, ids)
-        elapsed = time.perf_counter() - started
         if self._scoring:
             return
         step = self.state.global_step
-        fraction = zero_variance_fraction([rewards for _, rewards, _ in groups])
-        self.vas_history.zero_variance_fraction.append((step, fraction))
-        self.vas_history.vas_seconds += elapsed
         if step % max(1, self.vas.snapshot_every_steps) == 0:
             vps = self.score_table.vps(self.prompt_ids)  # NaN = unscored, so plots skip prompts still at the prior
             self.vas_history.vps_snapshots.append((step, [None if np.isnan(v) else v for v in vps.tolist()]))
+        vps_mean = float(self.vps_weights().mean())
+        elapsed = time.perf_counter() - started  # all of VAS's bookkeeping, its logs included
+        self.vas_history.vas_seconds += elapsed
+        started = time.perf_counter()
+        self._last_informative = [is_informative(rewards) for _, rewards, _ in groups]
+        self._step_groups += [rewards for _, rewards, _ in groups]
+        if self.skip_state is not None:
+            for prompt_id, rewards, _ in groups:
+                self.skip_state.observe(prompt_id, rewards)
+        self.vas_history.peer_seconds += time.perf_counter() - started
+        self.vas_history.rollouts_generated += len(accuracy)
+        self.vas_history.groups_generated += len(groups)
+        self.vas_history.zero_variance_groups += self._last_informative.count(False)
+        fraction = zero_variance_fraction([rewards for _, rewards, _ in groups])
+        self.vas_history.zero_variance_fraction.append((step, fraction))
         metrics = self._metrics["train"]
         metrics["vas/frac_accuracy_zero_variance"].append(fraction)
-        metrics["vas/vps_mean"].append(float(self.vps_weights().mean()))
+        metrics["vas/vps_mean"].append(vps_mean)
         metrics["vas/scored_prompts"].append(float(len(self.score_table)))
         metrics["vas/update_seconds"].append(elapsed)
 
@@ -168,18 +258,29 @@ class VASGRPOTrainer(GRPOTrainer):
         sampler_seconds = self._vas_sampler.seconds_in_weighted_draws if self._vas_sampler else 0.0
         return self.vas_history.vas_seconds + sampler_seconds
 
+    def method_seconds(self) -> float:
+        """The sampling method's own time: VAS's when it draws (lambda > 0), plus the peers' (skip draws, DAPO)."""
+        uses_scores = self.vas.vas_lambda > 0 and self.skip_state is None
+        sampler_seconds = self._vas_sampler.seconds_in_weighted_draws if self._vas_sampler else 0.0
+        return (self.vas_history.vas_seconds if uses_scores else 0.0) + sampler_seconds + self.vas_history.peer_seconds
+
     def save_vas_state(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.score_table.save(directory / VPS_STATE_FILE)
         self.vas_history.save(directory / VAS_HISTORY_FILE)
+        if self.skip_state is not None:
+            (directory / SKIP_STATE_FILE).write_text(json.dumps(self.skip_state.state_dict()), encoding="utf-8")
         if self._vas_sampler is not None:
             (directory / SAMPLER_DRAWS_FILE).write_text(json.dumps(self._vas_sampler.draw_log()), encoding="utf-8")
 
     def load_vas_state(self, directory: str | Path) -> None:
         directory = Path(directory)
         if (directory / VPS_STATE_FILE).exists():
-            self.score_table = VPSScoreTable.load(directory / VPS_STATE_FILE, self.vas.vps)
+            self.score_table = self._new_score_table()
+            self.score_table.load_state_dict(json.loads((directory / VPS_STATE_FILE).read_text(encoding="utf-8")))
+        if self.skip_state is not None and (directory / SKIP_STATE_FILE).exists():
+            self.skip_state.load_state_dict(json.loads((directory / SKIP_STATE_FILE).read_text(encoding="utf-8")))
         if (directory / VAS_HISTORY_FILE).exists():
             self.vas_history = VASHistory.load(directory / VAS_HISTORY_FILE)
         # Trainer skips the trained batches by iterating the sampler again: the logged draws make it hand out the

@@ -159,6 +159,9 @@ class VPSScoreTable:
             current.observations += 1
         self._version += 1
 
+    def end_batch(self) -> None:
+        """The EMA has no clock (PosteriorScoreTable's interface)."""
+
     def scored_vps(self) -> dict[str, float]:
         """VPS of every scored prompt; a prompt with no TDS yet gets the mean normalised TDS of those with one."""
         if not self.scores:
@@ -200,6 +203,8 @@ class VPSScoreTable:
         }
 
     def load_state_dict(self, state: Mapping) -> None:
+        if state.get("kind", "vps") != "vps":
+            raise ValueError(f"this score table state is a {state['kind']!r} table, not the paper's VPS one (VASConfig.scorer)")
         self.scores = {prompt_id: PromptScore(**score) for prompt_id, score in state["scores"].items()}
         self._version += 1
 
@@ -236,3 +241,136 @@ def group_rollouts(
             [float(r) for r in rewards[start : start + group_size]],
             list(completion_ids[start : start + group_size]),
         )
+
+
+# --- Posterior VAS: a Beta posterior of each prompt's pass rate, staleness-aware, drawn by Thompson sampling. ---
+#
+# The paper's VPS ranks prompts by a point estimate of p (1 - p). Two things it ignores cost zero-variance groups:
+# how sure the estimate is (one group of 8 all-right rollouts says little), and how old it is (the policy moved on
+# since). Here each prompt keeps Beta pseudo-counts of right and wrong rollouts; evidence loses weight with a
+# half-life in training batches, so an estimate decays back toward the flat prior unless it is renewed. A batch
+# takes the prompts with the highest chance that a group of G rollouts is *not* all-equal, under one draw of p
+# from each posterior (Thompson sampling): uncertain prompts get explored, sure-saturated ones skipped, and no
+# prompt is drawn twice in a batch.
+
+
+def informative_probability(p: np.ndarray, group_size: int) -> np.ndarray:
+    """P(G rollouts of pass rate p are not all-equal) = 1 - p^G - (1 - p)^G."""
+    p = np.asarray(p, dtype=np.float64)
+    return 1.0 - p**group_size - (1.0 - p) ** group_size
+
+
+def expected_informative_probability(right: np.ndarray, wrong: np.ndarray, group_size: int) -> np.ndarray:
+    """E[1 - p^G - (1-p)^G] for p ~ Beta(right, wrong): E[p^G] = prod_{k<G} (right + k) / (right + wrong + k)."""
+    right, wrong = np.asarray(right, dtype=np.float64)[:, None], np.asarray(wrong, dtype=np.float64)[:, None]
+    k = np.arange(group_size)
+    all_right = np.prod((right + k) / (right + wrong + k), axis=1)
+    all_wrong = np.prod((wrong + k) / (right + wrong + k), axis=1)
+    return 1.0 - all_right - all_wrong
+
+
+@dataclass(frozen=True)
+class PosteriorConfig:
+    prior: float = 1.0  # Beta(prior, prior) before any evidence: flat
+    # How many rollouts an offline pass rate (the RL set's `pass_rate`) counts as.
+    seed_rollouts: float = 8.0
+    # Evidence halves in weight every this many training batches since it was observed (the policy moves on).
+    half_life_batches: float = 20.0
+
+
+@dataclass
+class PosteriorScore:
+    right: float  # decayed count of right rollouts (excluding the prior)
+    wrong: float
+    batch: int  # the table's batch clock when the counts were last decayed
+    observations: int = 0  # rollout groups seen
+
+    @property
+    def pass_rate(self) -> float:  # posterior mean under the flat prior, for logs and plots
+        return (self.right + 1.0) / (self.right + self.wrong + 2.0)
+
+
+class PosteriorScoreTable:
+    """Per-prompt Beta posteriors of p, updated from training rollouts; the same interface as VPSScoreTable."""
+
+    def __init__(self, config: PosteriorConfig = PosteriorConfig(), group_size: int = 8):
+        self.config, self.group_size = config, group_size
+        self.scores: dict[str, PosteriorScore] = {}
+        self.batches = 0  # clock: training batches folded in so far
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def _decay(self, score: PosteriorScore) -> None:
+        factor = 0.5 ** ((self.batches - score.batch) / self.config.half_life_batches)
+        score.right, score.wrong, score.batch = score.right * factor, score.wrong * factor, self.batches
+
+    def seed_pass_rate(self, prompt_id: str, pass_rate: float) -> None:
+        if prompt_id not in self.scores and pass_rate is not None and not math.isnan(pass_rate):
+            k = self.config.seed_rollouts
+            self.scores[prompt_id] = PosteriorScore(float(pass_rate) * k, (1 - float(pass_rate)) * k, self.batches)
+
+    def update(self, prompt_id: str, rewards: Sequence[float], completion_token_ids: Sequence[TokenIds] = ()) -> None:
+        """Fold one group in: its rewards (clipped to [0, 1]) add to the right and wrong counts."""
+        clipped = np.clip(np.asarray(rewards, dtype=np.float64), 0.0, 1.0)
+        score = self.scores.setdefault(prompt_id, PosteriorScore(0.0, 0.0, self.batches))
+        self._decay(score)
+        score.right += float(clipped.sum())
+        score.wrong += float(len(clipped) - clipped.sum())
+        score.observations += 1
+
+    def end_batch(self) -> None:
+        """Advance the staleness clock by one training batch."""
+        self.batches += 1
+
+    def _counts(self, prompt_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        right, wrong, age = (np.zeros(len(prompt_ids)) for _ in range(3))
+        for row, prompt_id in enumerate(prompt_ids):
+            score = self.scores.get(prompt_id)
+            if score is not None:
+                right[row], wrong[row], age[row] = score.right, score.wrong, self.batches - score.batch
+        factor = 0.5 ** (age / self.config.half_life_batches)
+        return self.config.prior + right * factor, self.config.prior + wrong * factor
+
+    def weights(self, prompt_ids: Sequence[str]) -> np.ndarray:
+        """Posterior expected chance that a group is informative (all prompts have one: unscored = the prior)."""
+        return expected_informative_probability(*self._counts(prompt_ids), self.group_size)
+
+    def vps(self, prompt_ids: Sequence[str]) -> np.ndarray:
+        """`weights`, NaN where a prompt has no evidence yet (what the plots skip)."""
+        values = self.weights(prompt_ids)
+        values[[prompt_id not in self.scores for prompt_id in prompt_ids]] = np.nan
+        return values
+
+    def draw(self, prompt_ids: Sequence[str], count: int, seed: int) -> list[int]:
+        """Thompson sampling: one p per prompt from its posterior, the `count` most informative rows, distinct."""
+        right, wrong = self._counts(prompt_ids)
+        sampled = np.random.default_rng(seed).beta(right, wrong)
+        order = np.argsort(-informative_probability(sampled, self.group_size), kind="stable")
+        return order[:count].tolist()
+
+    def state_dict(self) -> dict:
+        return {"kind": "posterior", "config": asdict(self.config), "group_size": self.group_size,
+                "batches": self.batches, "scores": {i: asdict(s) for i, s in self.scores.items()}}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        if state.get("kind") != "posterior":
+            raise ValueError("this score table state is the paper's VPS table, not a posterior one (VASConfig.scorer)")
+        self.batches = int(state["batches"])
+        self.scores = {prompt_id: PosteriorScore(**score) for prompt_id, score in state["scores"].items()}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.state_dict()), encoding="utf-8")
+
+
+ScoreTable = VPSScoreTable | PosteriorScoreTable
+
+
+def load_score_table(path: str | Path) -> ScoreTable:
+    """Either table from its saved state (the paper's VPS table has no `kind`)."""
+    state = json.loads(Path(path).read_text(encoding="utf-8"))
+    if state.get("kind") == "posterior":
+        table = PosteriorScoreTable(PosteriorConfig(**state["config"]), state["group_size"])
+        table.load_state_dict(state)
+        return table
+    return VPSScoreTable.load(path)

@@ -68,9 +68,12 @@ def _plain(value: Any) -> Any:
 
 
 def vas_config_from_dict(values: Mapping) -> VASConfig:
+    """`data.vas` as a VASConfig. verl runs the paper's VPS scorer (the posterior one is wired into TRL only)."""
     fields = dict(values)
     if "vps" in fields:
         fields["vps"] = vps_config_from_dict(fields["vps"])
+    if fields.setdefault("scorer", "vps") != "vps":
+        raise ValueError(f"the verl adapter supports scorer 'vps' only, got {fields['scorer']!r}")
     return VASConfig(**fields)
 
 
