@@ -23,8 +23,8 @@ $(PY):
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 
 install: $(PY)
-	$(PIP_INSTALL) -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-	$(PY) -c "import torch, trl, prefect, datasketch, math_verify, sentence_transformers; print('installed torch', torch.__version__)"
+	$(PIP_INSTALL) -e '.[dev,cluster]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(PY) -c "import torch, trl, prefect, prefect_dask, prefect_ray, datasketch, math_verify, sentence_transformers; print('installed torch', torch.__version__)"
 	$(MAKE) install-verl
 	$(MAKE) install-vllm
 

@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from flows.runners import task_runner_for
+from flows.runners import task_runner_for, workers_api
 from pipeline.config import RunConfig, load_config, save_resolved
 from pipeline.decontam.stage import DecontamStage, prepare_decontam
 from pipeline.dedupe.stage import DedupeStage, prepare_dedupe
@@ -155,8 +155,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. run_name=demo ingest.shard_size=200")
     args = parser.parse_args()
     config = load_config(args.config, args.overrides)
-    runner = task_runner_for(config.task_runner)
-    published = curate.with_options(task_runner=runner)(args.target, args.config, args.overrides)
+    with workers_api(config.task_runner) as api_url:
+        runner = task_runner_for(config.task_runner, api_url)
+        published = curate.with_options(task_runner=runner)(args.target, args.config, args.overrides)
     for name, folder in published.items():
         print(f"{name}: {folder}")
 
