@@ -12,6 +12,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 
+from pipeline.config_base import validate_config
 from pipeline.train.config import TrainConfig
 from pipeline.train.run import run_training
 
@@ -29,16 +30,9 @@ def train_flow(
 ) -> dict[str, Any]:
     """`options` holds any further TrainConfig field, e.g. {"num_generations": 8, "vas": {"scoring_rollouts": 4}}."""
     vas = {"vas_lambda": vas_lambda, **(options or {}).get("vas", {})}
-    config = TrainConfig(
-        rl_dataset_dir=rl_dataset_dir,
-        output_dir=output_dir,
-        model_path=model_path,
-        max_steps=max_steps,
-        max_rows=max_rows,
-        seed=seed,
-        **{key: value for key, value in (options or {}).items() if key != "vas"},
-        vas=vas,
-    )
+    fields = dict(rl_dataset_dir=rl_dataset_dir, output_dir=output_dir, model_path=model_path, max_steps=max_steps)
+    fields |= dict(max_rows=max_rows, seed=seed, vas=vas)
+    config = validate_config(TrainConfig, {**fields, **{key: value for key, value in (options or {}).items() if key != "vas"}})
     result = run_training(config)
     logger = get_run_logger()
     logger.info("RL set %s: %d rows (%d with images) TRL-ready", rl_dataset_dir, result.rows, result.rows_with_images)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig, runtime, validate_config
 from pipeline.decontam.stage import DecontamConfig
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.generate.factory import BackendConfig
@@ -26,20 +27,18 @@ from pipeline.score.diversity import DiversityConfig
 from pipeline.select.plan import SelectConfig
 from pipeline.verify.stage import VerifyStageConfig
 
-class TaskRunnerConfig(BaseModel):
-    kind: Literal["threads", "dask", "ray"] = "threads"
-    max_workers: int = 2
-    address: str | None = None  # an existing Dask scheduler / Ray cluster; None starts a local one
+class TaskRunnerConfig(StrictConfig):
+    kind: Literal["threads", "dask", "ray"] = runtime("threads")
+    max_workers: int = runtime(2)
+    address: str | None = runtime(None)  # an existing Dask scheduler / Ray cluster; None starts a local one
 
 
-class TrainTriggerConfig(BaseModel):
+class TrainTriggerConfig(StrictConfig):
     mode: Literal["none", "subflow", "deployment"] = "subflow"  # deployment: run_deployment("train/grpo-vas")
     max_steps: int = 0  # 0: only validate that the RL set loads as a TRL-ready dataset
 
 
-class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RunConfig(StrictConfig):
     run_name: str = "default"
     runs_root: Path = REPO_ROOT / "runs"
     data_root: Path = Field(default_factory=default_data_root)
@@ -80,7 +79,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not sep:
             raise ValueError(f"override {override!r} is not key=value")
         _set_dotted(tree, key.strip(), yaml.safe_load(value))
-    return RunConfig.model_validate(tree)
+    return validate_config(RunConfig, tree)
 
 
 def save_resolved(config: RunConfig) -> Path:

@@ -23,6 +23,7 @@ from typing import ClassVar, Generic, TypeVar
 import pyarrow as pa
 from pydantic import BaseModel
 
+from pipeline.config_base import identity
 from pipeline.io import QuarantinedRow, ShardMarker, StageDir, quarantine_dir, quarantine_table, stable_hash, write_json_atomic
 from schemas import validate_table
 
@@ -47,7 +48,7 @@ class Stage(ABC):
 
     def fingerprint(self) -> str:
         """What, besides the input shards, decides this stage's output."""
-        return stable_hash([self.name, self.config.model_dump(mode="json")])
+        return stable_hash([self.name, identity(self.config)])
 
     @abstractmethod
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections import Counter
 
 import datasets
@@ -70,3 +71,29 @@ def test_rerun_recomputes_nothing_and_is_identical(run):
     # Every teacher sample of every problem that dedupe and decontam kept, verified once.
     generated = StageDir(run_dir, "generations").total_rows()
     assert StageDir(run_dir, "verified").total_rows() == generated == 6276 - 10
+
+
+def markers_of(run_dir):
+    return {p.relative_to(run_dir): (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*.done")}
+
+
+def test_changing_only_runtime_knobs_reruns_nothing(run):
+    run_dir, _, overrides = run
+    markers = markers_of(run_dir)
+    indexes = sorted(run_dir.glob("*_index/*"))
+    before = {p: p.read_bytes() for p in (run_dir / "datasets").rglob("*") if p.is_file()}
+    knobs = ["verify.workers=1", "dedupe.workers=2", "generate.batch_size=7", "generate.flush_every_s=1", "diversity.batch_size=16"]
+    curate(target="all", overrides=overrides + knobs)
+    assert markers_of(run_dir) == markers  # every marker reused, none rewritten
+    assert sorted(run_dir.glob("*_index/*")) == indexes  # no global step rebuilt under another key
+    assert {p: p.read_bytes() for p in (run_dir / "datasets").rglob("*") if p.is_file()} == before
+
+
+def test_a_new_rl_target_replans_only_the_rl_set(run, tmp_path):
+    run_dir, _, _ = run
+    shutil.copytree(run_dir, tmp_path / "flow")
+    markers = markers_of(tmp_path / "flow")
+    curate(target="all", overrides=[f"runs_root={tmp_path}", "run_name=flow", "train.mode=none", "select.rl_target=50"])
+    after = markers_of(tmp_path / "flow")
+    assert {path.parent.name for path in markers if after[path][0] != markers[path][0]} == {"rl"}  # + its quarantine
+    assert published_rows(tmp_path / "flow" / "datasets" / "rl") == 50

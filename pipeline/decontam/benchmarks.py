@@ -7,13 +7,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, field_validator
+from pydantic import field_validator
 
+from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
 from pipeline.ingest.sources import ADAPTERS, SourceAdapter, SourceConfig, make_adapter
 
 
-class BenchmarkConfig(BaseModel):
+class BenchmarkConfig(StrictConfig):
     name: str  # becomes the column `contaminated_<name>`
     format: str  # an ingest adapter: tabmwp, mathvista, gsm8k, hf
     path: str  # relative to the data root unless absolute

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig
 from pipeline.decontam.benchmarks import BenchmarkConfig, adapter, read_items
 from pipeline.decontam.overlap import answers_agree, ngram_size, numbers_contained, resolved_answer
 from pipeline.dedupe.minhash import band_keys, text_signatures
@@ -36,9 +37,7 @@ ITEMS_SCHEMA = pa.schema(
 )
 
 
-class DecontamConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DecontamConfig(StrictConfig):
     benchmarks: list[BenchmarkConfig] = Field(
         default_factory=lambda: [
             BenchmarkConfig(name="mathvista_testmini", format="mathvista", path="mathvista/testmini.json")
@@ -74,7 +73,7 @@ def prepare_decontam(run_dir: Path | str, config: DecontamConfig, data_root: Pat
     """Read every benchmark's test items into the run's index (skipped when it is already there)."""
     run_dir, data_root = Path(run_dir), Path(data_root)
     identities = [adapter(b, data_root).identity() for b in config.benchmarks]
-    key = stable_hash(["decontam", config.model_dump(mode="json"), identities])
+    key = stable_hash(["decontam", config.identity(), identities])
     index_dir = index_path(run_dir, "decontam", key)
     if is_built(index_dir):
         return index_dir
@@ -181,7 +180,7 @@ class DecontamStage(Stage):
         return self._index
 
     def fingerprint(self) -> str:
-        return stable_hash([self.name, self.config.model_dump(mode="json"), self.manifest["content_hash"]])
+        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"].select(["problem_id", "question", "choices", "answer"]).to_pydict()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import model_validator
+
+from pipeline.config_base import StrictConfig, runtime
 
 
-class DedupeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DedupeConfig(StrictConfig):
     # Text near-dedupe. Character 5-grams of the normalised text keep a one-word edit of a 10-word
     # question above Jaccard 0.6 (word 3-grams drop it to ~0.4); 32 bands x 4 rows put a pair at
     # Jaccard 0.6 in a shared bucket with probability 0.99.
@@ -22,8 +22,7 @@ class DedupeConfig(BaseModel):
     image_bands: int = 16  # pigeonhole: must exceed image_max_distance
     image_max_distance: int = 12
     image_max_aspect_change: float = 0.1
-    # Runtime only (never part of a hash): processes for the per-shard signature pass.
-    workers: int = 1
+    workers: int = runtime(1)  # processes for the per-shard signature pass
 
     @model_validator(mode="after")
     def _check(self) -> DedupeConfig:
@@ -32,10 +31,6 @@ class DedupeConfig(BaseModel):
         if self.image_bands <= self.image_max_distance:
             raise ValueError("image_bands must exceed image_max_distance (pigeonhole guarantee)")
         return self
-
-    def identity(self) -> dict:
-        """What decides the output: everything but runtime knobs."""
-        return self.model_dump(mode="json", exclude={"workers"})
 
     def signature_identity(self) -> dict:
         """What decides a per-shard signature file."""

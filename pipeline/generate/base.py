@@ -10,20 +10,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig
 from pipeline.io import stable_hash
 from pipeline.prompts import chat_messages
 
 
-class SamplingParams(BaseModel):
+class SamplingParams(StrictConfig):
     temperature: float = 0.7
     top_p: float = 0.95
     max_tokens: int = 4096
     seed: int | None = None  # per-request seeds are derived from it and the sample index
 
 
-class TeacherConfig(BaseModel):
+class TeacherConfig(StrictConfig):
     name: str  # label written to the Generation rows
     model: str  # path or name the backend loads / the server serves
     n_samples: int = 4

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, TeacherConfig
 from pipeline.generate.openai_server import OpenAIServerBackend, OpenAIServerConfig
 from pipeline.generate.recorded import RecordedBackend, RecordingConfig
@@ -14,7 +15,7 @@ from pipeline.generate.transformers_backend import TransformersBackend, Transfor
 from pipeline.generate.vllm_engine import VLLMEngineBackend, VLLMEngineConfig
 
 
-class BackendConfig(BaseModel):
+class BackendConfig(StrictConfig):
     kind: Literal["recorded", "openai", "vllm", "transformers"] = "recorded"
     teachers: list[TeacherConfig] = Field(default_factory=list)  # every kind but "recorded"
     recordings: list[RecordingConfig] = Field(default_factory=list)  # "recorded"

@@ -23,18 +23,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import httpx
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
 
 
-class Endpoint(BaseModel):
+class Endpoint(StrictConfig):
     url: str  # base URL including /v1, e.g. http://127.0.0.1:8000/v1
     model: str | None = None  # the model it serves; None: any
     max_concurrency: int = 32
 
 
-class OpenAIServerConfig(BaseModel):
+class OpenAIServerConfig(StrictConfig):
     endpoints: list[Endpoint] = Field(default_factory=list)
     api_key_env: str | None = None  # read from the environment, sent as a bearer token, never logged
     timeout_s: float = 600.0

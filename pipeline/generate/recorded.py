@@ -12,15 +12,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, SamplingParams, TeacherConfig, build_request
 from pipeline.ingest.stage import normalise_text
 
 GSM8K_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 
 
-class RecordingConfig(BaseModel):
+class RecordingConfig(StrictConfig):
     source: str  # the ingest source whose problems these outputs answer
     format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions"]
     path: str  # relative to the run's data_root unless absolute

@@ -18,8 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import pyarrow as pa
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult
 from pipeline.io import stable_hash
 from pipeline.judgements import keep_mask
@@ -29,9 +29,9 @@ from schemas import GENERATION_SCHEMA
 JOURNAL_DIR = "_journal"
 
 
-class GenerateConfig(BaseModel):
-    batch_size: int = 256  # journal flush unit; also the requests a batch engine gets at once
-    flush_every_s: float = 30.0  # flush sooner when results come slowly (long CoT): bounds what a kill loses
+class GenerateConfig(StrictConfig):
+    batch_size: int = runtime(256)  # journal flush unit; also the requests a batch engine gets at once
+    flush_every_s: float = runtime(30.0)  # flush sooner when results come slowly (long CoT): bounds what a kill loses
 
 
 def read_journal(path: Path) -> dict[str, GenerationResult]:

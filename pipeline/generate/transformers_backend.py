@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
 
 
-class TransformersConfig(BaseModel):
+class TransformersConfig(StrictConfig):
     device: str = "cpu"
     trust_remote_code: bool = False
 

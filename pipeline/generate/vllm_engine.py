@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
 from pipeline.generate.openai_server import openai_messages
 
 
-class VLLMEngineConfig(BaseModel):
+class VLLMEngineConfig(StrictConfig):
     tensor_parallel_size: int = 1
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None

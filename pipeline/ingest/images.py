@@ -14,14 +14,14 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never a half-grey image
 
 
-class ImageLimits(BaseModel):
+class ImageLimits(StrictConfig):
     max_side: int = 1024  # longest side after resizing
     max_pixels: int = 40_000_000  # decompression-bomb guard, checked from the header before decoding
     max_file_bytes: int = 32 * 1024 * 1024

@@ -16,12 +16,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
 
 
-class SourceConfig(BaseModel):
+class SourceConfig(StrictConfig):
     name: str
     format: Literal["tabmwp", "mathvista", "gsm8k", "jsonl", "hf"]
     path: str  # file or folder, relative to the run's data_root unless absolute

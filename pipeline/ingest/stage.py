@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
 from pipeline.ingest.images import ImageLimits, normalise_image, read_image_file
 from pipeline.ingest.sources import ProblemFields, RawRecord, SourceAdapter, SourceConfig, make_adapter
@@ -20,7 +20,7 @@ from pipeline.stage import ShardResult, Stage
 from schemas import PROBLEM_SCHEMA, validate_problem
 
 
-class IngestConfig(BaseModel):
+class IngestConfig(StrictConfig):
     shard_size: int = 500
     max_question_chars: int = 20_000
     max_answer_chars: int = 2_000
@@ -60,8 +60,8 @@ class IngestStage(Stage):
         return self._adapters[source]
 
     def fingerprint(self) -> str:
-        sources = [[s.model_dump(mode="json"), self.adapter(name).identity()] for name, s in sorted(self.sources.items())]
-        return stable_hash([self.name, self.config.model_dump(mode="json"), sources])
+        sources = [[s.identity(), self.adapter(name).identity()] for name, s in sorted(self.sources.items())]
+        return stable_hash([self.name, self.config.identity(), sources])
 
     def shards(self) -> list[str]:
         names = []

@@ -15,15 +15,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.io import StageDir, write_parquet_atomic
 from pipeline.paths import REPO_ROOT
 from schemas import hf_features
 
 
 
-class PublishConfig(BaseModel):
+class PublishConfig(StrictConfig):
     out_dir: Path | None = None  # default: <run>/datasets
     card_templates: Path = REPO_ROOT / "data_cards"
     cold_start_repo_id: str | None = None  # e.g. "org/mm-coldstart"; None: local folder only

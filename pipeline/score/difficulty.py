@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 
 import pyarrow as pa
-from pydantic import BaseModel
 
+from pipeline.config_base import StrictConfig
 from pipeline.stage import ShardResult, Stage
 
 DIFFICULTY_SCHEMA = pa.schema(
@@ -20,7 +20,7 @@ DIFFICULTY_SCHEMA = pa.schema(
 )
 
 
-class ScoreConfig(BaseModel):
+class ScoreConfig(StrictConfig):
     rollout_teachers: list[str] | None = None  # whose generations count as policy rollouts; None: all
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict
 
+from pipeline.config_base import StrictConfig, runtime
 from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
 from pipeline.io import StageDir, file_sha256, stable_hash
 from pipeline.stage import ShardResult, Stage, build_logged
@@ -34,14 +34,12 @@ DIVERSITY_SCHEMA = pa.schema(
 )
 
 
-class DiversityConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DiversityConfig(StrictConfig):
     clusters: int = 64  # k
     sample_size: int = 50_000  # rows k-means is fitted on, drawn across all shards
     seed: int = 0
     model_path: str | None = None  # a sentence-transformers folder; None: the packaged all-MiniLM-L6-v2
-    batch_size: int = 128
+    batch_size: int = runtime(128)  # sentences per forward pass
     max_seq_length: int = 128  # word pieces; questions beyond it are rare and their start carries the topic
 
 
@@ -114,7 +112,7 @@ def prepare_diversity(run_dir: Path | str, shards: Sequence[str], config: Divers
     if any(m is None for m in markers):
         raise FileNotFoundError("diversity: every problems shard must be finished first")
     key = stable_hash(
-        ["diversity", config.model_dump(mode="json"), model_identity(config), [m.content_sha256 for m in markers]]
+        ["diversity", config.identity(), model_identity(config), [m.content_sha256 for m in markers]]
     )
     index_dir = index_path(run_dir, "diversity", key)
     if is_built(index_dir):
@@ -149,7 +147,7 @@ class DiversityStage(Stage):
         self.centroids = np.load(self.index_dir / "centroids.npy")
 
     def fingerprint(self) -> str:
-        return stable_hash([self.name, self.config.model_dump(mode="json"), self.manifest["content_hash"]])
+        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"]

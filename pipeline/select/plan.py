@@ -15,16 +15,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from pipeline.judgements import is_judgement, keep_mask
+from pipeline.config_base import StrictConfig
 from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
+from pipeline.judgements import is_judgement, keep_mask
 from pipeline.select.balance import quota_sample
 
 PLAN_SCHEMA = pa.schema([("shard", pa.string()), ("key", pa.string())])
 
 
-class SelectConfig(BaseModel):
+class SelectConfig(StrictConfig):
     cold_start_target: int = 1_600_000
     cold_start_max_per_problem: int = 2  # verified CoTs kept per problem, in (teacher, sample) order
     cold_start_balance: list[str] = Field(default_factory=lambda: ["domain", "source"])
@@ -34,6 +35,12 @@ class SelectConfig(BaseModel):
     rl_min_rollouts: int = 2
     rl_balance: list[str] = Field(default_factory=lambda: ["domain", "problem_cluster"])
     max_per_group: int | None = None  # cap on the finest balance group
+
+    def set_identity(self, which: str) -> dict:
+        """What decides one set's plan: its own `<set>_` fields and the shared ones, so tuning the RL
+        set never replans the cold-start set."""
+        other = "rl_" if which == "cold_start" else "cold_start_"
+        return {name: value for name, value in self.identity().items() if not name.startswith(other)}
 
 
 def _eligible_problems(run_dir: Path, shard: str, annotation_stages: Sequence[str], drops: Counter) -> tuple[pa.Table, np.ndarray]:
@@ -102,7 +109,7 @@ def plan_selection(
     run_dir = Path(run_dir)
     upstream = ["problems", *annotation_stages, "verified" if which == "cold_start" else "difficulty"]
     inputs = [[s, [StageDir(run_dir, u).marker(s).content_sha256 for u in upstream]] for s in shards]
-    fingerprint = stable_hash([which, config.model_dump(mode="json"), list(annotation_stages), seed, inputs])
+    fingerprint = stable_hash([which, config.set_identity(which), list(annotation_stages), seed, inputs])
     plan_path = run_dir / "select_plan" / f"{which}.parquet"
     summary_path = plan_path.with_suffix(".json")
     if summary_path.exists() and plan_path.exists() and fingerprint in summary_path.read_text():

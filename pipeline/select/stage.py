@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 from pydantic import BaseModel
 
+from pipeline.io import stable_hash
 from pipeline.prompts import chat_messages
 from pipeline.select.plan import plan_identity, planned_keys
 from pipeline.stage import ShardResult, Stage
@@ -37,7 +38,8 @@ class _PlannedStage(Stage):
         self.plan_hash = plan_identity(self.plan_path)
 
     def fingerprint(self) -> str:
-        return f"{super().fingerprint()}:{self.plan_hash}"
+        """The plan decides every row: another set's settings, or a runtime knob, change nothing here."""
+        return stable_hash([self.name, self.plan_hash])
 
 
 class ColdStartStage(_PlannedStage):

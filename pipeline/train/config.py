@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from pipeline.config_base import StrictConfig
 from pipeline.train.rewards import ACCURACY, RewardConfig
 from pipeline.train.vas import VPSConfig
 
@@ -24,9 +25,7 @@ class VASConfig:
     snapshot_every_steps: int = 10  # how often the VPS of all prompts is recorded (transition plot); O(prompts) each
 
 
-class TrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TrainConfig(StrictConfig):
     rl_dataset_dir: Path
     output_dir: Path
     model_path: Path | None = None  # None: build a tiny model (VL when the set has images) under output_dir

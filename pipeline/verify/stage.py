@@ -10,20 +10,20 @@ import atexit
 import functools
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from pipeline.config_base import StrictConfig, runtime
 from pipeline.stage import SharedResource, ShardResult, Stage
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
 from schemas import GENERATION_SCHEMA
 
 
-class VerifyStageConfig(BaseModel):
-    workers: int = 2
-    timeout_s: float = 5.0
-    quality: dict[str, Any] = Field(default_factory=dict)  # QualityConfig fields, e.g. {require_think: true}
+class VerifyStageConfig(StrictConfig):
+    workers: int = runtime(2)  # math-verify processes
+    timeout_s: float = 5.0  # per answer: an answer that overruns it is judged wrong, so it decides output
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
 
 def start_verifier(workers: int, timeout_s: float) -> Verifier:
@@ -63,10 +63,9 @@ class VerifyStage(Stage):
             for row in answered
         ]
         verdicts = self.verifier.judge_many(items)
-        quality_config = QualityConfig(**self.config.quality)
         stats: Counter[str] = Counter(generations_in=len(rows), failed_generation=len(rows) - len(answered))
         for row, verdict in zip(answered, verdicts):
-            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=quality_config)
+            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=self.config.quality)
             row.update(
                 extracted_answer=verdict.extracted,
                 correct=verdict.correct,
