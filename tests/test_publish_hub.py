@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from pipeline.publish.dataset import file_groups
 from pipeline.publish.hub import HubPushError, push_folder
 
 TOKEN = "hf_PLANTEDsecretTOKEN1234567890"
@@ -23,7 +24,7 @@ class FlakyHub:
             self.failures -= 1
             raise ConnectionError(f"connection reset, Authorization: Bearer {TOKEN}")
 
-    def upload_folder(self, folder_path, repo_id, repo_type):
+    def upload_folder(self, folder_path, repo_id, repo_type):  # huggingface_hub 2.x: resumable itself
         self.uploads.append((folder_path, repo_id, repo_type))
 
 
@@ -63,3 +64,8 @@ def test_missing_token_is_a_clear_error(folder, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with pytest.raises(HubPushError, match="HF_TOKEN"):
         push_folder(folder, "org/set", api=FlakyHub(0))
+
+
+def test_published_files_pack_consecutive_shards_under_the_size_cap():
+    assert file_groups([100, 200, 300, 50, 600, 10], max_bytes=500) == [[0, 1], [2, 3], [4], [5]]
+    assert file_groups([], max_bytes=500) == []
