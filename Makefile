@@ -11,6 +11,8 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# No progress bars in test logs (flows still publish their Prefect progress artifacts).
+test test-fast: export MMR_QUIET := 1
 RUN ?= default
 
 # Train on the RL set of run $(RUN): make train STEPS=20
