@@ -113,14 +113,16 @@ def publish_dataset(
     groups = file_groups([source_dir.shard_path(s).stat().st_size for s in non_empty], config.max_file_bytes)
     for index, group in enumerate(groups):
         name = f"train-{index:05d}-of-{len(groups):05d}.parquet"
-        with pq.ParquetWriter(staging / "data" / name, _with_features(schema.empty_table(), schema).schema, **PARQUET_OPTIONS) as writer:
+        options = dict(PARQUET_OPTIONS)
+        row_group_size = options.pop("row_group_size")  # an option of each write, not of the writer
+        with pq.ParquetWriter(staging / "data" / name, _with_features(schema.empty_table(), schema).schema, **options) as writer:
             for position in group:  # one stage shard in memory at a time
                 table = source_dir.read(non_empty[position])
                 by_source.update(table.column("source").to_pylist())
                 by_domain.update(table.column("domain").to_pylist())
                 if "pass_rate" in table.column_names:
                     pass_rates += table.column("pass_rate").to_pylist()
-                writer.write_table(_with_features(table, schema))
+                writer.write_table(_with_features(table, schema), row_group_size=row_group_size)
     rows = sum(by_source.values())
     plots = []
     if rows:
