@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -137,17 +139,18 @@ def test_dask_local_cluster_survives_a_killed_worker_with_identical_bytes(tmp_pa
 def ray_cluster(tmp_path):
     """`ray start --head` on 127.0.0.1 with two CPUs (two worker processes), as the README describes."""
     port = free_port()
+    temp_dir = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # Ray's socket paths must stay short
     command = [
         str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
         f"--port={port}", f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
         f"--dashboard-agent-grpc-port={free_port()}", "--num-cpus=2", "--include-dashboard=false",
-        "--disable-usage-stats", f"--temp-dir={tmp_path / 'ray'}",
+        "--object-store-memory=200000000", "--disable-usage-stats", f"--temp-dir={temp_dir}",
     ]  # fmt: skip
     head = subprocess.Popen(command, env=environment(tmp_path / "home-ray"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while not (tmp_path / "ray" / "session_latest").exists() or not _listening(port):
+        while not (temp_dir / "session_latest").exists() or not _listening(port):
             assert head.poll() is None and time.monotonic() < deadline, "ray head did not start"
             time.sleep(0.2)
         yield address, head
@@ -159,6 +162,7 @@ def ray_cluster(tmp_path):
             except psutil.NoSuchProcess:
                 pass
         head.wait()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def _listening(port: int) -> bool:
@@ -170,9 +174,9 @@ def test_ray_cluster_by_address_survives_a_killed_worker_with_identical_bytes(tm
     address, head = ray_cluster
 
     def ray_workers(flow: subprocess.Popen) -> list[psutil.Process]:
-        # Ray titles a worker process after the task it runs; idle ones are "ray::IDLE".
+        # Ray titles a worker process after the task it runs (its agents are "ray::" too, and fate-share the node).
         processes = psutil.Process(head.pid).children(recursive=True)
-        return [p for p in processes if p.cmdline() and p.cmdline()[0].startswith("ray::") and "IDLE" not in p.cmdline()[0]]
+        return [p for p in processes if p.cmdline() and p.cmdline()[0].startswith("ray::shard_task")]
 
     outputs, log, killed = run_on_cluster_with_a_kill(tmp_path, "ray", ray_workers, "task_runner.kind=ray", f"task_runner.address={address}")
     assert outputs == reference
