@@ -15,8 +15,9 @@ export TOKENIZERS_PARALLELISM := false
 test test-fast: export MMR_QUIET := 1
 RUN ?= default
 
-# Train on the RL set of run $(RUN): make train STEPS=20
+# Train on the sets of run $(RUN): SFT on the cold-start set, GRPO + VAS from it, evaluation: make train SFT_STEPS=50 STEPS=20
 STEPS ?= 2
+SFT_STEPS ?= 2
 
 .PHONY: install install-verl install-vllm test test-fast rl-data cold-start train serve bench clean
 
@@ -53,7 +54,8 @@ cold-start:
 	$(PY) -m flows.curate --target cold_start run_name=$(RUN)
 
 train:
-	$(PY) -m flows.train --rl-dataset-dir runs/$(RUN)/datasets/rl --output-dir runs/$(RUN)/train --max-steps $(STEPS)
+	$(PY) -m flows.train --cold-start-dir runs/$(RUN)/datasets/cold_start --rl-dataset-dir runs/$(RUN)/datasets/rl \
+		--output-dir runs/$(RUN)/train --sft-steps $(SFT_STEPS) --max-steps $(STEPS)
 
 # Start a Prefect server on loopback and serve the deployments curate/cold-start, curate/rl, train/grpo-vas.
 serve:
@@ -65,6 +67,8 @@ bench:
 	$(PY) benchmarks/bench_dedupe.py --rows 1600000 --naive-rows 20000
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_vas.py
+	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_sft_memory.py --cold-start-dir runs/$(RUN)/datasets/cold_start
 
 clean:
 	rm -rf runs .prefect .pytest_cache

@@ -8,7 +8,7 @@ The table (text only: the bench measures the text path, so rows carry no images)
   near copies      a distinct row with whitespace / case / punctuation noise and one or two small word
                    edits (filler word inserted, stop word dropped, synonym), numbers and answer unchanged
   answer traps     a near copy whose gold answer was changed: must never merge with its origin
-It runs `prepare_dedupe` + `DedupeStage` over the shards in a fresh process (so its peak RSS is the
+It runs `DedupeIndex` + `DedupeStage` over the shards in a fresh process (so its peak RSS is the
 dedupe's alone), scores the clusters against the truth, and times the naive datasketch loop (one
 `MinHash` per document, `update` per shingle, `MinHashLSH.insert`/`query`) against ours on a subsample.
 
@@ -41,13 +41,13 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.dedupe import DedupeConfig, DedupeStage, prepare_dedupe  # noqa: E402
-from pipeline.dedupe.text import normalise, problem_text  # noqa: E402
+from pipeline.dedupe import DedupeConfig, DedupeIndex, DedupeStage  # noqa: E402
 from pipeline.dedupe.unionfind import UnionFind  # noqa: E402
 from pipeline.ingest.sources import SourceConfig, make_adapter  # noqa: E402
-from pipeline.ingest.stage import normalise_text, problem_id  # noqa: E402
+from pipeline.ingest.stage import problem_id  # noqa: E402
 from pipeline.io import StageDir, stable_hash  # noqa: E402
 from pipeline.stage import run_shard  # noqa: E402
+from pipeline.text import normalise, normalise_text, problem_text  # noqa: E402
 from schemas import PROBLEM_SCHEMA  # noqa: E402
 
 DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -283,7 +283,7 @@ def _measure(run_dir: str, shards: list[str], config_json: str, results) -> None
     memory = TreeRSS()
     memory.start()
     started = time.perf_counter()
-    index_dir = prepare_dedupe(run_dir, shards, config)
+    index_dir = DedupeIndex(config).prepare(run_dir, shards)
     prepared = time.perf_counter()
     stage = DedupeStage(config, index_dir)
     with ThreadPoolExecutor(config.workers) as pool:  # run_shard is Parquet I/O: threads overlap it

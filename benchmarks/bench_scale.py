@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_dedupe import DATA_ROOT, NEAR_COPY, ANSWER_TRAP, TreeRSS, load_bases, make_plan, near_copy, variant, changed_answer  # noqa: E402
 
 from pipeline.config import RunConfig, load_config  # noqa: E402
-from pipeline.decontam.stage import DecontamStage, prepare_decontam  # noqa: E402
-from pipeline.dedupe.stage import DedupeStage, prepare_dedupe  # noqa: E402
+from pipeline.decontam.stage import BenchmarkSnapshot, DecontamStage  # noqa: E402
+from pipeline.dedupe.stage import DedupeIndex, DedupeStage  # noqa: E402
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig  # noqa: E402
 from pipeline.generate.stage import GenerateStage  # noqa: E402
 from pipeline.ingest.sources import SourceConfig  # noqa: E402
@@ -55,8 +55,8 @@ from pipeline.progress import QUIET_ENV, ShardProgress  # noqa: E402
 from pipeline.publish import publish_dataset  # noqa: E402
 from pipeline.publish.dataset import published_rows  # noqa: E402
 from pipeline.score.difficulty import DifficultyStage  # noqa: E402
-from pipeline.score.diversity import DiversityStage, prepare_diversity  # noqa: E402
-from pipeline.select.plan import plan_selection  # noqa: E402
+from pipeline.score.diversity import ClusterCentroids, DiversityStage  # noqa: E402
+from pipeline.select.plan import SelectionPlan  # noqa: E402
 from pipeline.select.stage import ColdStartStage, RLStage  # noqa: E402
 from pipeline.stage import Stage, run_shard, summarise_stage  # noqa: E402
 from pipeline.verify.stage import VerifyStage  # noqa: E402
@@ -289,10 +289,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     with meter.stage("ingest", ["problems", "quarantine"], rows_of("problems")):
         lineage = [run_shards(ingest, run_dir, shards, workers)]
     with meter.stage("dedupe", ["dedupe", "dedupe_index"], rows_of("dedupe")):
-        index = prepare_dedupe(run_dir, shards, config.dedupe)
+        index = DedupeIndex(config.dedupe).prepare(run_dir, shards)
         lineage.append(run_shards(DedupeStage(config.dedupe, index), run_dir, shards, workers))
     with meter.stage("decontam", ["decontam", "decontam_index"], rows_of("decontam")):
-        index = prepare_decontam(run_dir, config.decontam, config.data_root)
+        index = BenchmarkSnapshot(config.decontam, config.data_root).prepare(run_dir, shards)
         lineage.append(run_shards(DecontamStage(config.decontam, index), run_dir, shards, workers))
     judgements = ["dedupe", "decontam"]
     teacher = StubTeacher([TeacherConfig(name="stub", model="stub", n_samples=args.rollouts)], args.cot_chars, args.correct)
@@ -303,15 +303,15 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         lineage.append(run_shards(VerifyStage(config.verify), run_dir, shards, workers))
 
     def select(which: str, annotations: list[str], stage_lineage: list[dict]) -> tuple[dict, Stage]:
-        plan = plan_selection(run_dir, which, shards, config.select, annotations, config.seed)
-        stage = {"cold_start": ColdStartStage, "rl": RLStage}[which](config.select, plan)
+        plan = SelectionPlan(config.select, which, annotations, config.seed).prepare(run_dir, shards)
+        stage = {"cold_start": ColdStartStage, "rl": RLStage}[which](plan)
         summary = run_shards(stage, run_dir, shards, workers)
-        plan_summary = json.loads(plan.with_suffix(".json").read_text())
-        summary |= {"drops": plan_summary["drops"], "composition": plan_summary["composition"]}
+        plan_summary = stage.manifest
+        summary |= {"dropped": plan_summary["drops"], "composition": plan_summary["composition"]}
         summary["counts"] |= {"selected": plan_summary["selected"], "target": plan_summary["target"]}
         return summary, stage
 
-    with meter.stage("select_cold", ["cold_start", "select_plan"], rows_of("cold_start")):
+    with meter.stage("select_cold", ["cold_start", "select_plan_index"], rows_of("cold_start")):
         cold_summary, _ = select("cold_start", judgements, lineage)
     datasets_dir = run_dir / "datasets"
     with meter.stage("publish_cold", ["datasets"], rows_of("cold_start")):
@@ -319,9 +319,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     with meter.stage("difficulty", ["difficulty"], rows_of("difficulty")):
         rl_lineage = lineage + [run_shards(DifficultyStage(config.score), run_dir, shards, workers)]
     with meter.stage("diversity", ["diversity", "diversity_index"], rows_of("diversity")):
-        index = prepare_diversity(run_dir, shards, config.diversity)
+        index = ClusterCentroids(config.diversity).prepare(run_dir, shards)
         rl_lineage.append(run_shards(DiversityStage(config.diversity, index), run_dir, shards, workers))
-    with meter.stage("select_rl", ["rl", "select_plan"], rows_of("rl")):
+    with meter.stage("select_rl", ["rl", "select_plan_index"], rows_of("rl")):
         rl_summary, _ = select("rl", judgements + ["diversity"], rl_lineage)
     with meter.stage("publish_rl", ["datasets"], rows_of("rl")):
         publish_dataset(run_dir, "rl", RL_SCHEMA, config.publish, rl_lineage + [rl_summary], shards)

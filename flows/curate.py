@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 from pathlib import Path
 from typing import Literal
@@ -20,16 +19,17 @@ from prefect.cache_policies import NO_CACHE
 from flows.progress import wait_with_progress
 from flows.runners import task_runner_for, workers_api
 from pipeline.config import RunConfig, load_config, save_resolved
-from pipeline.decontam.stage import DecontamStage, prepare_decontam
-from pipeline.dedupe.stage import DedupeStage, prepare_dedupe
+from pipeline.decontam.stage import BenchmarkSnapshot, DecontamStage
+from pipeline.dedupe.stage import DedupeIndex, DedupeStage
 from pipeline.generate.factory import backend_identity, make_backend
 from pipeline.generate.stage import GenerateStage
+from pipeline.index import GlobalStep
 from pipeline.ingest.stage import IngestStage
 from pipeline.progress import QUIET_ENV
 from pipeline.publish import publish_dataset, push_folder
 from pipeline.score.difficulty import DifficultyStage
-from pipeline.score.diversity import DiversityStage, prepare_diversity
-from pipeline.select.plan import plan_selection
+from pipeline.score.diversity import ClusterCentroids, DiversityStage
+from pipeline.select.plan import SelectionPlan
 from pipeline.select.stage import ColdStartStage, RLStage
 from pipeline.stage import Stage, run_shard, summarise_stage
 from pipeline.verify.stage import VerifyStage
@@ -45,37 +45,35 @@ def shard_task(stage: Stage, run_dir: Path, shard: str) -> dict:
     return {"shard": marker.shard, "rows": marker.rows}
 
 
-@task(cache_policy=NO_CACHE, task_run_name="prepare:{name}")
-def prepare_task(name: str, prepare, *args) -> Path:
+@task(cache_policy=NO_CACHE, task_run_name="prepare:{step.name}")
+def prepare_task(step: GlobalStep, run_dir: Path, shards: list[str]) -> Path:
     """A global step (an index over all shards): streams the shards, skips itself when up to date."""
-    return prepare(*args)
+    return step.prepare(run_dir, shards)
 
 
 def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
     futures = [shard_task.submit(stage, run_dir, shard) for shard in shards]
-    wait_with_progress(stage.name, futures)
-    for future in futures:
-        future.result()  # re-raise the first failure with its shard named in the task run
+    try:
+        wait_with_progress(stage.name, futures)
+        for future in futures:
+            future.result()  # re-raise the first failure with its shard named in the task run
+    finally:
+        stage.close()  # its engine or worker pool; remote task workers close theirs at exit
     summary = summarise_stage(run_dir, stage.name, shards)
     get_run_logger().info("%s: %s", stage.name, summary["counts"])
     return summary
 
 
-@task(cache_policy=NO_CACHE)
-def plan_task(config: RunConfig, which: str, shards: list[str], annotations: list[str]) -> Path:
-    return plan_selection(config.run_dir, which, shards, config.select, annotations, config.seed)
-
-
 def _select_and_publish(config: RunConfig, which: str, shards: list[str], annotations: list[str], lineage: list[dict]) -> str:
     """Plan the set globally, build its shards, publish it with a card of the whole lineage."""
-    plan = plan_task(config, which, shards, annotations)
-    plan_summary = json.loads(plan.with_suffix(".json").read_text())
+    plan = prepare_task(SelectionPlan(config.select, which, annotations, config.seed), config.run_dir, shards)
     stage, schema, repo_id = {
-        "cold_start": (ColdStartStage(config.select, plan), COLD_START_SCHEMA, config.publish.cold_start_repo_id),
-        "rl": (RLStage(config.select, plan), RL_SCHEMA, config.publish.rl_repo_id),
+        "cold_start": (ColdStartStage(plan), COLD_START_SCHEMA, config.publish.cold_start_repo_id),
+        "rl": (RLStage(plan), RL_SCHEMA, config.publish.rl_repo_id),
     }[which]
     summary = run_stage(stage, config.run_dir, shards)
-    summary["drops"] = plan_summary["drops"]
+    plan_summary = stage.manifest
+    summary["dropped"] = plan_summary["drops"]
     summary["composition"] = plan_summary["composition"]
     summary["counts"]["selected"] = plan_summary["selected"]
     summary["counts"]["target"] = plan_summary["target"]
@@ -95,11 +93,18 @@ def _publish(config: RunConfig, stage: Stage, schema, shards: list[str], lineage
     return str(folder)
 
 
-def _trigger_training(config: RunConfig, rl_folder: str) -> None:
+def _trigger_training(config: RunConfig, published: dict[str, str]) -> None:
+    """The train chain on the sets just published: SFT on the cold-start set (when built), GRPO + VAS on the RL set."""
     parameters = {
-        "rl_dataset_dir": rl_folder,
         "output_dir": str(config.run_dir / "train"),
+        "rl_dataset_dir": published["rl"],
+        "cold_start_dir": published.get("cold_start"),
+        "stages": list(config.train.stages),
+        "sft_steps": config.train.sft_steps,
         "max_steps": config.train.max_steps,
+        "seed": config.seed,
+        "options": config.train.options,
+        "data_root": str(config.data_root),
     }
     if config.train.mode == "subflow":
         from flows.train import train_flow
@@ -108,7 +113,7 @@ def _trigger_training(config: RunConfig, rl_folder: str) -> None:
     elif config.train.mode == "deployment":
         from prefect.deployments import run_deployment
 
-        run_deployment("train/grpo-vas", parameters=parameters, timeout=0)  # fire and forget
+        run_deployment("train/all", parameters=parameters, timeout=0)  # fire and forget
 
 
 @flow(name="curate", log_prints=True)
@@ -122,9 +127,9 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
     shards = ingest.shards()
     lineage = [run_stage(ingest, run_dir, shards)]
     # Judge problems before generating: no teacher compute for duplicates or benchmark copies.
-    dedupe_index = prepare_task("dedupe", prepare_dedupe, run_dir, shards, config.dedupe)
+    dedupe_index = prepare_task(DedupeIndex(config.dedupe), run_dir, shards)
     lineage.append(run_stage(DedupeStage(config.dedupe, dedupe_index), run_dir, shards))
-    decontam_index = prepare_task("decontam", prepare_decontam, run_dir, config.decontam, config.data_root)
+    decontam_index = prepare_task(BenchmarkSnapshot(config.decontam, config.data_root), run_dir, shards)
     lineage.append(run_stage(DecontamStage(config.decontam, decontam_index), run_dir, shards))
     judgements = ["dedupe", "decontam"]
     generate = GenerateStage(
@@ -142,11 +147,11 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
         published["cold_start"] = _select_and_publish(config, "cold_start", shards, judgements, lineage)
     if target in ("all", "rl"):
         rl_lineage = lineage + [run_stage(DifficultyStage(config.score), run_dir, shards)]
-        diversity_index = prepare_task("diversity", prepare_diversity, run_dir, shards, config.diversity)
+        diversity_index = prepare_task(ClusterCentroids(config.diversity), run_dir, shards)
         rl_lineage.append(run_stage(DiversityStage(config.diversity, diversity_index), run_dir, shards))
         published["rl"] = _select_and_publish(config, "rl", shards, judgements + ["diversity"], rl_lineage)
         if config.train.mode != "none":
-            _trigger_training(config, published["rl"])
+            _trigger_training(config, published)
     return published
 
 

@@ -1,4 +1,5 @@
-"""Serve the deployments: `curate/cold-start`, `curate/rl` and `train/grpo-vas`.
+"""Serve the deployments: `curate/cold-start`, `curate/rl`, and `train/sft`, `train/grpo-vas`, `train/evaluate`,
+`train/all` (the train flow with one stage, or the whole chain sft -> grpo-vas -> evaluate).
 
     python -m flows.deploy                 # against $PREFECT_API_URL (an existing server)
     python -m flows.deploy --start-server  # start a server on 127.0.0.1 first (what `make serve` does)
@@ -21,6 +22,7 @@ from flows.runners import task_runner_for
 from flows.server import prefect_server
 from flows.train import train_flow
 from pipeline.config import load_config
+from pipeline.train.chain import STAGES
 
 
 def deployments(config_path: str | None = None):
@@ -31,7 +33,8 @@ def deployments(config_path: str | None = None):
     return [
         flow.to_deployment(name="cold-start", parameters={"target": "cold_start", **defaults}),
         flow.to_deployment(name="rl", parameters={"target": "rl", **defaults}),
-        train_flow.to_deployment(name="grpo-vas"),
+        *[train_flow.to_deployment(name=stage, parameters={"stages": [stage]}) for stage in STAGES],
+        train_flow.to_deployment(name="all", parameters={"stages": list(STAGES)}),
     ]
 
 

@@ -1,59 +1,161 @@
-"""The `train` flow: validate the RL set, then GRPO + Variance-Aware Sampling (TRL) for `max_steps` steps.
+"""The `train` flow: cold-start SFT -> GRPO + Variance-Aware Sampling from the SFT model -> benchmark evaluation.
 
-Thin by design: all logic is in `pipeline/train`. `max_steps=0` only checks that the RL set is TRL-ready and
-returns its row count. Served as the `train/grpo-vas` deployment (flows/deploy.py); the curate flow calls it.
-Run it directly: `python -m flows.train --rl-dataset-dir DIR --output-dir OUT --max-steps 2`.
+Thin by design: all logic is in `pipeline/train` and `pipeline/evaluate`. Each stage is a task that can be left out
+(`stages`) and resumes: SFT/GRPO from their newest checkpoint, evaluation shard by shard (one task per shard), and a
+stage already finished with the same config is skipped. Served as `train/sft`, `train/grpo-vas`, `train/evaluate`
+and `train/all` (flows/deploy.py); the curate flow triggers it. `max_steps=0` for a training stage only checks that
+its set loads TRL-ready. Run it directly:
+
+    python -m flows.train --cold-start-dir DIR --rl-dataset-dir DIR --output-dir OUT --sft-steps 20 --max-steps 20
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 
 from pipeline.config_base import validate_config
-from pipeline.train.config import TrainConfig
+from pipeline.evaluate.stage import EvaluateStage, build_reports
+from pipeline.paths import default_data_root
+from pipeline.stage import run_shard
+from pipeline.train.chain import (
+    STAGES,
+    TrainChainConfig,
+    base_model,
+    done_result,
+    evaluate_config,
+    grpo_config,
+    mark_stage_done,
+    sft_config,
+    stage_is_done,
+)
 from pipeline.train.run import run_training
+from pipeline.train.sft import run_sft
+
+
+def _once(name: str, folder: Path, config, run) -> dict:
+    """Run a training stage unless its folder already records this config as finished."""
+    if stage_is_done(folder, config):
+        get_run_logger().info("%s: already finished with this config, skipped", name)
+        return done_result(folder)
+    result = run(config).__dict__
+    if getattr(config, "max_steps", 1):  # a validation-only pass leaves nothing to reuse
+        mark_stage_done(folder, config, result)
+    return result
+
+
+@task(cache_policy=NO_CACHE, task_run_name="sft")
+def sft_task(chain: TrainChainConfig, base: Path | None) -> dict:
+    config = sft_config(chain, base)
+    return _once("sft", config.output_dir, config, run_sft)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="grpo-vas")
+def grpo_task(chain: TrainChainConfig, base: Path | None) -> dict:
+    config = grpo_config(chain, base)
+    return _once("grpo-vas", config.output_dir, config, run_training)
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, task_run_name="evaluate:{shard}")
+def evaluate_shard_task(stage: EvaluateStage, run_dir: Path, shard: str) -> int:
+    return run_shard(stage, run_dir, shard).rows
+
+
+def evaluate_chain(chain: TrainChainConfig, base: Path | None, data_root: Path) -> dict:
+    config = evaluate_config(chain, base)
+    if not config.models and config.backend.kind != "recorded":
+        get_run_logger().info("evaluate: no model to evaluate (nothing trained, no model_path), skipped")
+        return {}
+    run_dir = chain.output_dir / "evaluate"
+    stage = EvaluateStage(config, data_root)
+    try:  # one shard at a time: in-process engines are not thread-safe, a server backend keeps a shard in flight
+        for shard in stage.shards():
+            evaluate_shard_task(stage, run_dir, shard)
+    finally:
+        stage.close()
+    return build_reports(stage, run_dir, run_dir / "reports")
 
 
 @flow(name="train", log_prints=True)
 def train_flow(
-    rl_dataset_dir: str,
     output_dir: str,
+    rl_dataset_dir: str | None = None,
+    cold_start_dir: str | None = None,
+    stages: list[str] | None = None,
     model_path: str | None = None,
     max_steps: int = 2,
+    sft_steps: int = 2,
     max_rows: int | None = None,
     seed: int = 0,
     vas_lambda: float = 0.5,
     options: dict[str, Any] | None = None,
+    data_root: str | None = None,
 ) -> dict[str, Any]:
-    """`options` holds any further TrainConfig field, e.g. {"num_generations": 8, "vas": {"scoring_rollouts": 4}}."""
-    vas = {"vas_lambda": vas_lambda, **(options or {}).get("vas", {})}
-    fields = dict(rl_dataset_dir=rl_dataset_dir, output_dir=output_dir, model_path=model_path, max_steps=max_steps)
-    fields |= dict(max_rows=max_rows, seed=seed, vas=vas)
-    config = validate_config(TrainConfig, {**fields, **{key: value for key, value in (options or {}).items() if key != "vas"}})
-    result = run_training(config)
+    """`options`: {"sft": {SFTStageConfig fields}, "grpo": {TrainConfig fields, e.g. "start_from": "base"},
+    "evaluate": {EvaluateConfig fields}}; the flat arguments are the common knobs."""
+    options = options or {}
+    grpo = {"max_steps": max_steps, "max_rows": max_rows, **options.get("grpo", {})}
+    grpo["vas"] = {"vas_lambda": vas_lambda, **grpo.get("vas", {})}
+    chain = validate_config(
+        TrainChainConfig,
+        dict(
+        output_dir=output_dir,
+        cold_start_dir=cold_start_dir,
+        rl_dataset_dir=rl_dataset_dir,
+        stages=stages or list(STAGES),
+        model_path=model_path,
+        seed=seed,
+        sft={"max_steps": sft_steps, "max_rows": max_rows, **options.get("sft", {})},
+        grpo=grpo,
+        evaluate=options.get("evaluate", {}),
+        ),
+    )
     logger = get_run_logger()
-    logger.info("RL set %s: %d rows (%d with images) TRL-ready", rl_dataset_dir, result.rows, result.rows_with_images)
-    if max_steps:
-        logger.info("trained %d steps; last log %s", result.steps, result.final_metrics)
-    return result.__dict__
+    base = base_model(chain)
+    results: dict[str, Any] = {}
+    if "sft" in chain.stages and chain.cold_start_dir:
+        results["sft"] = sft_task(chain, base)
+        logger.info("sft: %d steps, losses %s", results["sft"]["steps"], results["sft"]["losses"][-3:])
+    if "grpo-vas" in chain.stages and chain.rl_dataset_dir:
+        results["grpo-vas"] = grpo_task(chain, base)
+        grpo_result = results["grpo-vas"]
+        logger.info("RL set %s: %d rows (%d with images) TRL-ready", rl_dataset_dir, grpo_result["rows"], grpo_result["rows_with_images"])
+        if grpo_result["steps"]:
+            logger.info("grpo-vas from %s: %d steps; last log %s", grpo_result["model_path"], grpo_result["steps"], grpo_result["final_metrics"])
+    if "evaluate" in chain.stages:
+        results["evaluate"] = evaluate_chain(chain, base, Path(data_root) if data_root else default_data_root())
+    return results
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="GRPO + VAS on a published RL set.")
-    parser.add_argument("--rl-dataset-dir", required=True)
+    parser = argparse.ArgumentParser(description="Cold-start SFT, then GRPO + VAS, then benchmark evaluation.")
     parser.add_argument("--output-dir", required=True)
+    parser.add_argument("--cold-start-dir")
+    parser.add_argument("--rl-dataset-dir")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     parser.add_argument("--model-path")
-    parser.add_argument("--max-steps", type=int, default=2)
+    parser.add_argument("--sft-steps", type=int, default=2)
+    parser.add_argument("--max-steps", type=int, default=2, help="GRPO steps")
     parser.add_argument("--max-rows", type=int)
     parser.add_argument("--vas-lambda", type=float, default=0.5)
     parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: none)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    parser.add_argument("--start-from", default="sft", help="GRPO's start: sft (when there is one), base, or a model path")
+    parser.add_argument("--options", type=json.loads, default={}, help='JSON, e.g. \'{"evaluate": {"samples": 4}}\'')
     args = parser.parse_args(argv)
-    options = {"save_steps": args.save_steps, "resume": args.resume}
-    print(train_flow(args.rl_dataset_dir, args.output_dir, args.model_path, args.max_steps, args.max_rows, 0, args.vas_lambda, options))
+    options = dict(args.options)
+    for stage in ("sft", "grpo"):
+        options[stage] = {"save_steps": args.save_steps, **options.get(stage, {})}
+    options["grpo"].setdefault("start_from", args.start_from)
+    result = train_flow(
+        args.output_dir, args.rl_dataset_dir, args.cold_start_dir, args.stages, args.model_path,
+        args.max_steps, args.sft_steps, args.max_rows, 0, args.vas_lambda, options,
+    )
+    print(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":

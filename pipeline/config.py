@@ -23,7 +23,7 @@ from pipeline.ingest.stage import IngestConfig
 from pipeline.paths import REPO_ROOT, default_data_root
 from pipeline.publish import PublishConfig
 from pipeline.score.difficulty import ScoreConfig
-from pipeline.score.diversity import DiversityConfig
+from pipeline.score.diversity import DiversityStageConfig
 from pipeline.select.plan import SelectConfig
 from pipeline.verify.stage import VerifyStageConfig
 
@@ -34,8 +34,11 @@ class TaskRunnerConfig(StrictConfig):
 
 
 class TrainTriggerConfig(StrictConfig):
-    mode: Literal["none", "subflow", "deployment"] = "subflow"  # deployment: run_deployment("train/grpo-vas")
-    max_steps: int = 0  # 0: only validate that the RL set loads as a TRL-ready dataset
+    mode: Literal["none", "subflow", "deployment"] = "subflow"  # deployment: run_deployment("train/all")
+    stages: list[Literal["sft", "grpo-vas", "evaluate"]] = ["sft", "grpo-vas", "evaluate"]
+    sft_steps: int = 0  # 0: only validate that the cold-start set streams into SFT
+    max_steps: int = 0  # GRPO steps; 0: only validate that the RL set loads as a TRL-ready dataset
+    options: dict = {}  # flows.train options: {"sft": {...}, "grpo": {...}, "evaluate": {...}}
 
 
 class RunConfig(StrictConfig):
@@ -47,7 +50,7 @@ class RunConfig(StrictConfig):
     ingest: IngestConfig = IngestConfig()
     dedupe: DedupeConfig = DedupeConfig()
     decontam: DecontamConfig = DecontamConfig()
-    diversity: DiversityConfig = DiversityConfig()
+    diversity: DiversityStageConfig = DiversityStageConfig()
     generate: GenerateConfig = GenerateConfig()
     backend: BackendConfig = BackendConfig()
     verify: VerifyStageConfig = VerifyStageConfig()

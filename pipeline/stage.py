@@ -3,6 +3,11 @@
 A stage is a small class with a typed config and one method, `process`, that maps the same-named
 shard of its upstream stages to one output shard and returns its stats. `run_shard` adds
 everything a stage must not care about: skipping finished shards, atomic output, quarantine, markers.
+
+Stats share one vocabulary, so every card reads the same keys: `rows_in` (rows of the main input,
+filled by the runner), `rows_out` (runner), `quarantined_<reason>` (runner, from the quarantined rows),
+`dropped_<reason>` (judged and left out), `skipped_<reason>` (passed through without the stage's work);
+anything else is a stage's own count.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from schemas import validate_table
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+REASON_KINDS = ("dropped", "skipped", "quarantined")  # stats `<kind>_<reason>`: rows by why
 
 
 @dataclass
@@ -41,9 +47,10 @@ class ShardResult:
 class Stage(ABC):
     name: ClassVar[str]
     inputs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose same-named shard `process` receives
+    main_input: ClassVar[str | None] = None  # whose rows `rows_in` counts; None: the first input
     output_schema: ClassVar[pa.Schema]
 
-    def __init__(self, config: BaseModel):
+    def __init__(self, config: BaseModel | None):
         self.config = config
 
     def fingerprint(self) -> str:
@@ -52,6 +59,9 @@ class Stage(ABC):
 
     @abstractmethod
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult: ...
+
+    def close(self) -> None:
+        """Release what the stage started for its shards (engines, worker pools); the flow calls it."""
 
 
 def shard_config_hash(stage: Stage, run_dir: Path, shard: str) -> str:
@@ -75,8 +85,10 @@ def run_shard(stage: Stage, run_dir: Path | str, shard: str) -> ShardMarker:
     inputs = {name: StageDir(run_dir, name).read(shard) for name in stage.inputs}
     result = stage.process(shard, inputs)
     validate_table(result.table, stage.output_schema)
+    if inputs:
+        result.stats.setdefault("rows_in", inputs[stage.main_input or stage.inputs[0]].num_rows)
     result.stats["rows_out"] = result.table.num_rows
-    result.stats["quarantined"] = len(result.quarantined)
+    result.stats.update(f"quarantined_{row.reason}" for row in result.quarantined)
     result.stats["milliseconds"] = int(1000 * (time.perf_counter() - started))
     # Quarantine first: a marker must never exist for a shard whose rejects were not saved.
     quarantine_dir(run_dir, stage.name).write(
@@ -86,7 +98,8 @@ def run_shard(stage: Stage, run_dir: Path | str, shard: str) -> ShardMarker:
 
 
 def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str]) -> dict:
-    """Write `<stage>/stats.json`: counts summed over shards, quarantine reasons, timings."""
+    """Write `<stage>/stats.json`: counts summed over shards, and the dropped, skipped and quarantined
+    rows by reason (each `<kind>_<reason>` count under its kind)."""
     out = StageDir(run_dir, stage_name)
     totals: Counter[str] = Counter()
     for shard in shards:
@@ -94,21 +107,10 @@ def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str])
         if marker is None:
             raise FileNotFoundError(f"{stage_name}/{shard} has no completion marker")
         totals.update(marker.stats)
-    wanted = set(shards)
-    reasons: Counter[str] = Counter()
-    for _, table in quarantine_dir(run_dir, stage_name).iter_tables(columns=["shard", "reason"]):
-        rows = table.to_pydict()
-        reasons.update(r for s, r in zip(rows["shard"], rows["reason"]) if s in wanted)
     totals.pop("milliseconds", None)  # timings are run metadata, kept in the markers, not in stats
-    summary = {
-        "stage": stage_name,
-        "shards": len(shards),
-        "counts": dict(sorted(totals.items())),
-        "quarantine_reasons": dict(sorted(reasons.items())),
-        # Stages name what they drop "dropped_<why>"; quarantined rows count under their reason.
-        "drops": dict(sorted({k: v for k, v in totals.items() if k.startswith("dropped_")}.items()))
-        | {f"quarantined: {k}": v for k, v in sorted(reasons.items())},
-    }
+    summary = {"stage": stage_name, "shards": len(shards), "counts": dict(sorted(totals.items()))}
+    for kind in REASON_KINDS:
+        summary[kind] = {k: v for k, v in summary["counts"].items() if k.startswith(f"{kind}_")}
     write_json_atomic(out.path / "stats.json", summary)
     return summary
 
@@ -151,6 +153,17 @@ class SharedResource(Generic[T]):
             if self.key not in _PROCESS_RESOURCES:
                 _PROCESS_RESOURCES[self.key] = build_logged(self.factory)
             return _PROCESS_RESOURCES[self.key]
+
+    def close(self) -> None:
+        """Close the value if it was built; the next `get` builds a fresh one."""
+        if self.key is None:
+            with self._lock:
+                value, self._value = self._value, None
+        else:
+            with _PROCESS_LOCK:
+                value = _PROCESS_RESOURCES.pop(self.key, None)
+        if value is not None:
+            value.close()
 
     def __getstate__(self) -> dict:
         # The recipe's content is its key: the same stage sent twice (or rebuilt by a rerun) shares one value.

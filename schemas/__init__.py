@@ -6,6 +6,7 @@ that callers can quarantine it with a reason instead of crashing.
 
 from schemas.records import (
     COLD_START_SCHEMA,
+    EVALUATION_SCHEMA,
     GENERATION_SCHEMA,
     IMAGE_STRUCT,
     MESSAGE_STRUCT,
@@ -15,16 +16,14 @@ from schemas.records import (
     ANSWER_TYPES,
     QUESTION_TYPES,
     hf_features,
-    validate_cold_start,
-    validate_generation,
     validate_problem,
-    validate_rl,
     validate_table,
 )
 
 __all__ = [
     "ANSWER_TYPES",
     "COLD_START_SCHEMA",
+    "EVALUATION_SCHEMA",
     "GENERATION_SCHEMA",
     "IMAGE_STRUCT",
     "MESSAGE_STRUCT",
@@ -33,9 +32,6 @@ __all__ = [
     "QUESTION_TYPES",
     "RL_SCHEMA",
     "hf_features",
-    "validate_cold_start",
-    "validate_generation",
     "validate_problem",
-    "validate_rl",
     "validate_table",
 ]

@@ -101,6 +101,26 @@ RL_SCHEMA = pa.schema(
     ]
 )
 
+# One judged benchmark sample: a model's response to one problem, with the verifier's verdict.
+EVALUATION_SCHEMA = pa.schema(
+    [
+        ("benchmark", pa.string()),
+        ("model", pa.string()),
+        ("problem_id", pa.string()),
+        ("subject", pa.string()),
+        ("level", pa.int32()),
+        ("sample_index", pa.int32()),
+        ("answer", pa.string()),  # gold
+        ("response", pa.string()),  # None when generation failed
+        ("extracted", pa.string()),
+        ("extraction_method", pa.string()),
+        ("correct", pa.bool_()),  # False for a failed generation
+        ("reason", pa.string()),  # the verifier's reason, or "generation_failed"
+        ("error", pa.string()),  # the backend's error, None on success
+        ("images_dropped", pa.bool_()),  # a text-only model was asked without the problem's images
+    ]
+)
+
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("stage", pa.string()),
@@ -125,15 +145,6 @@ def _require_choice(row: Mapping[str, Any], field: str, allowed: tuple[str, ...]
         errors.append(f"{field}: {row.get(field)!r} not in {allowed}")
 
 
-def _require_messages(messages: Any, roles: tuple[str, ...], errors: list[str]) -> None:
-    if not isinstance(messages, list) or [m.get("role") for m in messages if isinstance(m, dict)] != list(roles):
-        errors.append(f"messages: expected roles {roles}")
-        return
-    for message in messages:
-        if not isinstance(message.get("content"), str) or not message["content"].strip():
-            errors.append(f"messages: empty {message.get('role')} content")
-
-
 def validate_problem(row: Mapping[str, Any]) -> list[str]:
     """Problems with a Problem row; empty when it is valid."""
     errors: list[str] = []
@@ -156,36 +167,6 @@ def validate_problem(row: Mapping[str, Any]) -> list[str]:
             errors.append("metadata: expected a JSON object")
     except (TypeError, ValueError):
         errors.append("metadata: not valid JSON")
-    return errors
-
-
-def validate_generation(row: Mapping[str, Any]) -> list[str]:
-    errors: list[str] = []
-    for field in ("request_id", "problem_id", "teacher"):
-        _require_text(row, field, errors)
-    if row.get("error") is None and not isinstance(row.get("raw_text"), str):
-        errors.append("raw_text: a successful generation needs text")
-    if not isinstance(row.get("sample_index"), int) or row["sample_index"] < 0:
-        errors.append("sample_index: expected a non-negative int")
-    return errors
-
-
-def validate_cold_start(row: Mapping[str, Any]) -> list[str]:
-    errors: list[str] = []
-    _require_text(row, "problem_id", errors)
-    _require_text(row, "answer", errors)
-    _require_messages(row.get("messages"), ("system", "user", "assistant"), errors)
-    return errors
-
-
-def validate_rl(row: Mapping[str, Any]) -> list[str]:
-    errors: list[str] = []
-    _require_text(row, "problem_id", errors)
-    _require_text(row, "answer", errors)
-    _require_messages(row.get("prompt"), ("system", "user"), errors)
-    pass_rate = row.get("pass_rate")
-    if not isinstance(pass_rate, float) or not 0.0 <= pass_rate <= 1.0:
-        errors.append(f"pass_rate: {pass_rate!r} not in [0, 1]")
     return errors
 
 

@@ -45,3 +45,12 @@ def prefect_harness(tmp_path_factory):
     os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect-home"))
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def curated_sets(tmp_path_factory, prefect_harness, data_root) -> dict[str, Path]:
+    """Both sets made by `curate` from the shared data, once per session: {"cold_start": dir, "rl": dir}."""
+    from flows.curate import curate
+
+    runs = tmp_path_factory.mktemp("curate")
+    return {name: Path(folder) for name, folder in curate(target="all", overrides=[f"runs_root={runs}", "run_name=t", "train.mode=none"]).items()}

@@ -12,9 +12,10 @@ import pyarrow as pa
 from PIL import Image
 
 from pipeline.ingest.sources import SourceConfig
-from pipeline.ingest.stage import IngestConfig, IngestStage, normalise_text, problem_id
+from pipeline.ingest.stage import IngestConfig, IngestStage, problem_id
 from pipeline.io import StageDir
 from pipeline.stage import run_shard
+from pipeline.text import normalise_text
 from schemas import PROBLEM_SCHEMA
 
 DATA_ROOT = Path(os.environ.get("MMR_DATA_ROOT") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -16,10 +16,10 @@ from problem_rows import (
 
 from pipeline.decontam import (
     BenchmarkConfig,
+    BenchmarkSnapshot,
     DecontamConfig,
     DecontamStage,
     decontam_schema,
-    prepare_decontam,
 )
 from pipeline.decontam.overlap import answers_agree, ngram_size, resolved_answer
 from pipeline.io import StageDir
@@ -56,7 +56,7 @@ def contaminated_run(tmp_path_factory):
 
 
 def flagged_rows(run, shards, config: DecontamConfig) -> dict[tuple[str, str], dict]:
-    stage = DecontamStage(config, prepare_decontam(run, config, DATA_ROOT))
+    stage = DecontamStage(config, BenchmarkSnapshot(config, DATA_ROOT).prepare(run, []))
     for shard in shards:
         run_shard(stage, run, shard)
     problems = read_stage(run, "problems", shards)
@@ -102,7 +102,7 @@ def test_a_test_question_pasted_in_a_longer_problem_or_stripped_of_its_choices_i
 
 def read_flags(run, shard) -> list[bool]:
     config = DecontamConfig()
-    run_shard(DecontamStage(config, prepare_decontam(run, config, DATA_ROOT)), run, shard)
+    run_shard(DecontamStage(config, BenchmarkSnapshot(config, DATA_ROOT).prepare(run, [])), run, shard)
     return StageDir(run, "decontam").read(shard).column("contaminated_mathvista_testmini").to_pylist()
 
 
@@ -113,10 +113,10 @@ def test_benchmarks_are_config_and_the_index_is_reused(tmp_path):
             BenchmarkConfig(name="gsm8k_test", format="gsm8k", path="gsm8k/test.jsonl", limit=100),
         ]
     )
-    index = prepare_decontam(tmp_path, config, DATA_ROOT)
+    index = BenchmarkSnapshot(config, DATA_ROOT).prepare(tmp_path, [])
     manifest = json.loads((index / "manifest.json").read_text())
     assert manifest["items"] == {"mathvista_testmini": 1000, "gsm8k_test": 100}
-    assert prepare_decontam(tmp_path, config, DATA_ROOT) == index
+    assert BenchmarkSnapshot(config, DATA_ROOT).prepare(tmp_path, []) == index
     assert decontam_schema(config).names == [
         "problem_id",
         "contaminated_mathvista_testmini",

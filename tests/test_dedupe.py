@@ -18,15 +18,14 @@ from problem_rows import (
     write_shard,
 )
 
-from pipeline.dedupe import DedupeConfig, DedupeStage, prepare_dedupe
+from pipeline.dedupe import DedupeConfig, DedupeIndex, DedupeStage
 from pipeline.dedupe.imagehash import hamming, image_groups, phash_bytes
 from pipeline.dedupe.minhash import bucket_pairs, signatures
-from pipeline.dedupe.text import char_shingle_hashes, normalise
 from pipeline.dedupe.unionfind import UnionFind
-from pipeline.index import building, index_path
 from pipeline.ingest.images import ImageLimits, normalise_image
 from pipeline.io import StageDir, file_sha256
 from pipeline.stage import run_shard
+from pipeline.text import char_shingle_hashes, normalise
 
 LINEAR_QUESTION = "The table shows a function. Is the function linear or nonlinear?"
 
@@ -163,7 +162,7 @@ def planted_rows(real_run) -> list[dict]:
 def deduped(real_run, tmp_path_factory):
     run = tmp_path_factory.mktemp("dedupe")
     shards = copy_problems(real_run, run) + [write_shard(run, "planted-00000", planted_rows(real_run))]
-    index = prepare_dedupe(run, shards, DedupeConfig())
+    index = DedupeIndex(DedupeConfig()).prepare(run, shards)
     stage = DedupeStage(DedupeConfig(), index)
     for shard in shards:
         run_shard(stage, run, shard)
@@ -224,12 +223,12 @@ def test_images_decide_between_same_text_problems(deduped):
 def test_the_index_is_reused_and_the_output_is_byte_identical_across_runs(deduped, tmp_path):
     run, shards, index, _ = deduped
     manifest = (index / "manifest.json").read_bytes()
-    assert prepare_dedupe(run, shards, DedupeConfig(workers=2)) == index  # workers are not part of the key
+    assert DedupeIndex(DedupeConfig(workers=2)).prepare(run, shards) == index  # workers are not part of the key
     assert (index / "manifest.json").read_bytes() == manifest
     other = tmp_path / "again"
     copy_problems(run, other)
-    again = prepare_dedupe(other, shards, DedupeConfig(workers=2))
-    assert json.loads((again / "manifest.json").read_text())["parts"] == json.loads(manifest)["parts"]
+    again = DedupeIndex(DedupeConfig(workers=2)).prepare(other, shards)
+    assert json.loads((again / "manifest.json").read_text())["files"] == json.loads(manifest)["files"]
     stage = DedupeStage(DedupeConfig(), again)
     for shard in shards:
         run_shard(stage, other, shard)
@@ -241,13 +240,5 @@ def test_the_index_is_reused_and_the_output_is_byte_identical_across_runs(dedupe
 def test_an_empty_shard_gets_an_empty_annotation(tmp_path):
     rows = {"a-00000": [], "b-00000": [problem_row("What is 3+4?", "7")]}
     shards = [write_shard(tmp_path, shard, shard_rows) for shard, shard_rows in rows.items()]
-    stage = DedupeStage(DedupeConfig(), prepare_dedupe(tmp_path, shards, DedupeConfig()))
+    stage = DedupeStage(DedupeConfig(), DedupeIndex(DedupeConfig()).prepare(tmp_path, shards))
     assert [run_shard(stage, tmp_path, shard).rows for shard in shards] == [0, 1]
-
-
-def test_an_index_that_fails_half_way_leaves_nothing_behind(tmp_path):
-    index_dir = index_path(tmp_path, "dedupe", "k")
-    with pytest.raises(ZeroDivisionError), building(index_dir) as staging:
-        (staging / "part").write_text("half")
-        raise ZeroDivisionError
-    assert not index_dir.exists() and not any(index_dir.parent.iterdir())

@@ -40,7 +40,8 @@ def test_prefect_deployment_run_curate_cold_start(tmp_path):
         )
         try:
             wait_for_deployment(api_url, "curate/cold-start")
-            wait_for_deployment(api_url, "train/grpo-vas")
+            for name in ("train/sft", "train/grpo-vas", "train/evaluate", "train/all"):
+                wait_for_deployment(api_url, name)
             result = subprocess.run(
                 [sys.executable, "-m", "prefect", "deployment", "run", "curate/cold-start", "--watch", "--watch-timeout", "400"],
                 env=env, capture_output=True, text=True, timeout=450,

@@ -12,16 +12,16 @@ from pipeline.ingest.sources import SourceConfig
 from pipeline.ingest.stage import IngestConfig, IngestStage
 from pipeline.io import StageDir, file_sha256
 from pipeline.score.diversity import (
-    DiversityConfig,
+    ClusterCentroids,
+    DiversityStageConfig,
     DiversityStage,
     embed,
-    prepare_diversity,
     sample_rows,
 )
 from pipeline.select.balance import quota_sample, water_fill
 from pipeline.stage import run_shard
 
-CONFIG = DiversityConfig(clusters=6, sample_size=120, seed=3)
+CONFIG = DiversityStageConfig(clusters=6, sample_size=120, seed=3)
 
 
 def ingest_sample(run_dir, per_source: int = 60) -> list[str]:
@@ -33,7 +33,7 @@ def ingest_sample(run_dir, per_source: int = 60) -> list[str]:
 
 
 def cluster(run_dir, shards):
-    index = prepare_diversity(run_dir, shards, CONFIG)
+    index = ClusterCentroids(CONFIG).prepare(run_dir, shards)
     stage = DiversityStage(CONFIG, index)
     for shard in shards:
         run_shard(stage, run_dir, shard)
@@ -78,7 +78,7 @@ def test_clusters_and_assignments_are_deterministic(clustered, tmp_path):
         assert file_sha256(StageDir(tmp_path, "diversity").shard_path(shard)) == file_sha256(
             StageDir(run, "diversity").shard_path(shard)
         )
-    assert prepare_diversity(run, shards, CONFIG) == index  # reused, not refitted
+    assert ClusterCentroids(CONFIG).prepare(run, shards) == index  # reused, not refitted
 
 
 def test_the_k_means_sample_is_seeded_and_spans_all_shards():

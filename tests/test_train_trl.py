@@ -24,11 +24,8 @@ SMOKE = dict(max_steps=2, max_rows=8, num_generations=2, prompts_per_step=2, max
 
 
 @pytest.fixture(scope="session")
-def curated_rl_dir(tmp_path_factory, prefect_harness, data_root) -> Path:
-    from flows.curate import curate
-
-    runs = tmp_path_factory.mktemp("curate")
-    return Path(curate(target="rl", overrides=[f"runs_root={runs}", "run_name=t", "train.mode=none"])["rl"])
+def curated_rl_dir(curated_sets) -> Path:
+    return curated_sets["rl"]
 
 
 @pytest.fixture(scope="session")
@@ -127,8 +124,8 @@ def test_lambda_zero_trainer_uses_trl_uniform_order(tmp_path, curated_rl_dir, ti
 def test_train_flow_validates_a_real_rl_set(tmp_path, curated_rl_dir):
     from flows.train import train_flow
 
-    result = train_flow(rl_dataset_dir=str(curated_rl_dir), output_dir=str(tmp_path), max_steps=0)
-    assert result["rows"] == len(load_rl_dataset(curated_rl_dir)) and result["steps"] == 0
+    result = train_flow(output_dir=str(tmp_path), rl_dataset_dir=str(curated_rl_dir), stages=["grpo-vas"], max_steps=0)
+    assert result["grpo-vas"]["rows"] == len(load_rl_dataset(curated_rl_dir)) and result["grpo-vas"]["steps"] == 0
 
 
 def test_scoring_pass_rolls_out_every_prompt_before_training(tmp_path, curated_rl_dir, tiny_text_model):

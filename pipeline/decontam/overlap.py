@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from pipeline.dedupe.text import normalise, numbers_of
+from pipeline.text import normalise, numbers_of
 
 _LETTER = re.compile(r"[a-z]")
 

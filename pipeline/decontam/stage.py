@@ -1,14 +1,14 @@
-"""Decontamination: `prepare_decontam` snapshots the benchmark test items once; `DecontamStage` flags
+"""Decontamination: `BenchmarkSnapshot` reads the benchmark test items once; `DecontamStage` flags
 each problem shard against them, one boolean column per benchmark plus the best textual score.
 
     decontam_index/<key>/items.parquet   normalised benchmark questions, answers and numbers
-    decontam_index/<key>/manifest.json   written last (content hash, counts, skipped rows)
+    decontam_index/<key>/manifest.json   written last (counts, skipped rows; see pipeline/index.py)
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +20,10 @@ from pipeline.config_base import StrictConfig
 from pipeline.decontam.benchmarks import BenchmarkConfig, adapter, read_items
 from pipeline.decontam.overlap import answers_agree, ngram_size, numbers_contained, resolved_answer
 from pipeline.dedupe.minhash import band_keys, text_signatures
-from pipeline.dedupe.text import normalise, numbers_of, problem_text, word_shingle_hashes
-from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
-from pipeline.io import file_sha256, stable_hash, write_parquet_atomic
-from pipeline.stage import ShardResult, Stage
+from pipeline.index import GlobalStep, IndexedStage
+from pipeline.io import write_parquet_atomic
+from pipeline.stage import ShardResult
+from pipeline.text import normalise, numbers_of, problem_text, word_shingle_hashes
 
 ITEMS_SCHEMA = pa.schema(
     [
@@ -69,35 +69,37 @@ def decontam_schema(config: DecontamConfig) -> pa.Schema:
     )
 
 
-def prepare_decontam(run_dir: Path | str, config: DecontamConfig, data_root: Path | str) -> Path:
-    """Read every benchmark's test items into the run's index (skipped when it is already there)."""
-    run_dir, data_root = Path(run_dir), Path(data_root)
-    identities = [adapter(b, data_root).identity() for b in config.benchmarks]
-    key = stable_hash(["decontam", config.identity(), identities])
-    index_dir = index_path(run_dir, "decontam", key)
-    if is_built(index_dir):
-        return index_dir
-    rows, counts, skipped = [], {}, {}
-    for benchmark in config.benchmarks:
-        items, reasons = read_items(benchmark, data_root)
-        counts[benchmark.name], skipped[benchmark.name] = len(items), dict(reasons)
-        for item in items:
-            text = normalise(problem_text(item.question, item.choices))
-            rows.append(
-                {
-                    "benchmark": item.benchmark,
-                    "source_id": item.source_id,
-                    "question": normalise(item.question),
-                    "text": text,
-                    "answer": resolved_answer(item.answer, item.choices),
-                    "numbers": numbers_of(normalise(item.question)),  # a copy may drop the choices
-                }
-            )
-    with building(index_dir) as staging:
+class BenchmarkSnapshot(GlobalStep):
+    """Every benchmark's test items, normalised once; keyed by the benchmark files, not by any shard."""
+
+    name = "decontam"
+
+    def __init__(self, config: DecontamConfig, data_root: Path | str):
+        super().__init__(config)
+        self.data_root = Path(data_root)
+
+    def identity(self) -> list:
+        return [super().identity(), [adapter(b, self.data_root).identity() for b in self.config.benchmarks]]
+
+    def build(self, run_dir: Path, shards: Sequence[str], staging: Path) -> dict:
+        rows, counts, skipped = [], {}, {}
+        for benchmark in self.config.benchmarks:
+            items, reasons = read_items(benchmark, self.data_root)
+            counts[benchmark.name], skipped[benchmark.name] = len(items), dict(reasons)
+            for item in items:
+                text = normalise(problem_text(item.question, item.choices))
+                rows.append(
+                    {
+                        "benchmark": item.benchmark,
+                        "source_id": item.source_id,
+                        "question": normalise(item.question),
+                        "text": text,
+                        "answer": resolved_answer(item.answer, item.choices),
+                        "numbers": numbers_of(normalise(item.question)),  # a copy may drop the choices
+                    }
+                )
         write_parquet_atomic(staging / "items.parquet", pa.Table.from_pylist(rows, schema=ITEMS_SCHEMA))
-        content_hash = file_sha256(staging / "items.parquet")
-        write_manifest(staging, {"key": key, "content_hash": content_hash, "items": counts, "skipped": skipped})
-    return index_dir
+        return {"items": counts, "skipped": skipped}
 
 
 class BenchmarkIndex:
@@ -162,14 +164,12 @@ def _signatures(texts: list[str], config: DecontamConfig) -> np.ndarray:
     return text_signatures(texts, config.shingle_chars, config.num_perm, config.seed)
 
 
-class DecontamStage(Stage):
+class DecontamStage(IndexedStage):
     name = "decontam"
     inputs = ("problems",)
 
     def __init__(self, config: DecontamConfig, index_dir: Path | str):
-        super().__init__(config)
-        self.index_dir = Path(index_dir)
-        self.manifest = load_manifest(self.index_dir)
+        super().__init__(config, index_dir)
         self.output_schema = decontam_schema(config)
         self._index: BenchmarkIndex | None = None
 
@@ -179,9 +179,6 @@ class DecontamStage(Stage):
             self._index = BenchmarkIndex(pq.read_table(self.index_dir / "items.parquet"), self.config)
         return self._index
 
-    def fingerprint(self) -> str:
-        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
-
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"].select(["problem_id", "question", "choices", "answer"]).to_pydict()
         texts = [normalise(problem_text(q, c)) for q, c in zip(problems["question"], problems["choices"])]
@@ -189,7 +186,7 @@ class DecontamStage(Stage):
         names = [b.name for b in self.config.benchmarks]
         flags = {name: [False] * rows for name in names}
         best: list[tuple[float, str | None]] = [(0.0, None)] * rows
-        stats = Counter(rows_in=rows)
+        stats: Counter[str] = Counter()
         index = self.index
         for (row, item), (coverage, jaccard) in sorted(index.candidates(texts).items()):
             score = max(coverage, jaccard)

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.dedupe.imagehash import image_groups
 from pipeline.dedupe.minhash import band_keys, bucket_pairs, estimated_jaccard, unique_pairs
-from pipeline.dedupe.text import fmix64, key64
 from pipeline.dedupe.unionfind import UnionFind
+from pipeline.text import fmix64, key64
 
 
 @dataclass

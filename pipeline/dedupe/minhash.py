@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 from datasketch import MinHash
 
-from pipeline.dedupe.text import char_shingle_hashes, fmix64
+from pipeline.text import char_shingle_hashes, fmix64
 
 _CHUNK_ELEMENTS = 1 << 20  # shingles x permutations per numpy step: 4 MiB of uint32 scratch stays in cache
 _TEXT_BATCH = 1024  # texts shingled at once: their arrays stay in cache (2x faster than 10k at once)

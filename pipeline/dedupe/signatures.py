@@ -10,7 +10,7 @@ import pyarrow as pa
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.dedupe.imagehash import phash_bytes
 from pipeline.dedupe.minhash import text_signatures
-from pipeline.dedupe.text import answer_key, key64, normalise, numbers_key, problem_text
+from pipeline.text import answer_key, key64, normalise, numbers_key, problem_text
 
 PROBLEM_COLUMNS = ["problem_id", "source", "source_id", "question", "choices", "answer", "solution", "images"]
 

@@ -1,12 +1,10 @@
-"""Dedupe: `prepare_dedupe` clusters all shards once; `DedupeStage` writes each shard's annotation.
+"""Dedupe: `DedupeIndex` clusters all shards once; `DedupeStage` writes each shard's annotation.
 
 Layout under the run folder:
     dedupe_index/signatures/<shard>.parquet   per-shard signatures (+ .done markers), reused across
                                               configs that share the signature settings
     dedupe_index/<key>/parts/<shard>.parquet  the annotation of every shard, aligned with problems
-    dedupe_index/<key>/manifest.json          written last: its presence means the index is complete
-<key> hashes the config and the content hashes of the input shards, so the same input and config
-reuse the index and anything else builds a new one.
+    dedupe_index/<key>/manifest.json          written last (see pipeline/index.py)
 """
 
 from __future__ import annotations
@@ -27,9 +25,9 @@ import pyarrow.parquet as pq
 from pipeline.dedupe.cluster import Clusters, Rows, cluster_rows, representative_rank, row_image_keys
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.dedupe.signatures import PROBLEM_COLUMNS, shard_signatures, signature_schema
-from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
-from pipeline.io import StageDir, file_sha256, stable_hash, write_parquet_atomic
-from pipeline.stage import ShardResult, Stage
+from pipeline.index import GlobalStep, IndexedStage
+from pipeline.io import StageDir, stable_hash, write_parquet_atomic
+from pipeline.stage import ShardResult
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ DEDUPE_SCHEMA = pa.schema(
 
 
 def _signature_dir(run_dir: Path) -> StageDir:
-    return StageDir(index_path(run_dir, "dedupe", "signatures").parent, "signatures")
+    return StageDir(Path(run_dir) / "dedupe_index", "signatures")
 
 
 def _signature_hash(config: DedupeConfig, problems_sha: str) -> str:
@@ -156,75 +154,52 @@ def _annotation(
     )
 
 
-def prepare_dedupe(run_dir: Path | str, shards: Sequence[str], config: DedupeConfig) -> Path:
-    """Cluster every row of `shards` of the problems stage; returns the index folder (reused if built)."""
-    run_dir = Path(run_dir)
-    shards = sorted(shards)
-    problems = StageDir(run_dir, "problems")
-    inputs = []
-    for shard in shards:
-        marker = problems.marker(shard)
-        if marker is None:
-            raise FileNotFoundError(f"dedupe: problems/{shard} is not finished")
-        inputs.append([shard, marker.content_sha256])
-    key = stable_hash(["dedupe", config.identity(), inputs])
-    index_dir = index_path(run_dir, "dedupe", key)
-    if is_built(index_dir):
-        return index_dir
-    started = time.perf_counter()
-    _ensure_signatures(run_dir, shards, config)
-    signed = time.perf_counter()
-    rows, ids, bounds, stats = _load_rows(run_dir, shards, config)
-    loaded = time.perf_counter()
-    clusters = cluster_rows(rows, config)
-    stats.update(clusters.stats)
-    clustered = time.perf_counter()
-    sizes = np.bincount(clusters.near_rep, minlength=len(clusters.near_rep))
-    parts = {}
-    with building(index_dir) as staging:
+class DedupeIndex(GlobalStep):
+    """Clusters every row of the problems shards at once; one annotation part per shard."""
+
+    name = "dedupe"
+    upstream = ("problems",)
+
+    def build(self, run_dir: Path, shards: Sequence[str], staging: Path) -> dict:
+        config, shards = self.config, sorted(shards)
+        started = time.perf_counter()
+        _ensure_signatures(run_dir, shards, config)
+        signed = time.perf_counter()
+        rows, ids, bounds, stats = _load_rows(run_dir, shards, config)
+        loaded = time.perf_counter()
+        clusters = cluster_rows(rows, config)
+        stats.update(clusters.stats)
+        clustered = time.perf_counter()
+        sizes = np.bincount(clusters.near_rep, minlength=len(clusters.near_rep))
         for shard, start, stop in zip(shards, bounds, bounds[1:]):
-            path = staging / "parts" / f"{shard}.parquet"
-            write_parquet_atomic(path, _annotation(ids, clusters, rows.exact_key, sizes, start, stop))
-            parts[shard] = file_sha256(path)
-        manifest = {"key": key, "config": config.identity(), "parts": parts, "stats": dict(stats)}
-        write_manifest(staging, {**manifest, "content_hash": stable_hash(parts)})
-    log.info(
-        "dedupe index %s: %d rows; signatures %.1f s (%d workers), load + image groups %.1f s, "
-        "clustering %.1f s, writing %d parts %.1f s",
-        key,
-        len(rows.rank),
-        signed - started,
-        config.workers,
-        loaded - signed,
-        clustered - loaded,
-        len(parts),
-        time.perf_counter() - clustered,
-    )
-    return index_dir
+            write_parquet_atomic(staging / "parts" / f"{shard}.parquet", _annotation(ids, clusters, rows.exact_key, sizes, start, stop))
+        log.info(
+            "dedupe index: %d rows; signatures %.1f s (%d workers), load + image groups %.1f s, "
+            "clustering %.1f s, writing %d parts %.1f s",
+            len(rows.rank),
+            signed - started,
+            config.workers,
+            loaded - signed,
+            clustered - loaded,
+            len(shards),
+            time.perf_counter() - clustered,
+        )
+        return {"stats": dict(stats)}
 
 
-class DedupeStage(Stage):
+class DedupeStage(IndexedStage):
     name = "dedupe"
     inputs = ("problems",)
     output_schema = DEDUPE_SCHEMA
 
-    def __init__(self, config: DedupeConfig, index_dir: Path | str):
-        super().__init__(config)
-        self.index_dir = Path(index_dir)
-        self.manifest = load_manifest(self.index_dir)
-
-    def fingerprint(self) -> str:
-        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
-
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        if shard not in self.manifest["parts"]:
-            raise KeyError(f"dedupe: {shard} is not in the index {self.index_dir}; rerun prepare_dedupe")
+        if f"parts/{shard}.parquet" not in self.manifest["files"]:
+            raise KeyError(f"dedupe: {shard} is not in the index {self.index_dir}; prepare it over every shard")
         table = pq.read_table(self.index_dir / "parts" / f"{shard}.parquet")
         if not table.column("problem_id").equals(inputs["problems"].column("problem_id")):
             raise ValueError(f"dedupe: index part {shard} is not aligned with problems/{shard}")
         kinds = Counter(table.column("duplicate_kind").to_pylist())
         stats = Counter(
-            rows_in=table.num_rows,
             representatives=kinds.pop(None, 0),
             exact_duplicates=kinds["exact"],
             near_duplicates=kinds["near"],

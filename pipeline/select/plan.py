@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig
-from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic, write_parquet_atomic
+from pipeline.index import GlobalStep
+from pipeline.io import StageDir, write_parquet_atomic
 from pipeline.judgements import is_judgement, keep_mask
 from pipeline.select.balance import quota_sample
 
@@ -97,53 +98,39 @@ def _rl_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequ
     return pa.Table.from_pylist(rows) if rows else None
 
 
-def plan_selection(
-    run_dir: Path | str,
-    which: str,
-    shards: Sequence[str],
-    config: SelectConfig,
-    annotation_stages: Sequence[str],
-    seed: int,
-) -> Path:
-    """Write `<run>/select_plan/<which>.parquet` (shard, key) and `<which>.json` (drops, counts)."""
-    run_dir = Path(run_dir)
-    upstream = ["problems", *annotation_stages, "verified" if which == "cold_start" else "difficulty"]
-    inputs = [[s, [StageDir(run_dir, u).marker(s).content_sha256 for u in upstream]] for s in shards]
-    fingerprint = stable_hash([which, config.set_identity(which), list(annotation_stages), seed, inputs])
-    plan_path = run_dir / "select_plan" / f"{which}.parquet"
-    summary_path = plan_path.with_suffix(".json")
-    if summary_path.exists() and plan_path.exists() and fingerprint in summary_path.read_text():
-        return plan_path
-    drops: Counter[str] = Counter()
-    collect = _cold_start_candidates if which == "cold_start" else _rl_candidates
-    balance = config.cold_start_balance if which == "cold_start" else config.rl_balance
-    tables = [t for t in (collect(run_dir, s, config, annotation_stages, drops) for s in shards) if t is not None]
-    candidates = pa.concat_tables(tables) if tables else pa.table({"shard": [], "key": []}, schema=PLAN_SCHEMA)
-    target = config.cold_start_target if which == "cold_start" else config.rl_target
-    # Balance over the configured keys this run has (the cluster key needs the diversity stage).
-    used_keys = [name for name in balance if name in candidates.column_names]
-    if candidates.num_rows:
-        keys = [[str(v) for v in candidates.column(name).to_pylist()] for name in used_keys] or [["all"] * candidates.num_rows]
-        chosen = quota_sample(keys, target, seed=seed, max_per_group=config.max_per_group)
-        drops["dropped_by_balancing"] += candidates.num_rows - len(chosen)
-        candidates = candidates.take(pa.array(chosen, pa.int64()))
-    composition = {name: dict(sorted(Counter(map(str, candidates.column(name).to_pylist())).items())) for name in used_keys}
-    plan = candidates.select(["shard", "key"]).cast(PLAN_SCHEMA)
-    write_parquet_atomic(plan_path, plan)
-    write_json_atomic(
-        summary_path,
-        {"fingerprint": fingerprint, "selected": plan.num_rows, "target": target, "balanced_by": used_keys,
-         "composition": composition,
-         "drops": dict(sorted(drops.items())),
-         "plan_sha256": file_sha256(plan_path)},
-    )
-    return plan_path
+class SelectionPlan(GlobalStep):
+    """`plan.parquet` (shard, key) of one set; its manifest holds drops by reason and the composition."""
+
+    name = "select_plan"
+
+    def __init__(self, config: SelectConfig, which: str, annotation_stages: Sequence[str], seed: int):
+        super().__init__(config)
+        self.which, self.annotation_stages, self.seed = which, list(annotation_stages), seed
+        self.upstream = ("problems", *annotation_stages, "verified" if which == "cold_start" else "difficulty")
+
+    def identity(self) -> list:
+        return [self.which, self.config.set_identity(self.which), self.annotation_stages, self.seed]
+
+    def build(self, run_dir: Path, shards: Sequence[str], staging: Path) -> dict:
+        config, cold_start = self.config, self.which == "cold_start"
+        drops: Counter[str] = Counter()
+        collect = _cold_start_candidates if cold_start else _rl_candidates
+        tables = [t for t in (collect(run_dir, s, config, self.annotation_stages, drops) for s in shards) if t is not None]
+        candidates = pa.concat_tables(tables) if tables else PLAN_SCHEMA.empty_table()
+        target = config.cold_start_target if cold_start else config.rl_target
+        # Balance over the configured keys this run has (the cluster key needs the diversity stage).
+        used_keys = [name for name in (config.cold_start_balance if cold_start else config.rl_balance) if name in candidates.column_names]
+        if candidates.num_rows:
+            keys = [[str(v) for v in candidates.column(name).to_pylist()] for name in used_keys] or [["all"] * candidates.num_rows]
+            chosen = quota_sample(keys, target, seed=self.seed, max_per_group=config.max_per_group)
+            drops["dropped_by_balancing"] += candidates.num_rows - len(chosen)
+            candidates = candidates.take(pa.array(chosen, pa.int64()))
+        composition = {name: dict(sorted(Counter(map(str, candidates.column(name).to_pylist())).items())) for name in used_keys}
+        write_parquet_atomic(staging / "plan.parquet", candidates.select(["shard", "key"]).cast(PLAN_SCHEMA))
+        return {"selected": candidates.num_rows, "target": target, "balanced_by": used_keys,
+                "composition": composition, "drops": dict(sorted(drops.items()))}
 
 
-def planned_keys(plan_path: Path, shard: str) -> set[str]:
-    plan = pq.read_table(plan_path, filters=[("shard", "==", shard)], columns=["key"])
+def planned_keys(plan_dir: Path, shard: str) -> set[str]:
+    plan = pq.read_table(Path(plan_dir) / "plan.parquet", filters=[("shard", "==", shard)], columns=["key"])
     return set(plan.column("key").to_pylist())
-
-
-def plan_identity(plan_path: Path) -> str:
-    return file_sha256(plan_path)

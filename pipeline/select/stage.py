@@ -11,12 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
-from pydantic import BaseModel
 
-from pipeline.io import stable_hash
+from pipeline.index import IndexedStage
 from pipeline.prompts import chat_messages
-from pipeline.select.plan import plan_identity, planned_keys
-from pipeline.stage import ShardResult, Stage
+from pipeline.select.plan import planned_keys
+from pipeline.stage import ShardResult
+from pipeline.verify.model import ANSWER_FIELDS
 from schemas import COLD_START_SCHEMA, RL_SCHEMA
 
 
@@ -31,24 +31,21 @@ def solution_text(raw_text: str, answer: str) -> str:
     return f"<think>\n{raw_text.strip()}\n</think>\n\n\\boxed{{{answer}}}"
 
 
-class _PlannedStage(Stage):
-    def __init__(self, config: BaseModel, plan_path: Path):
-        super().__init__(config)
-        self.plan_path = Path(plan_path)
-        self.plan_hash = plan_identity(self.plan_path)
+class _PlannedStage(IndexedStage):
+    """The plan decides every row: another set's settings, or a runtime knob, change nothing here."""
 
-    def fingerprint(self) -> str:
-        """The plan decides every row: another set's settings, or a runtime knob, change nothing here."""
-        return stable_hash([self.name, self.plan_hash])
+    def __init__(self, plan_dir: Path | str):
+        super().__init__(None, plan_dir)
 
 
 class ColdStartStage(_PlannedStage):
     name = "cold_start"
     inputs = ("problems", "verified")
+    main_input = "verified"
     output_schema = COLD_START_SCHEMA
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        keys = planned_keys(self.plan_path, shard)
+        keys = planned_keys(self.index_dir, shard)
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
         rows = []
         for generation in inputs["verified"].to_pylist():
@@ -76,7 +73,7 @@ class RLStage(_PlannedStage):
     output_schema = RL_SCHEMA
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        keys = planned_keys(self.plan_path, shard)
+        keys = planned_keys(self.index_dir, shard)
         rows = []
         for problem, score in zip(inputs["problems"].to_pylist(), inputs["difficulty"].to_pylist()):
             if problem["problem_id"] not in keys:
@@ -87,12 +84,7 @@ class RLStage(_PlannedStage):
                     "problem_id": problem["problem_id"],
                     "prompt": chat_messages(problem),
                     "images": published_images(problem["images"]),
-                    "answer": problem["answer"],
-                    "answer_type": problem["answer_type"],
-                    "question_type": problem["question_type"],
-                    "choices": problem["choices"],
-                    "precision": problem["precision"],
-                    "unit": problem["unit"],
+                    **{name: problem[name] for name in ANSWER_FIELDS},
                     "pass_rate": score["pass_rate"],
                     "num_rollouts": score["num_rollouts"],
                     "source": problem["source"],

@@ -25,10 +25,29 @@ class VASConfig:
     snapshot_every_steps: int = 10  # how often the VPS of all prompts is recorded (transition plot); O(prompts) each
 
 
+def common_trainer_args(device: str, save_steps: int) -> dict:
+    """transformers Trainer arguments every run here shares (SFT and GRPO): device, logging, checkpoints."""
+    on_cpu = device == "cpu"
+    return dict(
+        use_cpu=on_cpu,
+        bf16=not on_cpu,
+        logging_steps=1,
+        save_strategy="steps" if save_steps > 0 else "no",
+        save_steps=max(save_steps, 1),
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,  # workers prefetch batches: GRPO would draw them from staler VPS weights
+    )
+
+
 class TrainConfig(StrictConfig):
     rl_dataset_dir: Path
     output_dir: Path
-    model_path: Path | None = None  # None: build a tiny model (VL when the set has images) under output_dir
+    model_path: Path | None = None  # the base model; None: build a tiny one (VL when the set has images) under output_dir
+    # Where GRPO starts: "sft" = the run's SFT output (`sft_model_dir`) when it holds a model, else the base model;
+    # "base" = the base model; a path = that model folder.
+    start_from: Literal["base", "sft"] | Path = "sft"
+    sft_model_dir: Path | None = None
     max_steps: int = 2  # 0: validate the RL set only
     max_rows: int | None = None  # train on the first rows only (smoke runs)
     seed: int = 0
@@ -58,7 +77,6 @@ class TrainConfig(StrictConfig):
         """TRL's GRPOConfig for this run (imported here: TRL is heavy and validation-only runs skip it)."""
         from trl import GRPOConfig
 
-        on_cpu = self.device == "cpu"
         return GRPOConfig(
             output_dir=str(self.output_dir),
             max_steps=self.max_steps,
@@ -73,12 +91,5 @@ class TrainConfig(StrictConfig):
             max_grad_norm=self.max_grad_norm,
             reward_weights=[self.rewards.accuracy_weight, self.rewards.format_weight],
             use_vllm=self.use_vllm,
-            use_cpu=on_cpu,
-            bf16=not on_cpu,
-            logging_steps=1,
-            save_strategy="steps" if self.save_steps > 0 else "no",
-            save_steps=max(self.save_steps, 1),
-            report_to=[],
-            disable_tqdm=True,
-            dataloader_num_workers=0,  # workers prefetch batches, i.e. draw them from staler VPS weights
+            **common_trainer_args(self.device, self.save_steps),
         )

@@ -14,6 +14,7 @@ from typing import Any
 
 from pipeline.verify import Verifier, VerifierConfig, VerifyItem
 from pipeline.verify.extract import last_boxed
+from pipeline.verify.model import ANSWER_FIELDS
 
 ACCURACY = "accuracy"
 # One reasoning block first, then the answer after it (boxed, or <answer> tags).
@@ -49,10 +50,6 @@ def format_reward(completions: Sequence, **_: Any) -> list[float]:
     return [float(has_think_then_answer(completion_text(c))) for c in completions]
 
 
-def _column(values: Sequence | None, size: int, default: Any = None) -> list:
-    return list(values) if values is not None else [default] * size
-
-
 class AccuracyReward:
     """1.0 when the verifier judges the completion's final answer equal to the gold `answer`, else 0.0."""
 
@@ -70,31 +67,15 @@ class AccuracyReward:
             cls._shared = cls()
         return cls._shared
 
-    def __call__(
-        self,
-        completions: Sequence,
-        answer: Sequence[str],
-        answer_type: Sequence[str] | None = None,
-        question_type: Sequence[str] | None = None,
-        choices: Sequence[list[str] | None] | None = None,
-        precision: Sequence[int | None] | None = None,
-        unit: Sequence[str | None] | None = None,
-        **_: Any,
-    ) -> list[float]:
+    def __call__(self, completions: Sequence, answer: Sequence[str], **columns: Any) -> list[float]:
+        """`columns` holds the other ANSWER_FIELDS columns TRL passes (each optional), and any others."""
+        columns = {"answer": answer, **columns}
         size = len(completions)
-        items = [
-            VerifyItem(completion_text(c), str(gold), a_type or "text", q_type or "free_form", list(opts or []) or None, prec, u)
-            for c, gold, a_type, q_type, opts, prec, u in zip(
-                completions,
-                answer,
-                _column(answer_type, size, "text"),
-                _column(question_type, size, "free_form"),
-                _column(choices, size),
-                _column(precision, size),
-                _column(unit, size),
-                strict=True,
-            )
-        ]
+        present = {name: list(columns[name]) for name in ANSWER_FIELDS if columns.get(name) is not None}
+        if any(len(values) != size for values in present.values()):
+            raise ValueError("every answer column needs one value per completion")
+        rows = [{name: values[i] for name, values in present.items()} for i in range(size)]
+        items = [VerifyItem.for_row(completion_text(c), row) for c, row in zip(completions, rows)]
         return [float(verdict.correct) for verdict in self._verifier.judge_many(items)]
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from pipeline.train.dataset import RLDatasetReport, load_validated_rl_dataset
 
 METRICS_FILE = "metrics.jsonl"
 SUMMARY_FILE = "summary.json"
+TRAINED_MODEL_DIR = "model"  # the final policy, beside the checkpoints
+# Files of a model folder that the trainer does not write: the tiny processor's remote code (so the vLLM venv
+# loads the checkpoint too) and its config naming it.
+MODEL_SIDE_FILES = ("processing_tiny_qwen2_5_vl.py", "processor_config.json")
 
 
 @dataclass
@@ -18,22 +23,45 @@ class TrainResult:
     rows: int
     rows_with_images: int
     steps: int = 0
-    model_path: str | None = None
+    model_path: str | None = None  # the weights training started from
+    trained_model_dir: str | None = None  # the trained policy (`from_pretrained` loads it)
     final_metrics: dict = field(default_factory=dict)
     vas_seconds: float = 0.0
     train_seconds: float = 0.0
     files: list[str] = field(default_factory=list)
 
 
-def ensure_model(config: TrainConfig, report: RLDatasetReport) -> Path:
-    """The configured model, or a tiny offline one (Qwen2.5-VL when the RL set has images)."""
-    if config.model_path is not None:
-        return config.model_path
+def ensure_model(output_dir: Path, seed: int, vision: bool) -> Path:
+    """A tiny offline model under `output_dir`: Qwen2.5-VL when the set has images, else Qwen2."""
     from pipeline.models.tiny import build_tiny_qwen2_5_vl, build_tiny_text_lm
 
-    if report.rows_with_images:
-        return build_tiny_qwen2_5_vl(config.output_dir / "tiny-vl", seed=config.seed)
-    return build_tiny_text_lm(config.output_dir / "tiny-text", seed=config.seed)
+    if vision:
+        return build_tiny_qwen2_5_vl(output_dir / "tiny-vl", seed=seed)
+    return build_tiny_text_lm(output_dir / "tiny-text", seed=seed)
+
+
+def is_model_dir(path: Path | None) -> bool:
+    return path is not None and (Path(path) / "config.json").exists()
+
+
+def start_model(config: TrainConfig, report: RLDatasetReport) -> Path:
+    """The weights GRPO starts from (see TrainConfig.start_from)."""
+    if isinstance(config.start_from, Path):
+        if not is_model_dir(config.start_from):
+            raise FileNotFoundError(f"start_from={config.start_from}: no model there (config.json missing)")
+        return config.start_from
+    if config.start_from == "sft" and is_model_dir(config.sft_model_dir):
+        return config.sft_model_dir
+    return config.model_path or ensure_model(config.output_dir, config.seed, vision=bool(report.rows_with_images))
+
+
+def save_trained_model(trainer, base: Path, out_dir: Path) -> Path:
+    """Weights + tokenizer/processor of the trained model, loadable with `from_pretrained` from `out_dir`."""
+    trainer.save_model(str(out_dir))
+    for name in MODEL_SIDE_FILES:
+        if (Path(base) / name).exists():
+            shutil.copy2(Path(base) / name, Path(out_dir) / name)
+    return Path(out_dir)
 
 
 def load_processing_class(model_path: Path):
@@ -72,7 +100,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     if config.max_rows is not None:
         dataset = dataset.select(range(min(config.max_rows, len(dataset))))
     config.output_dir.mkdir(parents=True, exist_ok=True)
-    model_path = ensure_model(config, report)
+    model_path = start_model(config, report)
     trainer = build_trainer(config, dataset, model_path)
     checkpoint = get_last_checkpoint(str(config.output_dir)) if config.resume else None
     try:
@@ -80,6 +108,7 @@ def run_training(config: TrainConfig) -> TrainResult:
     finally:
         trainer.close_rewards()
     trainer.save_vas_state(config.output_dir)
+    result.trained_model_dir = str(save_trained_model(trainer, model_path, config.output_dir / TRAINED_MODEL_DIR))
     history = trainer.state.log_history
     (config.output_dir / METRICS_FILE).write_text("".join(json.dumps(entry) + "\n" for entry in history), encoding="utf-8")
     vps_upper = config.vas.vps.ovs_weight + config.vas.vps.tds_weight

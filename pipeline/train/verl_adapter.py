@@ -43,6 +43,7 @@ from torch.utils.data import Sampler
 from pipeline.train.config import VASConfig
 from pipeline.train.sampler import VASRepeatSampler
 from pipeline.train.vas import VPSScoreTable, vps_config_from_dict
+from pipeline.verify.model import ANSWER_FIELDS
 
 INDEX_KEY = "index"  # verl's RLHFDataset copies extra_info["index"] into every prompt and so every rollout
 ACCURACY_KEY = "acc"  # what `verl_compute_score` returns beside "score"; verl keeps it in reward_extra_info
@@ -225,11 +226,7 @@ def verl_compute_score(data_source: str, solution_str: str, ground_truth: str, e
     accuracy = AccuracyReward.shared()(
         [solution_str],
         answer=[ground_truth],
-        answer_type=[info.get("answer_type")],
-        question_type=[info.get("question_type")],
-        choices=[info.get("choices")],
-        precision=[info.get("precision")],
-        unit=[info.get("unit")],
+        **{name: [info.get(name)] for name in ANSWER_FIELDS[1:]},
     )[0]
     weights = RewardConfig()
     score = weights.accuracy_weight * accuracy + weights.format_weight * format_reward([solution_str])[0]
@@ -309,7 +306,7 @@ def to_verl_row(row: Mapping[str, Any], index: int) -> dict[str, Any]:
         "reward_model": {"style": "rule", "ground_truth": row["answer"]},
         "extra_info": {
             INDEX_KEY: index,
-            **{key: row[key] for key in ("problem_id", "answer_type", "question_type", "choices", "precision", "unit")},
+            **{key: row[key] for key in ("problem_id", *ANSWER_FIELDS[1:])},
         },
     }
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 QUESTION_TYPES = frozenset({"free_form", "multi_choice"})
 ANSWER_TYPES = frozenset({"integer", "float", "fraction", "text", "expression", "list", "boolean"})
 NUMERIC_ANSWER_TYPES = frozenset({"integer", "float", "fraction"})
+# The columns of a Problem (and RL-set) row that say what its gold answer is and how to compare with it.
+ANSWER_FIELDS = ("answer", "answer_type", "question_type", "choices", "precision", "unit")
 
 # Length caps applied before any parsing, so adversarial inputs get a fast, explicit verdict.
 MAX_SCAN_CHARS = 20_000  # only the tail of a response is searched for its final answer
@@ -78,6 +82,11 @@ class AnswerSpec:
             precision=None if precision is None or precision != precision else int(precision),  # NaN: none
             unit=unit or None,
         )
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AnswerSpec:
+        """From a Problem or RL-set row (any mapping with the ANSWER_FIELDS columns; missing ones default)."""
+        return cls.of(row["answer"], **{name: row.get(name) for name in ANSWER_FIELDS[1:]})
 
     @property
     def is_multi_choice(self) -> bool:

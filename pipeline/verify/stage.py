@@ -35,6 +35,7 @@ def start_verifier(workers: int, timeout_s: float) -> Verifier:
 class VerifyStage(Stage):
     name = "verified"
     inputs = ("problems", "generations")
+    main_input = "generations"
     output_schema = GENERATION_SCHEMA
 
     def __init__(self, config: VerifyStageConfig):
@@ -46,24 +47,16 @@ class VerifyStage(Stage):
     def verifier(self) -> Verifier:
         return self._verifier.get()
 
+    def close(self) -> None:
+        self._verifier.close()
+
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
         rows = inputs["generations"].to_pylist()
         answered = [row for row in rows if row["error"] is None and row["raw_text"] is not None]
-        items = [
-            VerifyItem(
-                text=row["raw_text"],
-                gold=problems[row["problem_id"]]["answer"],
-                answer_type=problems[row["problem_id"]]["answer_type"],
-                question_type=problems[row["problem_id"]]["question_type"],
-                choices=problems[row["problem_id"]]["choices"],
-                precision=problems[row["problem_id"]]["precision"],
-                unit=problems[row["problem_id"]]["unit"],
-            )
-            for row in answered
-        ]
+        items = [VerifyItem.for_row(row["raw_text"], problems[row["problem_id"]]) for row in answered]
         verdicts = self.verifier.judge_many(items)
-        stats: Counter[str] = Counter(generations_in=len(rows), failed_generation=len(rows) - len(answered))
+        stats: Counter[str] = Counter(skipped_failed_generation=len(rows) - len(answered))
         for row, verdict in zip(answered, verdicts):
             quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=self.config.quality)
             row.update(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.verify.equivalence import Decision, decide_fast, math_verify_equal
 from pipeline.verify.extract import extract_answer
@@ -31,6 +33,11 @@ class VerifyItem:
     choices: Sequence[str] | None = None
     precision: int | None = None
     unit: str | None = None
+
+    @classmethod
+    def for_row(cls, text: str, row: Mapping[str, Any]) -> VerifyItem:
+        """`text` as a response to a Problem or RL-set row."""
+        return cls(text, **dataclasses.asdict(AnswerSpec.from_row(row)))
 
     def spec(self) -> AnswerSpec:
         return AnswerSpec.of(

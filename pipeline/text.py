@@ -1,4 +1,8 @@
-"""Text keys for matching: normalisation that forgets case, spacing and punctuation but keeps the math.
+"""Text normalisation and hashing, in two strengths.
+
+`normalise_text` cleans what is stored and shown (NFC, no control characters, single spaces; case,
+punctuation and line breaks kept). `normalise` and the keys and shingle hashes built on it are for
+matching (dedupe, decontamination): they forget case, spacing and punctuation but keep the math.
 
 Digits, decimal points and operators survive normalisation (two problems that differ only in "3+4" vs
 "3+5" must not look identical); thousands separators and trailing decimal zeros do not ("22,600" and
@@ -32,6 +36,13 @@ _NUMBER_SPELLINGS = [
 _ASCII_TOKEN = re.compile(rf"[0-9]+(?:\.[0-9]+)?|[a-z]+|[{_SYMBOLS}]")
 _TOKEN = re.compile(rf"\d+(?:\.\d+)?|[{_CJK}]|[^\W\d_{_CJK}]+|[{_SYMBOLS}]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+
+def normalise_text(text: str) -> str:
+    """NFC, no control characters, collapsed runs of spaces; line breaks kept (tables use them)."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    return "\n".join(" ".join(line.split()) for line in text.split("\n")).strip()
 
 
 def normalise(text: str) -> str:

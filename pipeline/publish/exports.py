@@ -1,0 +1,167 @@
+"""Trainer-ready exports beside the HF folders, for users who train elsewhere.
+
+* Cold-start set -> LLaMA-Factory ShareGPT (the layout the paper's SFT set ships in): one JSON line per row with
+  `conversations` ([{"from": "human", "value": "<image>..."}, {"from": "gpt", "value": ...}]), `system`, and
+  `images` (paths relative to the export folder, one `<image>` tag per image, in order), the images as files,
+  and a `dataset_info.json` entry naming the columns and tags.
+* RL set -> verl / EasyR1 parquet: `prompt` (chat messages, `<image>` where each image goes), `images`,
+  `data_source`, `reward_model.ground_truth`, `extra_info` (index + what the reward needs), plus `problem` /
+  `answer`, the keys EasyR1 reads by default.
+
+Both stream the published Parquet shard by shard (one file in, one file out), never the whole set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+IMAGE_TAG = "<image>"
+SHAREGPT_FILE = "cold_start.jsonl"
+DATASET_INFO_FILE = "dataset_info.json"
+SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt", "system_tag": "system"}
+
+
+def _shards(folder: Path) -> list[Path]:
+    files = sorted(Path(folder).glob("data/*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no data/*.parquet (not a published set)")
+    return files
+
+
+def _rows(folder: Path, columns: list[str] | None = None) -> Iterator[dict]:
+    for path in _shards(folder):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+            yield from batch.to_pylist()
+
+
+def with_image_tags(text: str, images: int) -> str:
+    """The text with one `<image>` tag per image in front, unless the text already places them."""
+    present = text.count(IMAGE_TAG)
+    if present not in (0, images):
+        raise ValueError(f"{present} {IMAGE_TAG} tags for {images} images")
+    return text if present == images else IMAGE_TAG * images + text
+
+
+def sharegpt_row(row: Mapping, image_paths: list[str]) -> dict:
+    messages = row["messages"]
+    system = "\n".join(m["content"] for m in messages if m["role"] == "system")
+    turns = [m for m in messages if m["role"] != "system"]
+    roles = {"user": SHAREGPT_TAGS["user_tag"], "assistant": SHAREGPT_TAGS["assistant_tag"]}
+    conversations = [{"from": roles[m["role"]], "value": m["content"]} for m in turns]
+    conversations[0]["value"] = with_image_tags(conversations[0]["value"], len(image_paths))
+    return {"conversations": conversations, "system": system, "images": image_paths, "id": row["problem_id"]}
+
+
+def export_sharegpt(cold_start_dir: Path, out_dir: Path, dataset_name: str = "mmr_cold_start") -> Path:
+    """The cold-start set in LLaMA-Factory's ShareGPT layout; returns the export folder."""
+    out_dir = Path(out_dir)
+    (out_dir / "images").mkdir(parents=True, exist_ok=True)
+    with open(out_dir / f".{SHAREGPT_FILE}.tmp", "w", encoding="utf-8") as lines:
+        for row in _rows(cold_start_dir, ["problem_id", "messages", "images"]):
+            paths = []
+            for index, image in enumerate(row["images"] or []):
+                name = f"images/{row['problem_id']}-{index}{_suffix(image)}"
+                (out_dir / name).write_bytes(image["bytes"])
+                paths.append(name)
+            lines.write(json.dumps(sharegpt_row(row, paths), ensure_ascii=False) + "\n")
+    (out_dir / f".{SHAREGPT_FILE}.tmp").replace(out_dir / SHAREGPT_FILE)
+    info = {
+        dataset_name: {
+            "file_name": SHAREGPT_FILE,
+            "formatting": "sharegpt",
+            "columns": {"messages": "conversations", "system": "system", "images": "images"},
+            "tags": {k: v for k, v in SHAREGPT_TAGS.items() if k != "system_tag"},
+        }
+    }
+    (out_dir / DATASET_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return out_dir
+
+
+def _suffix(image: Mapping) -> str:
+    path = image.get("path") or ""
+    return Path(path).suffix or ".png"
+
+
+def check_sharegpt_export(out_dir: Path) -> list[str]:
+    """Problems with an export against LLaMA-Factory's documented ShareGPT schema (data/README.md there): turns
+    alternate human/gpt starting with human, one `<image>` tag per listed image, every image file present."""
+    out_dir = Path(out_dir)
+    info = json.loads((out_dir / DATASET_INFO_FILE).read_text(encoding="utf-8"))
+    problems = []
+    for name, entry in info.items():
+        tags, columns = entry["tags"], entry["columns"]
+        with open(out_dir / entry["file_name"], encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                row = json.loads(line)
+                turns = row[columns["messages"]]
+                roles = [turn[tags["role_tag"]] for turn in turns]
+                expected = [tags["user_tag"], tags["assistant_tag"]] * (len(turns) // 2)
+                if roles != expected or not turns:
+                    problems.append(f"{name} line {number}: roles {roles}")
+                images = row.get(columns["images"]) or []
+                tagged = sum(turn[tags["content_tag"]].count(IMAGE_TAG) for turn in turns)
+                if tagged != len(images):
+                    problems.append(f"{name} line {number}: {tagged} {IMAGE_TAG} tags for {len(images)} images")
+                problems += [f"{name} line {number}: missing {path}" for path in images if not (out_dir / path).is_file()]
+    return problems
+
+
+def verl_row(row: Mapping, index: int) -> dict:
+    """verl's row (pipeline.train.verl_adapter.to_verl_row) with `<image>` placed and EasyR1's default keys."""
+    from pipeline.train.verl_adapter import to_verl_row
+
+    images = row["images"] or []
+    prompt = [dict(message) for message in row["prompt"]]
+    user = next(i for i in range(len(prompt) - 1, -1, -1) if prompt[i]["role"] == "user")
+    prompt[user]["content"] = with_image_tags(prompt[user]["content"], len(images))
+    out = to_verl_row({**row, "prompt": prompt, "images": images}, index)
+    out["problem"] = prompt[user]["content"]
+    return out
+
+
+def export_verl(rl_dir: Path, out_dir: Path) -> list[Path]:
+    """The RL set as verl / EasyR1 parquet, one file per published shard; rows indexed across the whole set."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, index = [], 0
+    for path in _shards(rl_dir):
+        rows = []
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+            for row in batch.to_pylist():
+                rows.append(verl_row(row, index))
+                index += 1
+        target = out_dir / f"{path.stem}.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), target)
+        written.append(target)
+    return written
+
+
+def export_for_trainers(cold_start_dir: Path | None, rl_dir: Path | None, out_dir: Path) -> dict[str, str]:
+    """Both exports under `out_dir` (`llamafactory/`, `verl/`), for the sets that exist."""
+    done = {}
+    if cold_start_dir is not None:
+        done["llamafactory"] = str(export_sharegpt(cold_start_dir, Path(out_dir) / "llamafactory"))
+    if rl_dir is not None:
+        export_verl(rl_dir, Path(out_dir) / "verl")
+        done["verl"] = str(Path(out_dir) / "verl")
+    return done
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Export published sets for LLaMA-Factory (ShareGPT) and verl/EasyR1.")
+    parser.add_argument("--cold-start-dir", type=Path)
+    parser.add_argument("--rl-dir", type=Path)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    print(json.dumps(export_for_trainers(args.cold_start_dir, args.rl_dir, args.out_dir), indent=2))
+
+
+if __name__ == "__main__":
+    main()
