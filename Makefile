@@ -11,6 +11,8 @@ export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+# No progress bars in test logs (flows still publish their Prefect progress artifacts).
+test test-fast: export MMR_QUIET := 1
 RUN ?= default
 
 # Train on the sets of run $(RUN): SFT on the cold-start set, GRPO + VAS from it, evaluation: make train SFT_STEPS=50 STEPS=20
@@ -24,8 +26,8 @@ $(PY):
 	$(PIP) install --quiet --disable-pip-version-check --upgrade pip
 
 install: $(PY)
-	$(PIP_INSTALL) -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
-	$(PY) -c "import torch, trl, prefect, datasketch, math_verify, sentence_transformers; print('installed torch', torch.__version__)"
+	$(PIP_INSTALL) -e '.[dev,cluster]' 2>&1 | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+	$(PY) -c "import torch, trl, prefect, prefect_dask, prefect_ray, datasketch, math_verify, sentence_transformers; print('installed torch', torch.__version__)"
 	$(MAKE) install-verl
 	$(MAKE) install-vllm
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import wait
 
-from flows.runners import task_runner_for
+from flows.progress import wait_with_progress
+from flows.runners import task_runner_for, workers_api
 from pipeline.config import RunConfig, load_config, save_resolved
 from pipeline.decontam.stage import BenchmarkSnapshot, DecontamStage
 from pipeline.dedupe.stage import DedupeIndex, DedupeStage
@@ -25,6 +26,7 @@ from pipeline.generate.factory import backend_identity, make_backend
 from pipeline.generate.stage import GenerateStage
 from pipeline.index import GlobalStep
 from pipeline.ingest.stage import IngestStage
+from pipeline.progress import QUIET_ENV
 from pipeline.publish import publish_dataset, push_folder
 from pipeline.score.difficulty import DifficultyStage
 from pipeline.score.diversity import ClusterCentroids, DiversityStage
@@ -54,7 +56,7 @@ def prepare_task(step: GlobalStep, run_dir: Path, shards: list[str]) -> Path:
 def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
     futures = [shard_task.submit(stage, run_dir, shard) for shard in shards]
     try:
-        wait(futures)
+        wait_with_progress(stage.name, futures)
         for future in futures:
             future.result()  # re-raise the first failure with its shard named in the task run
     finally:
@@ -167,10 +169,14 @@ def main() -> None:
     parser.add_argument("--target", choices=["all", "cold_start", "rl"], default="all")
     parser.add_argument("--config", help="YAML run config (default: the embedded one on the shared data)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. run_name=demo ingest.shard_size=200")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars (the Prefect artifacts are still published)")
     args = parser.parse_args()
+    if args.quiet:
+        os.environ[QUIET_ENV] = "1"
     config = load_config(args.config, args.overrides)
-    runner = task_runner_for(config.task_runner)
-    published = curate.with_options(task_runner=runner)(args.target, args.config, args.overrides)
+    with workers_api(config.task_runner) as api_url:
+        runner = task_runner_for(config.task_runner, api_url)
+        published = curate.with_options(task_runner=runner)(args.target, args.config, args.overrides)
     for name, folder in published.items():
         print(f"{name}: {folder}")
 

@@ -26,7 +26,8 @@ from pipeline.train.chain import STAGES
 
 
 def deployments(config_path: str | None = None):
-    runner = task_runner_for(load_config(config_path).task_runner)
+    # Served flows always have a server: their cluster workers report to it.
+    runner = task_runner_for(load_config(config_path).task_runner, PREFECT_API_URL.value())
     flow = curate.with_options(task_runner=runner)
     defaults = {"config_path": config_path, "overrides": []}
     return [

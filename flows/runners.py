@@ -1,27 +1,65 @@
-"""The task runner a run's config asks for: local threads, or an existing Dask / Ray cluster.
+"""The task runner a run's config asks for: local threads, or a Dask / Ray cluster.
 
-Stages are the same either way; only where their shard tasks execute changes. The Dask and Ray
-runners come from the optional `prefect-dask` / `prefect-ray` packages, imported only when asked for.
+Stages are the same either way; only where their shard tasks execute changes. Without an address
+the Dask and Ray runners start a local cluster of `max_workers` single-threaded worker processes;
+with one they join an existing cluster (`tcp://host:8786` for Dask, `host:6379` or `ray://host:10001`
+for Ray). The runners come from the `cluster` extra (`prefect-dask`, `prefect-ray`), imported only
+when asked for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.config import TaskRunnerConfig
 
 
-def task_runner_for(config: TaskRunnerConfig):
+@contextmanager
+def workers_api(config: TaskRunnerConfig) -> Iterator[str | None]:
+    """The Prefect API that worker processes report task states to.
+
+    Threads share the flow's own. Worker processes cannot reach an in-process ephemeral API (each
+    would start its own and the flow would never see their states): they get the configured server
+    ($PREFECT_API_URL), else a temporary one started for this run on 127.0.0.1.
+    """
+    configured = PREFECT_API_URL.value()
+    if config.kind == "threads" or configured:
+        yield configured
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        server.stop()
+
+
+def task_runner_for(config: TaskRunnerConfig, api_url: str | None = None):
+    """`api_url`: from `workers_api`, for the Dask and Ray workers this function starts or joins."""
     if config.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=config.max_workers)
+    worker_env = {"PREFECT_API_URL": api_url} if api_url else {}
     if config.kind == "dask":
         from prefect_dask import DaskTaskRunner
 
-        if config.address:
+        if config.address:  # an existing cluster's workers carry their own environment (README)
             return DaskTaskRunner(address=config.address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": config.max_workers})
+        # One thread per worker process: shard tasks are CPU-bound and bring their own pools.
+        return DaskTaskRunner(
+            cluster_kwargs={"n_workers": config.max_workers, "threads_per_worker": 1, "processes": True, "env": worker_env}
+        )
     if config.kind == "ray":
         from prefect_ray import RayTaskRunner
 
-        return RayTaskRunner(address=config.address) if config.address else RayTaskRunner()
+        init_kwargs = {"runtime_env": {"env_vars": worker_env}}
+        if config.address:
+            return RayTaskRunner(address=config.address, init_kwargs=init_kwargs)
+        return RayTaskRunner(init_kwargs=init_kwargs | {"num_cpus": config.max_workers, "include_dashboard": False})
     raise ValueError(f"unknown task runner {config.kind!r}")

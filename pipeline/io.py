@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from schemas import QUARANTINE_SCHEMA
 
 # Fixed writer options: the same table always gives the same bytes (determinism across runs).
-_PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True, row_group_size=4096)
+PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics=True, row_group_size=4096)
 RAW_PREVIEW_CHARS = 2000
 
 
@@ -56,7 +56,7 @@ def _atomic_write_bytes(path: Path, write) -> None:
 
 
 def write_parquet_atomic(path: Path, table: pa.Table) -> None:
-    _atomic_write_bytes(path, lambda handle: pq.write_table(table, handle, **_PARQUET_OPTIONS))
+    _atomic_write_bytes(path, lambda handle: pq.write_table(table, handle, **PARQUET_OPTIONS))
 
 
 def write_json_atomic(path: Path, value: Any) -> None:

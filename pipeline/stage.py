@@ -12,6 +12,10 @@ anything else is a stage's own count.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import pickle
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -29,6 +33,7 @@ from pipeline.io import QuarantinedRow, ShardMarker, StageDir, quarantine_dir, q
 from schemas import validate_table
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 REASON_KINDS = ("dropped", "skipped", "quarantined")  # stats `<kind>_<reason>`: rows by why
 
 
@@ -110,30 +115,60 @@ def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str])
     return summary
 
 
-class SharedResource(Generic[T]):
-    """Built on first use and shared by the shard threads of a stage (one engine, one worker pool);
-    when a stage is pickled for Dask/Ray workers only the recipe travels, and each builds its own."""
+# Values that unpickled copies of a SharedResource built in this process, by the recipe's key.
+_PROCESS_RESOURCES: dict[str, object] = {}
+_PROCESS_LOCK = threading.Lock()
 
-    def __init__(self, factory: Callable[[], T]):
+
+def build_logged(factory: Callable[[], T]) -> T:
+    """Build a per-process resource and say so: a cluster run's logs show one build per worker."""
+    started = time.perf_counter()
+    value = factory()
+    name = getattr(factory, "func", factory).__qualname__
+    log.info("shared resource %s built in process %d (%.1f s)", name, os.getpid(), time.perf_counter() - started)
+    return value
+
+
+class SharedResource(Generic[T]):
+    """Built on first use and shared by the shard threads of a stage (one engine, one worker pool).
+
+    When a stage is pickled for Dask/Ray workers only the recipe travels, once per task; the copies
+    that land in one worker process find the value the first one built there, so a worker builds it
+    once, not once per shard task.
+    """
+
+    def __init__(self, factory: Callable[[], T], key: str | None = None):
         self.factory = factory
+        self.key = key  # set on unpickled copies: their value lives in the process, not in the copy
         self._value: T | None = None
         self._lock = threading.Lock()
 
     def get(self) -> T:
-        with self._lock:
-            if self._value is None:
-                self._value = self.factory()
-            return self._value
+        if self.key is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = build_logged(self.factory)
+                return self._value
+        with _PROCESS_LOCK:
+            if self.key not in _PROCESS_RESOURCES:
+                _PROCESS_RESOURCES[self.key] = build_logged(self.factory)
+            return _PROCESS_RESOURCES[self.key]
 
     def close(self) -> None:
         """Close the value if it was built; the next `get` builds a fresh one."""
-        with self._lock:
-            value, self._value = self._value, None
+        if self.key is None:
+            with self._lock:
+                value, self._value = self._value, None
+        else:
+            with _PROCESS_LOCK:
+                value = _PROCESS_RESOURCES.pop(self.key, None)
         if value is not None:
             value.close()
 
     def __getstate__(self) -> dict:
-        return {"factory": self.factory}
+        # The recipe's content is its key: the same stage sent twice (or rebuilt by a rerun) shares one value.
+        key = self.key or hashlib.sha256(pickle.dumps(self.factory)).hexdigest()
+        return {"factory": self.factory, "key": key}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["factory"])
+        self.__init__(state["factory"], state["key"])

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from pipeline.config_base import StrictConfig
-from pipeline.io import StageDir, write_parquet_atomic
+from pipeline.io import PARQUET_OPTIONS, StageDir
 from pipeline.paths import REPO_ROOT
 from schemas import hf_features
 
@@ -33,6 +33,7 @@ class PublishConfig(StrictConfig):
     dry_run: bool = True  # with push_to_hub: write upload_manifest.json instead of uploading
     private: bool = True
     token_env: str = "HF_TOKEN"
+    max_file_bytes: int = 500 * 2**20  # per published Parquet file (the Hub's hard limit is 50 GB)
 
 
 def _with_features(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -136,6 +137,20 @@ class _Composition:
                 self.cot_tokens.setdefault(teacher, []).append(length)
 
 
+def file_groups(shard_bytes: list[int], max_bytes: int) -> list[list[int]]:
+    """Consecutive shards packed into files of at most `max_bytes` each (a bigger shard gets its own):
+    few files of a few hundred MB suit the Hub, which caps file size and files per folder."""
+    groups: list[list[int]] = []
+    size = 0
+    for index, nbytes in enumerate(shard_bytes):
+        if not groups or size + nbytes > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append(index)
+        size += nbytes
+    return groups
+
+
 def publish_dataset(
     run_dir: Path,
     stage: str,
@@ -157,11 +172,16 @@ def publish_dataset(
     source_dir = StageDir(run_dir, stage)
     non_empty = [s for s in shards if source_dir.marker(s).rows > 0]
     composition = _Composition()
-    for index, shard in enumerate(non_empty):
-        table = source_dir.read(shard)
-        composition.add(table)
-        name = f"train-{index:05d}-of-{len(non_empty):05d}.parquet"
-        write_parquet_atomic(staging / "data" / name, _with_features(table, schema))
+    groups = file_groups([source_dir.shard_path(s).stat().st_size for s in non_empty], config.max_file_bytes)
+    for index, group in enumerate(groups):
+        name = f"train-{index:05d}-of-{len(groups):05d}.parquet"
+        options = dict(PARQUET_OPTIONS)
+        row_group_size = options.pop("row_group_size")  # an option of each write, not of the writer
+        with pq.ParquetWriter(staging / "data" / name, _with_features(schema.empty_table(), schema).schema, **options) as writer:
+            for position in group:  # one stage shard in memory at a time
+                table = source_dir.read(non_empty[position])
+                composition.add(table)
+                writer.write_table(_with_features(table, schema), row_group_size=row_group_size)
     by_source = composition.by["source"]
     rows = sum(by_source.values())
     plots = []
@@ -185,7 +205,7 @@ def publish_dataset(
     environment = Environment(loader=FileSystemLoader(config.card_templates), undefined=StrictUndefined, keep_trailing_newline=True)
     card = environment.get_template(f"{stage}.md.j2").render(
         rows=rows,
-        files=len(non_empty),
+        files=len(groups),
         by_source=dict(sorted(by_source.items())),
         by_domain=dict(sorted(composition.by["domain"].items())),
         by_problem_type=dict(sorted(composition.by["problem_type"].items(), key=lambda kv: (-kv[1], str(kv[0])))),

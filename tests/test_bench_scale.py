@@ -1,0 +1,30 @@
+"""`benchmarks/bench_scale.py --problems 20000`: every curate stage end to end on a generated corpus
+with images, the stub teacher's time apart, the published cold-start set loading and matching its card."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from pipeline.paths import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+import bench_scale  # noqa: E402
+
+STAGES = ["ingest", "dedupe", "decontam", "generate", "verify", "select_cold", "publish_cold", "difficulty", "diversity", "select_rl", "publish_rl"]
+
+
+@pytest.mark.slow
+def test_bench_scale_20000_problems_end_to_end(tmp_path):
+    result = bench_scale.main(["--problems", "20000", "--rollouts", "2", "--cot-chars", "400", "--shard-size", "2500", "--quiet", "--keep", str(tmp_path)])
+    stages = {row["stage"]: row for row in result["stages"]}
+    assert list(stages) == STAGES
+    assert result["corpus"]["images"] == 20000 // bench_scale.IMAGE_EVERY
+    assert stages["ingest"]["rows"] == 20000  # every raw row became a problem (none quarantined)
+    assert stages["generate"]["stub_teacher_s"] > 0 and stages["verify"]["stub_teacher_s"] == 0
+    assert stages["verify"]["rows"] == stages["generate"]["rows"] > 0
+    assert result["cold_start"]["matches"] and result["cold_start"]["rows"] > 0
+    assert all(row["bytes_written"] > 0 for row in result["stages"])
+    assert result["total"]["peak_rss_bytes"] < 8 * 2**30
