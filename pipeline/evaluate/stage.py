@@ -101,8 +101,8 @@ class EvaluateStage(Stage):
         return [f"{n}-{i:05d}" for n in names for i in range(math.ceil(self.benchmarks[n].count() / self.config.shard_size))]
 
     def _requests(self, backend, problem: dict) -> list:
-        if self.recorded:  # whatever was recorded for the problem, one "model" per recording
-            return backend.requests_for(problem)
+        if self.recorded:  # one "model" per recording; a response recorded in both roles is scored once, as a rollout
+            return [request for request in backend.requests_for(problem) if request.role == "rollout"]
         return [
             build_request(blind(problem) if teacher.name in self.text_only else problem, teacher, index)
             for teacher in backend.teachers
