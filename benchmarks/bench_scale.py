@@ -56,6 +56,7 @@ from pipeline.publish import publish_dataset  # noqa: E402
 from pipeline.publish.dataset import published_rows  # noqa: E402
 from pipeline.score.difficulty import DifficultyStage  # noqa: E402
 from pipeline.score.diversity import ClusterCentroids, DiversityStage  # noqa: E402
+from pipeline.score.problem_type import ProblemTypeStage, TypeClassifier  # noqa: E402
 from pipeline.select.plan import SelectionPlan  # noqa: E402
 from pipeline.select.stage import ColdStartStage, RLStage  # noqa: E402
 from pipeline.stage import Stage, run_shard, summarise_stage  # noqa: E402
@@ -140,8 +141,8 @@ class StubTeacher(GenerationBackend):
     right with probability `correct`. Everything is drawn from the request id, so reruns match.
     Gold answers come from `answers`, filled per shard by `StubGenerateStage`."""
 
-    def __init__(self, teachers: Sequence[TeacherConfig], cot_chars: int, correct: float):
-        super().__init__(teachers)
+    def __init__(self, teachers: Sequence[TeacherConfig], policy: Sequence[TeacherConfig], cot_chars: int, correct: float):
+        super().__init__(teachers, policy)
         self.cot_chars, self.correct = cot_chars, correct
         self.answers: dict[str, str] = {}
         self.seconds = 0.0
@@ -295,7 +296,9 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         index = BenchmarkSnapshot(config.decontam, config.data_root).prepare(run_dir, shards)
         lineage.append(run_shards(DecontamStage(config.decontam, index), run_dir, shards, workers))
     judgements = ["dedupe", "decontam"]
-    teacher = StubTeacher([TeacherConfig(name="stub", model="stub", n_samples=args.rollouts)], args.cot_chars, args.correct)
+    # k samples each from a stub teacher (CoTs) and a stub policy (rollouts: the pass rate)
+    pools = [[TeacherConfig(name=name, model=name, n_samples=args.rollouts)] for name in ("stub", "stub-policy")]
+    teacher = StubTeacher(*pools, args.cot_chars, args.correct)
     generate = StubGenerateStage(config.generate, lambda: teacher, {"stub": [args.cot_chars, args.correct, args.rollouts]}, run_dir, annotation_stages=judgements)
     with meter.stage("generate", ["generations"], rows_of("generations"), teacher):
         lineage.append(run_shards(generate, run_dir, shards, workers))
@@ -311,20 +314,26 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         summary["counts"] |= {"selected": plan_summary["selected"], "target": plan_summary["target"]}
         return summary, stage
 
-    with meter.stage("select_cold", ["cold_start", "select_plan_index"], rows_of("cold_start")):
-        cold_summary, _ = select("cold_start", judgements, lineage)
-    datasets_dir = run_dir / "datasets"
-    with meter.stage("publish_cold", ["datasets"], rows_of("cold_start")):
-        cold_folder = publish_dataset(run_dir, "cold_start", COLD_START_SCHEMA, config.publish, lineage + [cold_summary], shards)
+    # As in the curate flow: both sets need the pass rates and the problem types.
     with meter.stage("difficulty", ["difficulty"], rows_of("difficulty")):
-        rl_lineage = lineage + [run_shards(DifficultyStage(config.score), run_dir, shards, workers)]
+        lineage.append(run_shards(DifficultyStage(config.score), run_dir, shards, workers))
     with meter.stage("diversity", ["diversity", "diversity_index"], rows_of("diversity")):
         index = ClusterCentroids(config.diversity).prepare(run_dir, shards)
-        rl_lineage.append(run_shards(DiversityStage(config.diversity, index), run_dir, shards, workers))
+        lineage.append(run_shards(DiversityStage(config.diversity, index), run_dir, shards, workers))
+    with meter.stage("problem_type", ["problem_type", "problem_type_index"], rows_of("problem_type")):
+        index = TypeClassifier(config.problem_type).prepare(run_dir, shards)
+        lineage.append(run_shards(ProblemTypeStage(config.problem_type, index), run_dir, shards, workers))
+    scores = ["problem_type"]
+    licenses = {source.name: source.license for source in config.sources}
+    datasets_dir = run_dir / "datasets"
+    with meter.stage("select_cold", ["cold_start", "select_plan_index"], rows_of("cold_start")):
+        cold_summary, _ = select("cold_start", judgements + scores, lineage)
+    with meter.stage("publish_cold", ["datasets"], rows_of("cold_start")):
+        cold_folder = publish_dataset(run_dir, "cold_start", COLD_START_SCHEMA, config.publish, lineage + [cold_summary], shards, licenses)
     with meter.stage("select_rl", ["rl", "select_plan_index"], rows_of("rl")):
-        rl_summary, _ = select("rl", judgements + ["diversity"], rl_lineage)
+        rl_summary, _ = select("rl", judgements + scores + ["diversity"], lineage)
     with meter.stage("publish_rl", ["datasets"], rows_of("rl")):
-        publish_dataset(run_dir, "rl", RL_SCHEMA, config.publish, rl_lineage + [rl_summary], shards)
+        publish_dataset(run_dir, "rl", RL_SCHEMA, config.publish, lineage + [rl_summary], shards, licenses)
 
     total = {
         "stage": "total",

@@ -13,7 +13,7 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 
 import bench_scale  # noqa: E402
 
-STAGES = ["ingest", "dedupe", "decontam", "generate", "verify", "select_cold", "publish_cold", "difficulty", "diversity", "select_rl", "publish_rl"]
+STAGES = ["ingest", "dedupe", "decontam", "generate", "verify", "difficulty", "diversity", "problem_type", "select_cold", "publish_cold", "select_rl", "publish_rl"]
 
 
 @pytest.mark.slow
