@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
+import statistics
 from collections import Counter
 
 import datasets
