@@ -14,8 +14,6 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from pipeline.config_base import StrictConfig
-
 from pipeline.config_base import StrictConfig, validate_config
 from pipeline.evaluate.stage import EvalModel, EvaluateConfig
 from pipeline.io import stable_hash
