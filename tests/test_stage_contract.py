@@ -122,7 +122,7 @@ def test_publishing_writes_a_loadable_folder_whose_card_reads_the_shared_stats_k
     # the two non-empty shards pack into one file under publish.max_file_bytes
     assert sorted(p.name for p in (folder / "data").iterdir()) == ["train-00000-of-00001.parquet"]
     card = (folder / "README.md").read_text()
-    assert "3 prompts in 2 Parquet files" in card
+    assert "3 prompts in 1 Parquet files" in card
     assert "| problems | 3 | 5 | 4 | 0 | 0 | 1 |" in card and "| rl | 3 | 4 | 3 | 1 | 0 | 0 |" in card
     assert "- `quarantined_invalid_json`: 1" in card and "- `dropped_too_few_rollouts`: 1" in card
     assert "| x | 2 |" in card and "| y | 1 |" in card
