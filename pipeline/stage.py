@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -166,8 +165,9 @@ class SharedResource(Generic[T]):
             value.close()
 
     def __getstate__(self) -> dict:
-        # The recipe's content is its key: the same stage sent twice (or rebuilt by a rerun) shares one value.
-        key = self.key or hashlib.sha256(pickle.dumps(self.factory)).hexdigest()
+        # The recipe is its key: the same stage sent twice (or rebuilt by a rerun) shares one value.
+        # Its repr names the function and its arguments (configs print their fields); no pickling needed.
+        key = self.key or hashlib.sha256(repr(self.factory).encode()).hexdigest()
         return {"factory": self.factory, "key": key}
 
     def __setstate__(self, state: dict) -> None:

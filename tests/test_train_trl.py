@@ -52,6 +52,7 @@ def tabmwp_rl_dir(tmp_path_factory, data_root) -> Path:
                 "num_rollouts": 0,
                 "source": "tabmwp",
                 "domain": "table_math",
+                "problem_type": "statistics",
             }
         )
     features = datasets.Features.from_arrow_schema(RL_SCHEMA)

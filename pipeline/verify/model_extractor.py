@@ -30,6 +30,7 @@ from pipeline.verify.normalize import normalize_text, parse_number
 
 MODEL_EXTRACTED = "model_extracted"  # extraction method of an answer the judge read
 MODEL_GARBAGE = "model_garbage"  # ... of a judge reply that was no answer (the row stays unanswered)
+JUDGE_ROLE = "judge"  # the judge's requests are neither teacher CoTs nor policy rollouts
 
 EXTRACTION_PROMPT = """You read a model's response to a question and report the final answer it gives.
 Do not solve the question yourself and do not correct the response.
@@ -100,8 +101,17 @@ class ModelExtractor:
     def request(self, question: str | None, response: str, choices: Sequence[str] | None) -> GenerationRequest:
         prompt = extraction_prompt(question, response, choices, self.config.response_chars)
         messages = [{"role": "user", "content": prompt}]
-        rid = request_id(self.config.model, messages, [], self.sampling, 0)
-        return GenerationRequest(rid, rid, "answer-extractor", self.config.model, 0, messages, sampling=self.sampling)
+        rid = request_id(self.config.model, messages, [], self.sampling, 0, JUDGE_ROLE)
+        return GenerationRequest(
+            request_id=rid,
+            problem_id=rid,
+            teacher="answer-extractor",
+            model=self.config.model,
+            sample_index=0,
+            role=JUDGE_ROLE,
+            messages=messages,
+            sampling=self.sampling,
+        )
 
     def fill(self, extractions: list[Extraction], items: Sequence) -> list[Extraction]:
         """`extractions` with every "none" replaced by the judge's answer where it gives a usable one."""
