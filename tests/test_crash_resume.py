@@ -26,7 +26,7 @@ SMALL_RUN = {
         {"name": "gsm8k", "format": "gsm8k", "path": "gsm8k/test.jsonl", "domain": "arithmetic_word", "limit": 300},
     ],
     "ingest": {"shard_size": 100},
-    "diversity": {"clusters": 8},
+    "diversity": {"clusters": 8, "sample_size": 200},  # fewer than the rows: the stage embeds the rest
     "train": {"mode": "none"},
 }
 

@@ -81,6 +81,22 @@ def test_clusters_and_assignments_are_deterministic(clustered, tmp_path):
     assert ClusterCentroids(CONFIG).prepare(run, shards) == index  # reused, not refitted
 
 
+def test_each_question_is_embedded_once_the_sample_reused_from_the_index(clustered, tmp_path):
+    run, shards, _ = clustered
+    half = CONFIG.model_copy(update={"sample_size": 50})
+    copied = copy_problems(run, tmp_path)
+    index = ClusterCentroids(half).prepare(tmp_path, copied)
+    stage = DiversityStage(half, index)
+    counts = Counter()
+    for shard in copied:
+        counts.update(run_shard(stage, tmp_path, shard).stats)
+    assert counts["embeddings_reused"] == 50 and counts["embedded"] == 70  # 120 questions, each embedded once
+    rows = read_stage(tmp_path, "diversity", copied)
+    questions = [r["question"] for r in read_stage(tmp_path, "problems", copied)]
+    fresh = embed(questions, half)  # the same vectors as one pass over every question would give
+    assert np.allclose(np.array([r["embedding"] for r in rows]), fresh, atol=1e-5)
+
+
 def test_the_k_means_sample_is_seeded_and_spans_all_shards():
     picks = sample_rows([100, 100, 50], 60, seed=1)
     assert sum(len(p) for p in picks) == 60 and all(len(p) for p in picks)

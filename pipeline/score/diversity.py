@@ -1,11 +1,14 @@
 """Diversity: MiniLM embeddings of question text, k-means fitted once on a seeded sample of all shards.
 
 `ClusterCentroids` samples rows across every shard (reading only the `question` column), embeds
-them, fits MiniBatchKMeans and stores the centroids; `DiversityStage` embeds each shard and assigns
-each problem to its nearest centroid. Selection balances over these clusters (see select/balance.py).
+them, fits MiniBatchKMeans and stores the centroids with the sample's embeddings; `DiversityStage`
+embeds the rest of each shard (every question is embedded once: embedding is the stage's cost) and
+assigns each problem to its nearest centroid. Selection balances over these clusters (select/balance.py).
 
-    diversity_index/<key>/centroids.npy   (k, 384) float32
-    diversity_index/<key>/manifest.json   written last (see pipeline/index.py)
+    diversity_index/<key>/centroids.npy                (k, 384) float32
+    diversity_index/<key>/sample/<shard>.rows.npy      the shard's sampled row numbers, sorted
+    diversity_index/<key>/sample/<shard>.vectors.npy   their unit embeddings, (rows, 384) float32
+    diversity_index/<key>/manifest.json                written last (see pipeline/index.py)
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pipeline.config_base import StrictConfig, runtime
 from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import StageDir, file_sha256
 from pipeline.stage import ShardResult, build_logged
+
+SAMPLE_DIR = "sample"  # in the index: the k-means sample's embeddings, per shard
 
 DIVERSITY_SCHEMA = pa.schema(
     [
@@ -117,13 +122,19 @@ class ClusterCentroids(GlobalStep):
         config, shards, problems = self.config, sorted(shards), StageDir(run_dir, "problems")
         sizes = [problems.marker(shard).rows for shard in shards]
         texts: list[str] = []
-        for shard, rows in zip(shards, sample_rows(sizes, config.sample_size, config.seed)):
-            if len(rows):
-                texts += problems.read(shard, columns=["question"]).column("question").take(pa.array(rows)).to_pylist()
+        sampled = [(shard, rows) for shard, rows in zip(shards, sample_rows(sizes, config.sample_size, config.seed)) if len(rows)]
+        for shard, rows in sampled:
+            texts += problems.read(shard, columns=["question"]).column("question").take(pa.array(rows)).to_pylist()
         vectors = embed(texts, config)
         kmeans = MiniBatchKMeans(n_clusters=min(config.clusters, len(texts)), random_state=config.seed, n_init=3)
         centroids = kmeans.fit(vectors).cluster_centers_.astype(np.float32)
         np.save(staging / "centroids.npy", centroids)
+        (staging / SAMPLE_DIR).mkdir()
+        start = 0
+        for shard, rows in sampled:  # kept so the stage does not embed these rows a second time
+            np.save(staging / SAMPLE_DIR / f"{shard}.rows.npy", rows.astype(np.int64))
+            np.save(staging / SAMPLE_DIR / f"{shard}.vectors.npy", vectors[start : start + len(rows)])
+            start += len(rows)
         cluster_sizes = np.bincount(nearest(vectors, centroids)[0], minlength=len(centroids))
         return {"sample": len(texts), "sample_cluster_sizes": cluster_sizes.tolist()}
 
@@ -137,10 +148,24 @@ class DiversityStage(IndexedStage):
         super().__init__(config, index_dir)
         self.centroids = np.load(self.index_dir / "centroids.npy")
 
+    def shard_embeddings(self, shard: str, questions: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+        """The shard's unit embeddings: the k-means sample's from the index, the other rows embedded now
+        (returned with how many that was)."""
+        vectors = np.zeros((len(questions), self.centroids.shape[1]), np.float32)
+        todo = np.ones(len(questions), dtype=bool)
+        rows_file = self.index_dir / SAMPLE_DIR / f"{shard}.rows.npy"
+        if rows_file.exists():
+            rows = np.load(rows_file)
+            vectors[rows] = np.load(self.index_dir / SAMPLE_DIR / f"{shard}.vectors.npy")
+            todo[rows] = False
+        rest = np.flatnonzero(todo)
+        if len(rest):
+            vectors[rest] = embed(questions.take(pa.array(rest)).to_pylist(), self.config)
+        return vectors, len(rest)
+
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"]
-        questions = problems.column("question").to_pylist()
-        vectors = embed(questions, self.config) if questions else np.zeros((0, self.centroids.shape[1]), np.float32)
+        vectors, embedded = self.shard_embeddings(shard, problems.column("question"))
         cluster, distance = nearest(vectors, self.centroids)
         table = pa.table(
             {
@@ -154,5 +179,5 @@ class DiversityStage(IndexedStage):
             schema=DIVERSITY_SCHEMA,
         )
         return ShardResult(
-            table, [], Counter(clusters_present=len(set(np.asarray(cluster).tolist())))
+            table, [], Counter(clusters_present=len(set(cluster.tolist())), embedded=embedded, embeddings_reused=len(vectors) - embedded)
         )
