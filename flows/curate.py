@@ -27,7 +27,7 @@ from pipeline.generate.stage import GenerateStage
 from pipeline.index import GlobalStep
 from pipeline.ingest.stage import IngestStage
 from pipeline.progress import QUIET_ENV
-from pipeline.publish import publish_dataset, push_folder
+from pipeline.publish import export_published, publish_dataset, push_folder
 from pipeline.score.difficulty import DifficultyStage
 from pipeline.score.diversity import ClusterCentroids, DiversityStage
 from pipeline.score.problem_type import ProblemTypeStage, TypeClassifier
@@ -86,6 +86,8 @@ def _select_and_publish(config: RunConfig, which: str, shards: list[str], annota
 def _publish(config: RunConfig, stage: Stage, schema, shards: list[str], lineage: list[dict], repo_id: str | None) -> str:
     licenses = {source.name: source.license for source in config.sources}
     folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards, licenses)
+    if config.publish.trainer_exports:
+        get_run_logger().info("%s: trainer export at %s", stage.name, export_published(stage.name, folder))
     if config.publish.push_to_hub and repo_id:
         push_folder(
             folder,

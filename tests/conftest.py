@@ -48,9 +48,18 @@ def prefect_harness(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def curated_sets(tmp_path_factory, prefect_harness, data_root) -> dict[str, Path]:
-    """Both sets made by `curate` from the shared data, once per session: {"cold_start": dir, "rl": dir}."""
+def default_run(tmp_path_factory, prefect_harness, data_root) -> tuple[Path, dict[str, Path], list[str]]:
+    """`curate` on the embedded default (the shared data), once per session: (run dir, published sets, overrides).
+    Tests read it or rerun it with the same inputs; one that changes an input works on a copy."""
     from flows.curate import curate
 
     runs = tmp_path_factory.mktemp("curate")
-    return {name: Path(folder) for name, folder in curate(target="all", overrides=[f"runs_root={runs}", "run_name=t", "train.mode=none"]).items()}
+    overrides = [f"runs_root={runs}", "run_name=default", "train.mode=none"]
+    published = {name: Path(folder) for name, folder in curate(target="all", overrides=overrides).items()}
+    return runs / "default", published, overrides
+
+
+@pytest.fixture(scope="session")
+def curated_sets(default_run) -> dict[str, Path]:
+    """Both sets of the default run: {"cold_start": dir, "rl": dir}."""
+    return default_run[1]

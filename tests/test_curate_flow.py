@@ -18,11 +18,8 @@ from pipeline.publish.dataset import published_rows
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, prefect_harness):
-    runs_root = tmp_path_factory.mktemp("runs")
-    overrides = [f"runs_root={runs_root}", "run_name=flow", "train.mode=none"]
-    published = curate(target="all", overrides=overrides)
-    return runs_root / "flow", published, overrides
+def run(default_run):
+    return default_run
 
 
 def load(folder, tmp_path_factory):
@@ -129,9 +126,9 @@ def test_changing_only_runtime_knobs_reruns_nothing(run):
 
 def test_a_new_rl_target_replans_only_the_rl_set(run, tmp_path):
     run_dir, _, _ = run
-    shutil.copytree(run_dir, tmp_path / "flow")
-    markers = markers_of(tmp_path / "flow")
-    curate(target="all", overrides=[f"runs_root={tmp_path}", "run_name=flow", "train.mode=none", "select.rl_target=50"])
-    after = markers_of(tmp_path / "flow")
+    shutil.copytree(run_dir, tmp_path / run_dir.name)
+    markers = markers_of(tmp_path / run_dir.name)
+    curate(target="all", overrides=[f"runs_root={tmp_path}", f"run_name={run_dir.name}", "train.mode=none", "select.rl_target=50"])
+    after = markers_of(tmp_path / run_dir.name)
     assert {path.parent.name for path in markers if after[path][0] != markers[path][0]} == {"rl"}  # + its quarantine
-    assert published_rows(tmp_path / "flow" / "datasets" / "rl") == 50
+    assert published_rows(tmp_path / run_dir.name / "datasets" / "rl") == 50

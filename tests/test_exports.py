@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.models.tiny import build_tiny_processor, train_tokenizer
-from pipeline.publish.exports import IMAGE_TAG, check_sharegpt_export, export_sharegpt, export_verl
+from pipeline.publish.exports import IMAGE_TAG, SHAREGPT_FILE, check_sharegpt_export, export_sharegpt, export_verl
 from pipeline.train.dataset import load_rl_dataset
 from test_train_trl import tabmwp_rl_dir  # noqa: F401  (fixture: RL rows with real table images)
 
@@ -19,7 +19,9 @@ RLHFDataset = pytest.importorskip("verl.utils.dataset.rl_dataset").RLHFDataset
 
 
 def test_cold_start_exports_as_llamafactory_sharegpt(tmp_path, curated_sets):
+    written = curated_sets["cold_start"].parent / "cold_start-llamafactory"  # curate exports after publishing
     out = export_sharegpt(curated_sets["cold_start"], tmp_path / "lf")
+    assert (out / SHAREGPT_FILE).read_bytes() == (written / SHAREGPT_FILE).read_bytes()
     assert check_sharegpt_export(out) == []
     info = json.loads((out / "dataset_info.json").read_text())["mmr_cold_start"]
     assert info["formatting"] == "sharegpt" and info["columns"]["messages"] == "conversations"
@@ -42,14 +44,18 @@ def _verl_config():
 
 def test_rl_set_exports_as_verl_parquet_rlhfdataset_reads(tmp_path, curated_sets):
     files = export_verl(curated_sets["rl"], tmp_path / "verl")
+    written = curated_sets["rl"].parent / "rl-verl"  # curate exports after publishing
+    assert [f.read_bytes() for f in files] == [(written / f.name).read_bytes() for f in files]
     tokenizer = train_tokenizer(vocab_size=512, vision=False)
     dataset = RLHFDataset([str(f) for f in files], tokenizer, _verl_config())
     published = load_rl_dataset(curated_sets["rl"])
     assert len(dataset) == len(published)
-    row = dataset[3]
-    assert row["index"] == 3 and row["data_source"] == published[3]["source"]
-    assert row["reward_model"]["ground_truth"] == published[3]["answer"]
-    assert row["raw_prompt"][-1]["content"] == published[3]["prompt"][-1]["content"]  # text-only: no tags
+    assert 0 < sum(bool(images) for images in published["images"]) < len(published)  # diagrams and text-only rows
+    text_only = next(i for i, images in enumerate(published["images"]) if not images)
+    row = dataset[text_only]
+    assert row["index"] == text_only and row["data_source"] == published[text_only]["source"]
+    assert row["reward_model"]["ground_truth"] == published[text_only]["answer"]
+    assert row["raw_prompt"][-1]["content"] == published[text_only]["prompt"][-1]["content"]  # no image: no tags
     assert {"prompt", "images", "problem", "answer", "extra_info"} <= set(pq.read_schema(files[0]).names)
 
 

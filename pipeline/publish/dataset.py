@@ -34,6 +34,7 @@ class PublishConfig(StrictConfig):
     private: bool = True
     token_env: str = "HF_TOKEN"
     max_file_bytes: int = 500 * 2**20  # per published Parquet file (the Hub's hard limit is 50 GB)
+    trainer_exports: bool = True  # also write LLaMA-Factory / verl layouts beside the folders (publish/exports.py)
 
 
 def _with_features(table: pa.Table, schema: pa.Schema) -> pa.Table:

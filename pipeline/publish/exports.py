@@ -8,13 +8,18 @@
   `data_source`, `reward_model.ground_truth`, `extra_info` (index + what the reward needs), plus `problem` /
   `answer`, the keys EasyR1 reads by default.
 
-Both stream the published Parquet shard by shard (one file in, one file out), never the whole set.
+Both stream the published Parquet shard by shard (one file in, one file out), never the whole set, and are
+built in a staging folder renamed into place: a crash leaves the previous export or none, never half of one.
+`curate` writes them after publishing (`publish.trainer_exports`), beside the HF folders:
+`<datasets>/cold_start-llamafactory/` and `<datasets>/rl-verl/`.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +29,18 @@ IMAGE_TAG = "<image>"
 SHAREGPT_FILE = "cold_start.jsonl"
 DATASET_INFO_FILE = "dataset_info.json"
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt", "system_tag": "system"}
+
+
+@contextmanager
+def _replacing(out_dir: Path) -> Iterator[Path]:
+    """A staging folder to fill; it replaces `out_dir` (and whatever an earlier export left there) at the end."""
+    out_dir = Path(out_dir)
+    staging = out_dir.parent / f".{out_dir.name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    yield staging
+    shutil.rmtree(out_dir, ignore_errors=True)
+    staging.rename(out_dir)
 
 
 def _shards(folder: Path) -> list[Path]:
@@ -59,18 +76,24 @@ def sharegpt_row(row: Mapping, image_paths: list[str]) -> dict:
 
 def export_sharegpt(cold_start_dir: Path, out_dir: Path, dataset_name: str = "mmr_cold_start") -> Path:
     """The cold-start set in LLaMA-Factory's ShareGPT layout; returns the export folder."""
-    out_dir = Path(out_dir)
-    (out_dir / "images").mkdir(parents=True, exist_ok=True)
-    with open(out_dir / f".{SHAREGPT_FILE}.tmp", "w", encoding="utf-8") as lines:
-        for row in _rows(cold_start_dir, ["problem_id", "messages", "images"]):
-            paths = []
-            for index, image in enumerate(row["images"] or []):
-                name = f"images/{row['problem_id']}-{index}{_suffix(image)}"
-                (out_dir / name).write_bytes(image["bytes"])
-                paths.append(name)
-            lines.write(json.dumps(sharegpt_row(row, paths), ensure_ascii=False) + "\n")
-    (out_dir / f".{SHAREGPT_FILE}.tmp").replace(out_dir / SHAREGPT_FILE)
-    info = {
+    with _replacing(out_dir) as staging:
+        (staging / "images").mkdir()
+        with open(staging / SHAREGPT_FILE, "w", encoding="utf-8") as lines:
+            for row in _rows(cold_start_dir, ["problem_id", "messages", "images"]):
+                paths = []
+                for index, image in enumerate(row["images"] or []):
+                    name = f"images/{row['problem_id']}-{index}{_suffix(image)}"
+                    if not (staging / name).exists():  # a problem's image, shared by its teachers' samples
+                        (staging / name).write_bytes(image["bytes"])
+                    paths.append(name)
+                lines.write(json.dumps(sharegpt_row(row, paths), ensure_ascii=False) + "\n")
+        (staging / DATASET_INFO_FILE).write_text(json.dumps(_dataset_info(dataset_name), indent=2), encoding="utf-8")
+    return Path(out_dir)
+
+
+def _dataset_info(dataset_name: str) -> dict:
+    """The `dataset_info.json` entry LLaMA-Factory reads to find the file and its columns."""
+    return {
         dataset_name: {
             "file_name": SHAREGPT_FILE,
             "formatting": "sharegpt",
@@ -78,8 +101,6 @@ def export_sharegpt(cold_start_dir: Path, out_dir: Path, dataset_name: str = "mm
             "tags": {k: v for k, v in SHAREGPT_TAGS.items() if k != "system_tag"},
         }
     }
-    (out_dir / DATASET_INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
-    return out_dir
 
 
 def _suffix(image: Mapping) -> str:
@@ -124,21 +145,49 @@ def verl_row(row: Mapping, index: int) -> dict:
     return out
 
 
+def verl_schema(published: pa.Schema) -> pa.Schema:
+    """The export's columns, fixed up front so every batch (a batch of null precisions too) writes alike."""
+    from pipeline.train.verl_adapter import INDEX_KEY
+    from pipeline.verify.model import ANSWER_FIELDS
+
+    published = published.remove_metadata()
+    extra = [pa.field(INDEX_KEY, pa.int64())] + [published.field(name) for name in ("problem_id", *ANSWER_FIELDS[1:])]
+    return pa.schema(
+        list(published)
+        + [
+            pa.field("data_source", pa.string()),
+            pa.field("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+            pa.field("extra_info", pa.struct(extra)),
+            pa.field("problem", pa.string()),
+        ]
+    )
+
+
 def export_verl(rl_dir: Path, out_dir: Path) -> list[Path]:
     """The RL set as verl / EasyR1 parquet, one file per published shard; rows indexed across the whole set."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written, index = [], 0
-    for path in _shards(rl_dir):
-        rows = []
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
-            for row in batch.to_pylist():
-                rows.append(verl_row(row, index))
-                index += 1
-        target = out_dir / f"{path.stem}.parquet"
-        pq.write_table(pa.Table.from_pylist(rows), target)
-        written.append(target)
-    return written
+    names, index = [], 0
+    with _replacing(out_dir) as staging:
+        for path in _shards(rl_dir):
+            published = pq.ParquetFile(path)
+            schema = verl_schema(published.schema_arrow)
+            with pq.ParquetWriter(staging / f"{path.stem}.parquet", schema) as writer:
+                for batch in published.iter_batches(batch_size=256):  # one batch in memory at a time
+                    rows = [verl_row(row, index + offset) for offset, row in enumerate(batch.to_pylist())]
+                    index += len(rows)
+                    writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            names.append(f"{path.stem}.parquet")
+    return [Path(out_dir) / name for name in names]
+
+
+EXPORTS = {"cold_start": ("llamafactory", export_sharegpt), "rl": ("verl", export_verl)}
+
+
+def export_published(set_name: str, published_dir: Path) -> Path:
+    """The trainer export of a published set, beside it: `<datasets>/<set>-<format>/`."""
+    kind, export = EXPORTS[set_name]
+    out_dir = Path(published_dir).parent / f"{set_name}-{kind}"
+    export(published_dir, out_dir)
+    return out_dir
 
 
 def export_for_trainers(cold_start_dir: Path | None, rl_dir: Path | None, out_dir: Path) -> dict[str, str]:
