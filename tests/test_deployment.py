@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from flows.server import prefect_server, stop_process_group
+from test_crash_resume import SMALL_RUN
 
 
 def wait_for_deployment(api_url: str, name: str, timeout_s: float = 120) -> None:
@@ -30,7 +31,8 @@ def test_prefect_deployment_run_curate_cold_start(tmp_path):
     home = tmp_path / "prefect"
     home.mkdir()
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump({"runs_root": str(tmp_path / "runs"), "run_name": "served", "train": {"mode": "none"}}))
+    # The small run: this test is about serving and triggering; the default run's figures are test_curate_flow's.
+    config.write_text(yaml.safe_dump({**SMALL_RUN, "runs_root": str(tmp_path / "runs"), "run_name": "served"}))
     with prefect_server(home) as api_url:
         env = os.environ | {"PREFECT_HOME": str(home), "PREFECT_API_URL": api_url}
         serve_log = open(tmp_path / "serve.log", "wb")
@@ -43,8 +45,8 @@ def test_prefect_deployment_run_curate_cold_start(tmp_path):
             for name in ("train/sft", "train/grpo-vas", "train/evaluate", "train/all"):
                 wait_for_deployment(api_url, name)
             result = subprocess.run(
-                [sys.executable, "-m", "prefect", "deployment", "run", "curate/cold-start", "--watch", "--watch-timeout", "400"],
-                env=env, capture_output=True, text=True, timeout=450,
+                [sys.executable, "-m", "prefect", "deployment", "run", "curate/cold-start", "--watch", "--watch-timeout", "300"],
+                env=env, capture_output=True, text=True, timeout=350,
             )
         finally:
             stop_process_group(server)

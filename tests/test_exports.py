@@ -46,16 +46,21 @@ def test_rl_set_exports_as_verl_parquet_rlhfdataset_reads(tmp_path, curated_sets
     files = export_verl(curated_sets["rl"], tmp_path / "verl")
     written = curated_sets["rl"].parent / "rl-verl"  # curate exports after publishing
     assert [f.read_bytes() for f in files] == [(written / f.name).read_bytes() for f in files]
-    tokenizer = train_tokenizer(vocab_size=512, vision=False)
-    dataset = RLHFDataset([str(f) for f in files], tokenizer, _verl_config())
+    tokenizer = train_tokenizer(vocab_size=512, vision=True)
+    dataset = RLHFDataset([str(f) for f in files], tokenizer, _verl_config(), processor=build_tiny_processor(tokenizer))
     published = load_rl_dataset(curated_sets["rl"])
     assert len(dataset) == len(published)
-    assert 0 < sum(bool(images) for images in published["images"]) < len(published)  # diagrams and text-only rows
-    text_only = next(i for i, images in enumerate(published["images"]) if not images)
-    row = dataset[text_only]
-    assert row["index"] == text_only and row["data_source"] == published[text_only]["source"]
-    assert row["reward_model"]["ground_truth"] == published[text_only]["answer"]
-    assert row["raw_prompt"][-1]["content"] == published[text_only]["prompt"][-1]["content"]  # no image: no tags
+    images = [len(row_images or []) for row_images in published["images"]]
+    assert 0 < sum(map(bool, images)) < len(published)  # diagrams and text-only rows
+    for index in (images.index(0), next(i for i, n in enumerate(images) if n)):
+        row = dataset[index]
+        assert row["index"] == index and row["data_source"] == published[index]["source"]
+        assert row["reward_model"]["ground_truth"] == published[index]["answer"]
+        content = row["raw_prompt"][-1]["content"]
+        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        assert sum(part["type"] == "image" for part in parts) == images[index]  # one image part per diagram
+        text = "".join(part.get("text") or "" for part in parts)
+        assert text.strip() == published[index]["prompt"][-1]["content"].strip()
     assert {"prompt", "images", "problem", "answer", "extra_info"} <= set(pq.read_schema(files[0]).names)
 
 

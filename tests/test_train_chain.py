@@ -78,6 +78,17 @@ def test_sft_trains_a_tiny_qwen2_5_vl_on_the_table_images(tmp_path, curated_sets
     result = run_sft(config)
     assert result.steps == 4 and all(b < a for a, b in zip(result.losses, result.losses[1:])), result.losses
     assert (tmp_path / "sft" / "processor_config.json").exists() and (tmp_path / "sft" / "model.safetensors").exists()
+    # GRPO + VAS from this VL checkpoint on the curated RL set's diagrams.
+    rl = load_rl_dataset(curated_sets["rl"])
+    with_images = [i for i, images in enumerate(rl["images"]) if images][:4]
+    rl.select(with_images).to_parquet(str(tmp_path / "rl" / "data" / "train-00000-of-00001.parquet"))
+    grpo = TrainConfig(
+        rl_dataset_dir=tmp_path / "rl", output_dir=tmp_path / "grpo", model_path=base, sft_model_dir=tmp_path / "sft",
+        max_steps=1, num_generations=2, prompts_per_step=2, max_completion_length=8,
+    )
+    trained = run_training(grpo)
+    assert trained.rows_with_images == 4 and trained.steps == 1 and trained.model_path == str(tmp_path / "sft")
+    assert trained.final_metrics["vas/scored_prompts"] >= 2
 
 
 @pytest.mark.slow

@@ -64,18 +64,25 @@ def save_trained_model(trainer, base: Path, out_dir: Path) -> Path:
     return Path(out_dir)
 
 
+def is_vision_model(model_path: Path) -> bool:
+    config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
+    return "vision_config" in config
+
+
 def load_processing_class(model_path: Path):
     """A VL model's processor (the tiny one is registered by importing pipeline.models), else its tokenizer."""
     import pipeline.models  # noqa: F401  registers the tiny processor with AutoProcessor
-    from transformers import AutoConfig, AutoProcessor, AutoTokenizer
+    from transformers import AutoProcessor, AutoTokenizer
 
-    is_vision = hasattr(AutoConfig.from_pretrained(model_path), "vision_config")
-    return (AutoProcessor if is_vision else AutoTokenizer).from_pretrained(model_path)
+    return (AutoProcessor if is_vision_model(model_path) else AutoTokenizer).from_pretrained(model_path)
 
 
 def build_trainer(config: TrainConfig, dataset, model_path: Path):
     from pipeline.train.rewards import build_reward_functions
     from pipeline.train.trl_trainer import VASGRPOTrainer
+
+    if "images" in dataset.column_names and not is_vision_model(model_path):
+        dataset = dataset.remove_columns("images")  # a text model trains on the question text alone, as in SFT
 
     return VASGRPOTrainer(
         model=str(model_path),

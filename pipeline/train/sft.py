@@ -21,7 +21,7 @@ from pydantic import model_validator
 from pipeline.config_base import StrictConfig
 
 from pipeline.train.config import common_trainer_args
-from pipeline.train.run import ensure_model, load_processing_class, save_trained_model
+from pipeline.train.run import ensure_model, is_vision_model, load_processing_class, save_trained_model
 
 SFT_SUMMARY_FILE = "sft_summary.json"
 SFT_METRICS_FILE = "sft_metrics.jsonl"
@@ -103,11 +103,6 @@ def cold_start_stream(folder: str | Path, keep_images: bool, seed: int, shuffle_
     if shuffle_buffer > 0:
         stream = stream.shuffle(seed=seed, buffer_size=shuffle_buffer)
     return stream.map(to_prompt_completion, fn_kwargs={"keep_images": keep_images}, remove_columns=columns)
-
-
-def is_vision_model(model_path: Path) -> bool:
-    config = json.loads((Path(model_path) / "config.json").read_text(encoding="utf-8"))
-    return "vision_config" in config
 
 
 def set_has_images(folder: Path) -> bool:
