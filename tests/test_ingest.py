@@ -229,3 +229,71 @@ def test_mathvision_fields_repairs_json_escapes_and_types_answers():
     with pytest.raises(RowError) as error:
         mathvision_fields(row | {"image": ["images/a.jpg", "images/b.jpg"], "question": "<image1> <image2> <image3>"}, "x")
     assert error.value.reason == "image_placeholder_without_image"
+
+
+def gsm8k_array(path: Path, data_root: Path, rows: int) -> list[dict]:
+    """A JSON array of generic rows (the layout of released SFT sets) from real GSM8K problems, varied per row."""
+    lines = (data_root / "gsm8k" / "test.jsonl").read_text().splitlines()
+    real = [json.loads(line) for line in lines]
+    array = [
+        {"id": f"row-{i}", "problem": f"{real[i % len(real)]['question']} (variant {i})", "solution": real[i % len(real)]["answer"].rsplit("####", 1)[1].strip()}
+        for i in range(rows)
+    ]
+    path.write_text(json.dumps(array))
+    return array
+
+
+ARRAY_SOURCE = dict(name="sft", format="json", domain="arithmetic_word", columns={"question": "problem", "answer": "solution", "source_id": "id"})
+
+
+def test_a_json_array_of_rows_streams_in_bounded_memory(tmp_path, data_root, monkeypatch):
+    import tracemalloc
+
+    from pipeline.ingest.sources import make_adapter
+
+    monkeypatch.setenv("MMR_CACHE", str(tmp_path / "cache"))
+    rows = gsm8k_array(tmp_path / "sft.json", data_root, 40_000)
+    size = (tmp_path / "sft.json").stat().st_size
+    adapter = make_adapter(SourceConfig(**ARRAY_SOURCE, path=str(tmp_path / "sft.json")), data_root)
+    tracemalloc.start()
+    count = adapter.count()  # streams the whole document once
+    shard = list(adapter.records(30_000, 30_050))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert count == 40_000 and peak < size / 10, (peak, size)  # the rows never sit in memory together
+    assert [r.value for r in shard] == rows[30_000:30_050] and shard[0].source_id == "row-30000"
+    # Another process (a worker, a rerun) reuses the streamed copy instead of parsing the document again.
+    (spill,) = (tmp_path / "cache" / "json-lines").glob("*.jsonl")
+    written = spill.stat().st_mtime_ns
+    again = make_adapter(SourceConfig(**ARRAY_SOURCE, path=str(tmp_path / "sft.json")), data_root)
+    assert again.count() == 40_000 and spill.stat().st_mtime_ns == written
+
+
+def test_a_json_array_ingests_like_json_lines(tmp_path, data_root, monkeypatch):
+    monkeypatch.setenv("MMR_CACHE", str(tmp_path / "cache"))
+    gsm8k_array(tmp_path / "sft.json", data_root, 120)
+    with open(tmp_path / "sft.jsonl", "w") as lines:
+        lines.writelines(json.dumps(row) + "\n" for row in json.loads((tmp_path / "sft.json").read_text()))
+    ingest(tmp_path / "array", tmp_path, SourceConfig(**ARRAY_SOURCE, path="sft.json"), shard_size=50)
+    ingest(tmp_path / "lines", tmp_path, SourceConfig(**{**ARRAY_SOURCE, "format": "jsonl"}, path="sft.jsonl"), shard_size=50)
+    assert problems(tmp_path / "array") == problems(tmp_path / "lines") and len(problems(tmp_path / "array")) == 120
+
+
+@pytest.mark.parametrize(
+    ("text", "format", "message"),
+    [
+        ('[{"problem": "1+1?", "solution": "2"}, {"problem": ', "json", "is not valid JSON"),
+        ('"just a string"', "json", "must hold a JSON object keyed by problem id or a JSON array of rows"),
+        ('[{"question": "1+1?"}]', "tabmwp", "must hold a JSON object keyed by problem id"),
+    ],
+)
+def test_a_broken_json_document_is_a_clear_error(tmp_path, monkeypatch, text, format, message):
+    from pipeline.ingest.sources import make_adapter
+
+    monkeypatch.setenv("MMR_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "doc.json").write_text(text)
+    adapter = make_adapter(SourceConfig(**{**ARRAY_SOURCE, "format": format}, path=str(tmp_path / "doc.json")), tmp_path)
+    with pytest.raises(ValueError, match=message) as error:
+        adapter.count()
+    assert "doc.json" in str(error.value)
+    assert not list((tmp_path / "cache" / "json-lines").glob("*"))  # no half-written copy left behind

@@ -8,6 +8,7 @@ bad row. Image decoding, ids and validation are shared and live in the ingest st
 from __future__ import annotations
 
 import json
+import os
 import re
 from array import array
 from abc import ABC, abstractmethod
@@ -21,18 +22,23 @@ from pydantic import Field
 
 from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
+from pipeline.io import stable_hash
+from pipeline.paths import cache_dir
+
+SPILL_VERSION = 1  # of the JSON-lines copy of a JSON document; a new layout gets new cache keys
 
 
 class SourceConfig(StrictConfig):
     name: str
-    format: Literal["tabmwp", "mathvista", "mathvision", "gsm8k", "jsonl", "hf"]
+    format: Literal["tabmwp", "mathvista", "mathvision", "gsm8k", "jsonl", "json", "hf"]
     path: str  # file or folder, relative to the run's data_root unless absolute
     domain: str
     image_root: str | None = None  # images are read only below this folder (default: the file's folder)
     allow_missing_images: bool = False  # keep a multimodal problem whose image file is absent, text-only
     limit: int | None = None
     license: str | None = None  # SPDX id or name, shown on the data cards of every set the source feeds
-    # Generic adapters: "jsonl" (read line by line) and "hf" (anything `datasets.load_dataset` reads).
+    # Generic adapters: "jsonl" (read line by line), "json" (one array or object of rows, streamed) and "hf"
+    # (anything `datasets.load_dataset` reads).
     hf_builder: str | None = None  # a dataset name or builder ("parquet", "csv"); None: infer from path
     hf_split: str = "train"
     columns: dict[str, str] = Field(default_factory=dict)  # canonical field -> source column
@@ -144,27 +150,6 @@ class SourceAdapter(ABC):
     def to_fields(self, record: RawRecord) -> ProblemFields: ...
 
 
-class JsonObjectAdapter(SourceAdapter):
-    """A JSON file holding one object keyed by problem id (TabMWP, MathVista)."""
-
-    @cached_property
-    def _items(self) -> list[tuple[str, Any]]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, ValueError) as error:
-            raise ValueError(f"{self.config.name}: {self.path} is not valid JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{self.config.name}: {self.path} must hold a JSON object keyed by problem id")
-        return list(data.items())
-
-    def _count(self) -> int:
-        return len(self._items)
-
-    def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
-        for key, value in self._items[start:stop]:
-            yield RawRecord(str(key), value)
-
-
 class JsonLinesAdapter(SourceAdapter):
     """One JSON object per line; a line that does not parse becomes a quarantined row.
 
@@ -174,13 +159,17 @@ class JsonLinesAdapter(SourceAdapter):
 
     id_field: str | None = None
 
+    @property
+    def lines_path(self) -> Path:
+        return self.path
+
     @cached_property
     def _line_starts(self) -> tuple[array, array]:
         """(line number, byte offset) of every non-blank line, from one streaming pass: a shard seeks to
         its first line, so memory is 16 bytes a line, not the file (a 1.6M-line file is gigabytes)."""
         numbers, offsets = array("q"), array("q")
         offset = 0
-        with open(self.path, "rb") as lines:
+        with open(self.lines_path, "rb") as lines:
             for number, line in enumerate(lines):
                 if line.strip():
                     numbers.append(number)
@@ -195,7 +184,7 @@ class JsonLinesAdapter(SourceAdapter):
         numbers, offsets = self._line_starts
         if start >= stop:
             return
-        with open(self.path, "rb") as lines:
+        with open(self.lines_path, "rb") as lines:
             lines.seek(offsets[start])
             wanted = iter(numbers[start:stop])
             number = next(wanted)
@@ -216,6 +205,63 @@ class JsonLinesAdapter(SourceAdapter):
             source_id = value.get(self.id_field) if self.id_field and isinstance(value, dict) else None
             valid_id = isinstance(source_id, str | int) and not isinstance(source_id, bool)
             yield RawRecord(str(source_id) if valid_id else str(number), value)
+
+
+class JsonDocumentAdapter(JsonLinesAdapter):
+    """One JSON document: an object keyed by problem id (TabMWP, MathVista) or an array of rows (the
+    LLaMA-Factory / ShareGPT layout of released SFT sets).
+
+    The document is streamed once with ijson into a JSON-lines copy in the cache (`[key, value]` a line,
+    keyed by the file's path, size and mtime), which shards then seek into like any JSON-lines source:
+    memory stays one row, not the file (a 1.6M-row array is gigabytes)."""
+
+    shapes: tuple[str, ...] = ("object", "array")  # top-level values this format accepts
+
+    @cached_property
+    def lines_path(self) -> Path:
+        stat = self.path.stat()
+        key = stable_hash([str(self.path.resolve()), stat.st_size, stat.st_mtime_ns, SPILL_VERSION], length=24)
+        spill = cache_dir() / "json-lines" / f"{key}.jsonl"
+        if not spill.exists():
+            spill.parent.mkdir(parents=True, exist_ok=True)
+            staging = spill.with_name(f".{spill.name}.{os.getpid()}.tmp")
+            try:
+                with open(self.path, "rb") as document, open(staging, "w", encoding="utf-8") as lines:
+                    for key_, value in self._stream(document):
+                        lines.write(json.dumps([key_, value], ensure_ascii=False) + "\n")
+                os.replace(staging, spill)  # another process may have won the race: its copy is identical
+            finally:
+                staging.unlink(missing_ok=True)
+        return spill
+
+    def _stream(self, document) -> Iterator[tuple[str, Any]]:
+        import ijson
+
+        try:
+            _, shape, _ = next(ijson.parse(document))  # the first event says what the top level is
+            document.seek(0)
+            if shape == "start_map" and "object" in self.shapes:
+                yield from ((str(k), v) for k, v in ijson.kvitems(document, "", use_float=True))
+            elif shape == "start_array" and "array" in self.shapes:
+                yield from ((str(i), v) for i, v in enumerate(ijson.items(document, "item", use_float=True)))
+            else:
+                wanted = " or ".join({"object": "a JSON object keyed by problem id", "array": "a JSON array of rows"}[x] for x in self.shapes)
+                raise ValueError(f"{self.config.name}: {self.path} must hold {wanted}")
+        except ijson.JSONError as error:
+            raise ValueError(f"{self.config.name}: {self.path} is not valid JSON: {error}") from None
+
+    def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
+        for _, line in self._lines(start, stop):
+            key, value = json.loads(line)
+            source_id = value.get(self.id_field) if self.id_field and isinstance(value, dict) else None
+            valid_id = isinstance(source_id, str | int) and not isinstance(source_id, bool)
+            yield RawRecord(str(source_id) if valid_id else key, value)
+
+
+class JsonObjectAdapter(JsonDocumentAdapter):
+    """A JSON file holding one object keyed by problem id (TabMWP, MathVista)."""
+
+    shapes = ("object",)
 
 
 class TabMWPAdapter(JsonObjectAdapter):
@@ -444,6 +490,14 @@ class GenericJsonLinesAdapter(ColumnMappedFields, JsonLinesAdapter):
         return self.config.columns.get("source_id")
 
 
+class GenericJsonAdapter(ColumnMappedFields, JsonDocumentAdapter):
+    """Any JSON document of rows (an array, or an object keyed by id), streamed (see JsonDocumentAdapter)."""
+
+    @property
+    def id_field(self) -> str | None:
+        return self.config.columns.get("source_id")
+
+
 class HFDatasetAdapter(ColumnMappedFields, SourceAdapter):
     """Any `datasets`-loadable source (Hub name, local parquet folder) with a column mapping.
 
@@ -493,6 +547,7 @@ ADAPTERS: dict[str, type[SourceAdapter]] = {
     "mathvision": MathVisionAdapter,
     "gsm8k": GSM8KAdapter,
     "jsonl": GenericJsonLinesAdapter,
+    "json": GenericJsonAdapter,
     "hf": HFDatasetAdapter,
 }
 
