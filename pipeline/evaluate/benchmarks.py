@@ -1,23 +1,23 @@
 """Benchmark sets as their authors published them -> problems the generation backends and the verifier take.
 
-Minimal reader for the MATH-V (MathVision) jsonl (`test.jsonl` / `testmini.jsonl`): the ingest adapter for
-MATH-V as a training source lives in pipeline/ingest; this one only keeps what evaluation reports by (subject,
-level) and reads a slice of lines at a time. Multiple choice: `options` are the option texts (or just the
-letters when the options are drawn in the figure) and `answer` is the letter, which the verifier resolves.
+MATH-V (MathVision) `test.jsonl` / `testmini.jsonl` is read by the same adapter that ingests it as a training
+source (pipeline/ingest/sources.py: `MathVisionAdapter`, one parser for both), a slice of lines at a time.
+Evaluation keeps what it reports by (subject, level) and the benchmark's own gold: for multiple choice the
+letter (`options` are the option texts, or just the letters when the options are drawn in the figure), which
+the verifier resolves against the options.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
-from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pipeline.config_base import StrictConfig
-
-from pipeline.ingest.sources import numeric_answer_type
+from pipeline.errors import RowError
+from pipeline.ingest.images import ImageLimits, read_image_file
+from pipeline.ingest.sources import MathVisionAdapter, ProblemFields, SourceConfig
 
 DEFAULT_BENCHMARK_PATH = "mathvision/testmini.jsonl"
 
@@ -37,48 +37,45 @@ class BenchmarkError(ValueError):
 class MathVisionBenchmark:
     def __init__(self, config: BenchmarkConfig, data_root: Path):
         self.config = config
-        path = Path(config.path)
-        self.path = path if path.is_absolute() else Path(data_root) / path
+        source = SourceConfig(name=config.name, format="mathvision", path=config.path, domain=config.domain, limit=config.limit)
+        self.adapter = MathVisionAdapter(source, Path(data_root))
+        self.path = self.adapter.path
 
     def identity(self) -> list:
         stat = self.path.stat()
         return [self.config.model_dump(mode="json"), stat.st_size, stat.st_mtime_ns]
 
-    @cached_property
-    def _lines(self) -> list[bytes]:
-        lines = [line for line in self.path.read_bytes().split(b"\n") if line.strip()]
-        return lines[: self.config.limit] if self.config.limit is not None else lines
-
     def count(self) -> int:
-        return len(self._lines)
+        return self.adapter.count()
 
     def problems(self, start: int, stop: int, with_images: bool = True) -> Iterator[dict]:
-        for number, line in enumerate(self._lines[start:stop], start):
+        """A benchmark row that cannot be evaluated as published is an error naming it: scores over a
+        silently shortened benchmark would not compare with anyone's."""
+        for record in self.adapter.records(start, stop):
             try:
-                row = json.loads(line)
-                yield self._problem(row, with_images)
-            except (ValueError, KeyError, TypeError, OSError) as error:
-                raise BenchmarkError(f"{self.path} line {number + 1}: {type(error).__name__}: {error}") from None
+                if record.parse_error:
+                    raise RowError("invalid_json", record.parse_error)
+                yield self._problem(self.adapter.to_fields(record), with_images)
+            except (RowError, OSError) as error:
+                raise BenchmarkError(f"{self.path} row {record.source_id}: {error}") from None
 
-    def _problem(self, row: dict, with_images: bool) -> dict:
-        options = [str(option) for option in row.get("options") or []]
-        answer = str(row["answer"]).strip()
+    def _problem(self, fields: ProblemFields, with_images: bool) -> dict:
         images = []
-        if with_images and row.get("image"):
-            data = (self.path.parent / row["image"]).read_bytes()
+        for image in fields.images if with_images else ():
+            data = read_image_file(self.adapter.image_root, image.path, ImageLimits())
             images.append({"bytes": data, "sha256": hashlib.sha256(data).hexdigest()})
         return {
-            "problem_id": f"{self.config.name}-{row['id']}",
+            "problem_id": f"{self.config.name}-{fields.source_id}",
             "source": self.config.name,
-            "source_id": str(row["id"]),
+            "source_id": fields.source_id,
             "domain": self.config.domain,
-            "question": row["question"],
-            "choices": options or None,
-            "answer": answer,
-            "question_type": "multi_choice" if options else "free_form",
-            "answer_type": "text" if options else numeric_answer_type(answer),
-            "subject": str(row.get("subject") or "unknown"),
-            "level": int(row.get("level") or 0),
+            "question": fields.question,
+            "choices": fields.choices,
+            "answer": fields.metadata.get("answer_letter") or fields.answer,
+            "question_type": fields.question_type,
+            "answer_type": fields.answer_type,
+            "subject": str(fields.metadata.get("subject") or "unknown"),
+            "level": int(fields.metadata.get("level") or 0),
             "images": images,
         }
 
