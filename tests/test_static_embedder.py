@@ -93,3 +93,16 @@ def test_static_vectors_assign_to_centroids_like_minilm_ones(static_config):
     vectors = embed(QUESTIONS[:5] * 4, config)
     cluster, distance = nearest(vectors, vectors[:5])
     assert cluster.tolist() == list(range(5)) * 4 and np.allclose(distance, 0, atol=1e-3)
+
+
+def test_concurrent_builders_distill_once_and_a_killed_builders_staging_is_cleared(static_config, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    config, distilled = static_config
+    target = diversity.static_model_folder(config)
+    stale = target.parent / f".{target.name}.killed"  # what a builder killed mid-distill leaves
+    (stale / "model").mkdir(parents=True)
+    with ThreadPoolExecutor(3) as pool:
+        folders = list(pool.map(lambda _: static_model(config), range(3)))
+    assert folders == [target] * 3 and len(distilled) == 1
+    assert not stale.exists() and (target / "distilled_from.json").exists()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -40,6 +41,8 @@ from pipeline.config_base import StrictConfig, runtime
 from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import StageDir, file_sha256
 from pipeline.stage import ShardResult, build_logged
+
+log = logging.getLogger(__name__)
 
 SAMPLE_DIR = "sample"  # in the index: the k-means sample's embeddings, per shard
 STATIC_CACHE_ENV = "MMR_STATIC_EMBEDDER_CACHE"  # where distilled static embedders live; default below
@@ -92,7 +95,14 @@ def _load_model(folder: str, max_seq_length: int):
 
 
 def _teacher_hashes(folder: Path) -> list[str]:
-    return sorted(file_sha256(p) for p in folder.glob("*.safetensors"))
+    files = sorted(folder.glob("*.safetensors"))
+    return list(_hashes(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)))
+
+
+@lru_cache(maxsize=8)
+def _hashes(files: tuple[tuple[str, int, int], ...]) -> tuple[str, ...]:
+    """Content hashes, once per process per (path, size, mtime): embed() looks up its model on every call."""
+    return tuple(sorted(file_sha256(Path(path)) for path, _, _ in files))
 
 
 def static_settings(config: DiversityStageConfig) -> dict:
@@ -147,13 +157,21 @@ def static_model(config: DiversityStageConfig) -> Path:
     with open(target.parent / f".{target.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (target / "config.json").exists():
+            for stale in target.parent.glob(f".{target.name}.*"):  # a killed builder's staging: nobody else holds the lock
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+            log.info("distilling the static embedder into %s (once per machine, a few minutes on CPU)", target)
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
             try:
                 _distill(model_folder(config), static_settings(config), staging / "model")
                 (staging / "model" / "distilled_from.json").write_text(
                     json.dumps({"teacher": str(model_folder(config)), **static_settings(config)}, indent=1)
                 )
-                os.rename(staging / "model", target)
+                try:
+                    os.rename(staging / "model", target)
+                except OSError:  # where flock is not honoured (some network filesystems) another builder won
+                    if not (target / "config.json").exists():
+                        raise
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
     return target
