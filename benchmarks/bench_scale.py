@@ -273,7 +273,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     shutil.rmtree(runs_root / run_name, ignore_errors=True)
     source = {"name": "bench", "format": "jsonl", "path": str(raw / "problems.jsonl"), "domain": "bench", "image_root": str(raw),
               "columns": {"source_id": "id", "question": "question", "answer": "answer", "choices": "choices", "solution": "solution", "images": "images"}}  # fmt: skip
-    config: RunConfig = load_config(None, [f"runs_root={runs_root}", f"run_name={run_name}", f"data_root={args.data_root}", f"ingest.shard_size={args.shard_size}", "train.mode=none"])
+    config: RunConfig = load_config(None, [f"runs_root={runs_root}", f"run_name={run_name}", f"data_root={args.data_root}", f"ingest.shard_size={args.shard_size}", "train.mode=none", f"diversity.embedder={args.embedder}"])
     config = config.model_copy(update={"sources": [SourceConfig.model_validate(source)]})
     run_dir = config.run_dir
     meter = Meter(run_dir, progress=not args.quiet)
@@ -370,6 +370,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--keep", type=Path, default=None, help="keep the corpus and run here (the corpus is reused)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--quiet", action="store_true", help="only the final table")
+    parser.add_argument("--embedder", choices=["minilm", "static"], default="minilm", help="diversity.embedder (see bench_embed.py)")
     args = parser.parse_args(argv)
     if args.quiet:
         os.environ[QUIET_ENV] = "1"

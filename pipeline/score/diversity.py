@@ -1,24 +1,38 @@
-"""Diversity: MiniLM embeddings of question text, k-means fitted once on a seeded sample of all shards.
+"""Diversity: embeddings of question text, k-means fitted once on a seeded sample of all shards.
+
+Two embedders (`DiversityStageConfig.embedder`), both giving float32 unit vectors through `embed()`:
+- "minilm": the sentence-transformers model itself (packaged all-MiniLM-L6-v2), a transformer forward pass
+  per question (~36 ms of CPU each);
+- "static": a model2vec static embedding distilled from that same model (one forward pass per vocabulary
+  token, PCA to `static_dims`, Zipf/SIF weights): a question is the mean of its tokens' vectors, hundreds of
+  times faster on CPU. Distilled once per machine into a content-addressed cache (`static_model()`);
+  `benchmarks/bench_embed.py` measures its clusters and problem types against MiniLM's.
 
 `ClusterCentroids` samples rows across every shard (reading only the `question` column), embeds
 them, fits MiniBatchKMeans and stores the centroids with the sample's embeddings; `DiversityStage`
 embeds the rest of each shard (every question is embedded once: embedding is the stage's cost) and
 assigns each problem to its nearest centroid. Selection balances over these clusters (select/balance.py).
 
-    diversity_index/<key>/centroids.npy                (k, 384) float32
+    diversity_index/<key>/centroids.npy                (k, dim) float32 (dim: 384 MiniLM, static_dims static)
     diversity_index/<key>/sample/<shard>.rows.npy      the shard's sampled row numbers, sorted
-    diversity_index/<key>/sample/<shard>.vectors.npy   their unit embeddings, (rows, 384) float32
+    diversity_index/<key>/sample/<shard>.vectors.npy   their unit embeddings, (rows, dim) float32
     diversity_index/<key>/manifest.json                written last (see pipeline/index.py)
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
+import logging
 import os
+import shutil
+import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +42,11 @@ from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import StageDir, file_sha256
 from pipeline.stage import ShardResult, build_logged
 
+log = logging.getLogger(__name__)
+
 SAMPLE_DIR = "sample"  # in the index: the k-means sample's embeddings, per shard
+STATIC_CACHE_ENV = "MMR_STATIC_EMBEDDER_CACHE"  # where distilled static embedders live; default below
+STATIC_CACHE_DEFAULT = Path("~/.cache/mmreason-curate/static-embedders")
 
 DIVERSITY_SCHEMA = pa.schema(
     [
@@ -45,7 +63,11 @@ class DiversityStageConfig(StrictConfig):
     sample_size: int = 50_000  # rows k-means is fitted on, drawn across all shards
     seed: int = 0
     model_path: str | None = None  # a sentence-transformers folder; None: the packaged all-MiniLM-L6-v2
-    batch_size: int = runtime(128)  # sentences per forward pass
+    # "minilm": the model above, a forward pass per question; "static": a model2vec embedding distilled from
+    # it (once per machine, cached), far faster on CPU; bench_embed.py compares their clusters and types
+    embedder: Literal["minilm", "static"] = "minilm"
+    static_dims: int = 256  # "static" only: PCA dimensions of the distilled token vectors
+    batch_size: int = runtime(128)  # sentences per forward pass (static: per tokenizer batch)
     max_seq_length: int = 128  # word pieces; questions beyond it are rare and their start carries the topic
 
 
@@ -72,8 +94,115 @@ def _load_model(folder: str, max_seq_length: int):
     return build_logged(functools.partial(_open_model, folder, max_seq_length))
 
 
+def _teacher_hashes(folder: Path) -> list[str]:
+    files = sorted(folder.glob("*.safetensors"))
+    return list(_hashes(tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)))
+
+
+@lru_cache(maxsize=8)
+def _hashes(files: tuple[tuple[str, int, int], ...]) -> tuple[str, ...]:
+    """Content hashes, once per process per (path, size, mtime): embed() looks up its model on every call."""
+    return tuple(sorted(file_sha256(Path(path)) for path, _, _ in files))
+
+
+def static_settings(config: DiversityStageConfig) -> dict:
+    """Everything that decides the distilled vectors besides the teacher's weights."""
+    from model2vec.version import __version__
+
+    return {
+        "model2vec": __version__,
+        "pca_dims": config.static_dims,
+        "sif_coefficient": 1e-4,  # model2vec's default: Zipf-estimated token frequencies down-weight common tokens
+        "quantize_to": "float32",
+        "pooling": "mean",  # MiniLM's own pooling
+    }
+
+
+def static_cache_root() -> Path:
+    return Path(os.environ.get(STATIC_CACHE_ENV) or STATIC_CACHE_DEFAULT).expanduser()
+
+
+def static_model_folder(config: DiversityStageConfig) -> Path:
+    """The distilled model's folder in the cache, keyed by the teacher's weights and the distill settings."""
+    folder = model_folder(config)
+    key = json.dumps({"teacher": _teacher_hashes(folder), **static_settings(config)}, sort_keys=True)
+    name = folder.parent.name if folder.name == "model" else folder.name  # the packaged MiniLM's folder is "model"
+    return static_cache_root() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _distill(teacher: Path, settings: dict, target: Path) -> None:
+    from model2vec.distill import distill
+
+    model = distill(
+        model_name=str(teacher),
+        pca_dims=settings["pca_dims"],
+        sif_coefficient=settings["sif_coefficient"],
+        quantize_to=settings["quantize_to"],
+        pooling=settings["pooling"],
+        device="cpu",  # a few minutes once per machine; the same vectors wherever it runs
+    )
+    model.save_pretrained(target)
+
+
+def static_model(config: DiversityStageConfig) -> Path:
+    """The distilled model's folder, built on first use: into a staging folder beside it, renamed into place,
+    under a lock so concurrent workers wait for one build instead of each distilling (a killed builder
+    leaves only a staging folder, and the lock goes with its process)."""
+    import fcntl
+
+    target = static_model_folder(config)
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (target / "config.json").exists():
+            for stale in target.parent.glob(f".{target.name}.*"):  # a killed builder's staging: nobody else holds the lock
+                if stale.is_dir():
+                    shutil.rmtree(stale, ignore_errors=True)
+            log.info("distilling the static embedder into %s (once per machine, a few minutes on CPU)", target)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            try:
+                _distill(model_folder(config), static_settings(config), staging / "model")
+                (staging / "model" / "distilled_from.json").write_text(
+                    json.dumps({"teacher": str(model_folder(config)), **static_settings(config)}, indent=1)
+                )
+                try:
+                    os.rename(staging / "model", target)
+                except OSError:  # where flock is not honoured (some network filesystems) another builder won
+                    if not (target / "config.json").exists():
+                        raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _open_static(folder: str):
+    from model2vec import StaticModel
+
+    return StaticModel.from_pretrained(folder, normalize=True)
+
+
+@lru_cache(maxsize=2)
+def _load_static(folder: str):
+    return build_logged(functools.partial(_open_static, folder))
+
+
 def embed(texts: Sequence[str], config: DiversityStageConfig) -> np.ndarray:
-    """(len(texts), 384) float32 unit vectors."""
+    """(len(texts), dim) float32 unit vectors: dim 384 for MiniLM, `static_dims` for the static embedder."""
+    if config.embedder == "static":
+        model = _load_static(str(static_model(config)))
+        if not texts:
+            return np.zeros((0, model.dim), np.float32)
+        vectors = model.encode(
+            list(texts), max_length=config.max_seq_length, batch_size=max(config.batch_size, 1024), use_multiprocessing=False
+        ).astype(np.float32)
+        # a text with no known token (empty, or only characters outside the vocabulary) has no mean: the
+        # first axis stands in, so every row stays a unit vector
+        empty = ~np.isfinite(vectors).all(axis=1) | (np.abs(vectors).sum(axis=1) == 0)
+        vectors[empty] = 0
+        vectors[empty, 0] = 1
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).astype(np.float32)
     model = _load_model(str(model_folder(config)), config.max_seq_length)
     vectors = model.encode(
         list(texts),
@@ -86,9 +215,11 @@ def embed(texts: Sequence[str], config: DiversityStageConfig) -> np.ndarray:
 
 
 def model_identity(config: DiversityStageConfig) -> list:
-    """The model's weights by content, so a changed model refits the clusters."""
+    """The model's weights by content, and for the static embedder its distill settings, so a changed
+    model or embedder refits the clusters."""
     folder = model_folder(config)
-    return [folder.name, sorted(file_sha256(p) for p in folder.glob("*.safetensors"))]
+    identity = [folder.name, _teacher_hashes(folder)]
+    return identity + [{"embedder": "static", **static_settings(config)}] if config.embedder == "static" else identity
 
 
 def sample_rows(sizes: Sequence[int], sample_size: int, seed: int) -> list[np.ndarray]:
