@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pipeline.paths import CACHE_ENV
 from pipeline.score import diversity
 from pipeline.score.diversity import ClusterCentroids, DiversityStageConfig, embed, nearest, static_model
 
@@ -47,7 +48,7 @@ def tiny_teacher(tmp_path_factory):
 @pytest.fixture
 def static_config(tiny_teacher, tmp_path, monkeypatch):
     """The static embedder on the tiny teacher, with a fresh cache and a count of distillations."""
-    monkeypatch.setenv(diversity.STATIC_CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     distilled = []
     real = diversity._distill
     monkeypatch.setattr(diversity, "_distill", lambda *a: (distilled.append(a), real(*a)))
@@ -69,7 +70,7 @@ def test_static_embeddings_are_deterministic_and_the_model_is_distilled_once(sta
     config, distilled = static_config
     first = embed(QUESTIONS, config)
     folder = static_model(config)
-    assert folder.parent == tmp_path / "cache" and (folder / "model.safetensors").exists()
+    assert folder.parent == tmp_path / "cache" / "static-embedders" and (folder / "model.safetensors").exists()
     assert [p.name for p in folder.parent.iterdir() if not p.name.endswith(".lock")] == [folder.name]  # no staging left
     diversity._load_static.cache_clear()  # a new process: loads from the cache
     again = embed(QUESTIONS, config)

@@ -40,13 +40,12 @@ import pyarrow as pa
 from pipeline.config_base import StrictConfig, runtime
 from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import StageDir, file_sha256
+from pipeline.paths import cache_dir
 from pipeline.stage import ShardResult, build_logged
 
 log = logging.getLogger(__name__)
 
 SAMPLE_DIR = "sample"  # in the index: the k-means sample's embeddings, per shard
-STATIC_CACHE_ENV = "MMR_STATIC_EMBEDDER_CACHE"  # where distilled static embedders live; default below
-STATIC_CACHE_DEFAULT = Path("~/.cache/mmreason-curate/static-embedders")
 
 DIVERSITY_SCHEMA = pa.schema(
     [
@@ -119,7 +118,7 @@ def static_settings(config: DiversityStageConfig) -> dict:
 
 
 def static_cache_root() -> Path:
-    return Path(os.environ.get(STATIC_CACHE_ENV) or STATIC_CACHE_DEFAULT).expanduser()
+    return cache_dir() / "static-embedders"
 
 
 def static_model_folder(config: DiversityStageConfig) -> Path:
