@@ -526,11 +526,42 @@ def _letter_of(answer: str) -> int | None:
 
 
 def _contains_phrase(text: str, phrase: str) -> bool:
-    return phrase in text and _phrase_pattern(phrase).search(text) is not None
+    """Whether `phrase` occurs in `text` whole and on its own (see `_phrase_pattern`); a phrase that opens
+    with a number must not be an operand either: not after an operator, spaced or not ("3 + 5", "x - 5",
+    "2 \\times 5", "\\sqrt 3", "3:5"), nor the tail of a longer number ("404" in "10,404")."""
+    if phrase not in text:
+        return False
+    pattern = _phrase_pattern(phrase)
+    if not phrase[0].isdigit():
+        return pattern.search(text) is not None
+    thousands = len(_LEADING_DIGITS.match(phrase)[0]) == 3  # "404" may be the tail of "10,404"
+    for match in pattern.finditer(text):
+        start = match.start()
+        before = text[max(0, start - _OPERATOR_LOOKBEHIND_CHARS) : start]
+        if _OPERATOR_BEFORE.search(before) or thousands and _THOUSANDS_BEFORE.search(before):
+            continue
+        return True
+    return False
+
+
+_LEADING_DIGITS = re.compile(r"\d+")
+_DIGIT = re.compile(r"\d")
+_OPERATOR_LOOKBEHIND_CHARS = 12
+# LaTeX commands that make a number beside them an operand or argument (units and relations do not).
+_OPERATOR_COMMANDS = r"\\(?:sqrt|pi|times|cdot|div|pm|mp|frac|log|ln|sin|cos|tan)(?![a-z])"
+_OPERATOR_BEFORE = re.compile(rf"(?:[+*/^×·÷√]|{_OPERATOR_COMMANDS}|[\w)}}\]][ \t]*-|\d[ \t]*:)[ \t]*$")
+_THOUSANDS_BEFORE = re.compile(r"\d,$")
+# After a number: an operator, spaced or not, a root or π, a bracket it multiplies, a ratio, thousands.
+_OPERATOR_AFTER = (
+    rf"|\s*[×·÷√π]|\(|\s*-\s*[\d\\(]|\s*{_OPERATOR_COMMANDS}|\s*:\s*\d|,\d{{3}}(?!\d)"
+)
 
 
 @lru_cache(maxsize=4096)
 def _phrase_pattern(phrase: str) -> re.Pattern:
     """`phrase` as a whole word or number, outside a formula ("8 cm" is not inside "18 cm", "1" not
-    inside "1.5", "2" not inside "-2\\pi")."""
-    return re.compile(rf"(?<![\w.\\^_{{+\-*/=]){re.escape(phrase)}(?![\w}}^_+*/=]|\.\d|\s*[+*/=^]|\\)")
+    inside "1.5", "2" not inside "-2\\pi"); a phrase with a number in it not followed by an operator,
+    spaced or not, a root, π or a bracket ("2" is not inside "2 \\sqrt{3}", "2 √3" or "2(\\sqrt{3}-1)",
+    "20 cm" not inside "20 cm \\times 2")."""
+    after = _OPERATOR_AFTER if _DIGIT.search(phrase) else ""
+    return re.compile(rf"(?<![\w.\\^_{{+\-*/=]){re.escape(phrase)}(?![\w}}^_+*/=]|\.\d|\s*[+*/=^]|\\{after})")
