@@ -63,6 +63,24 @@ def _norm(text: str | None) -> str:
     return text.rstrip(".")
 
 
+# What MATH-V's matcher leaves around a letter it did not read: "\\textbf{E}" -> "bfe", "\\text{(D)}" -> "{(d)}".
+_LETTER_MARKUP = re.compile(r"\\?(?:textbf|mathbf|text|mathrm|bf|rm)|[{}\\()\[\]$~:.*\s]")
+_UNIT_WORD = re.compile(r"[a-z]+(?:\^\d)?")
+_PROSE_RUN = re.compile(r"(?<![\\a-z])[a-z]{6,}")  # words the matcher glued together (no LaTeX command)
+_MATH_LEFT = re.compile(r"[\d\\+\-*/^√π×·]")
+
+
+def _inside_longer_expression(gold_text: str, read: str) -> bool:
+    """Whether the matcher's reading is a formula around a numeric gold option ("2\\sqrt{3}" for "2"),
+    not the option with a unit or markup ("\\frac{125}{8}cm^2" for "\\frac{125}{8}"): what is left once
+    the option and unit words are taken out still holds a digit or an operator, and it is no run of prose
+    ("3cmintankiiand3cm": the matcher read on into the sentence)."""
+    if not gold_text or not re.search(r"\d", gold_text) or gold_text not in read or read == gold_text:
+        return False
+    rest = read.replace(gold_text, "", 1)
+    return _PROSE_RUN.search(rest) is None and _MATH_LEFT.search(_UNIT_WORD.sub("", rest)) is not None
+
+
 def disagreement_class(item: dict, ours: dict, official: dict) -> str:
     """Why our verdict and the benchmark's `correct` differ on one response (evidence: its `model_answer`)."""
     options, gold = item["options"], item["answer"]
@@ -73,13 +91,14 @@ def disagreement_class(item: dict, ours: dict, official: dict) -> str:
     if ours["correct"]:
         if options:
             boxed_letter = re.fullmatch(r"(?:\\?(?:text)?bf)?[(\[]?([a-e])[)\].:]?(.*)", read.lower())
-            if boxed_letter and boxed_letter[1] == gold.lower() and boxed_letter[2] != "" or read.lower().strip("()[]") == gold.lower() and read.lower() != gold.lower():
+            in_markup = _LETTER_MARKUP.sub("", read.lower()) == gold.lower() != read.lower()  # "\textbf{E}" -> "bfe"
+            if boxed_letter and boxed_letter[1] == gold.lower() and boxed_letter[2] != "" or in_markup:
                 return "official: the gold letter written with brackets/markup or followed by its text, not matched"
             if not letters_only and _norm(read) and _norm(read) == _norm(gold_text):
                 return "official: the answer names the gold option by its text, not mapped to its letter"
             if len(set(re.findall(r"\(([A-E])\)", item["response"][-400:]))) > 1:
                 return "ambiguous: the response names several options; the verifier takes one, the matcher another"
-            if _norm(extracted) == _norm(gold_text) and _norm(gold_text) in _norm(read) and _norm(read) != _norm(gold_text):
+            if _inside_longer_expression(_norm(gold_text), _norm(read)) and _norm(extracted) == _norm(gold_text):
                 return "ours: a numeric option matched inside a longer final expression (verifier false positive)"
             return "official: the final answer is the gold option in another form (LaTeX, wording)"
         if _norm(read).startswith(_norm(gold)) and re.fullmatch(r"[a-zπ\\().,:;'?!* ]*", _norm(read)[len(_norm(gold)):] or "x"):

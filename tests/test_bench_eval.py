@@ -43,12 +43,16 @@ def _problem(root: Path, problem_id: str) -> dict:
 
 
 def test_disagreement_classes_on_real_responses(data_root):
-    official, _ = load_official(data_root, "Qwen-VL-Max-CoT")
     expected = {
-        "888": "official: the answer names the gold option by its text",  # '12\mathrm{~cm}' vs option C
-        "2741": "official: the number is followed by units or words",  # '120votescastalltogether'
+        ("Qwen-VL-Max-CoT", "888"): "official: the answer names the gold option by its text",  # '12\mathrm{~cm}' vs option C
+        ("Qwen-VL-Max-CoT", "2741"): "official: the number is followed by units or words",  # '120votescastalltogether'
+        # "The answer is \textbf{E}.": the matcher read 'bfe'; the letter is right, not a verifier false positive
+        ("InternLM-XComposer2-VL", "21"): "official: the gold letter written with brackets/markup",
+        # '\frac{125}{8}\mathrm{~cm}^{2}': the gold option with its unit, not a longer expression
+        ("Gemini-Pro-CoT", "1386"): "official: the final answer is the gold option in another form",
     }
-    for problem_id, label in expected.items():
+    for (setting, problem_id), label in expected.items():
+        official, _ = load_official(data_root, setting)
         problem = _problem(data_root, problem_id)
         options = problem["options"]
         verdict = judge_response(
@@ -59,3 +63,12 @@ def test_disagreement_classes_on_real_responses(data_root):
         ours = {"correct": verdict.correct, "extracted": verdict.extracted}
         item = {**problem, "response": official[problem_id]["response"]}
         assert disagreement_class(item, ours, official[problem_id]).startswith(label), problem_id
+
+
+def test_a_numeric_option_inside_a_longer_expression_is_classed_as_ours():
+    item = {"options": ["1", "2", "3", "4", "5"], "answer": "B", "response": "The answer is $\\boxed{2 \\sqrt{3}}$."}
+    ours = {"correct": True, "extracted": "2"}
+    label = disagreement_class(item, ours, {"model_answer": "2\\sqrt{3}", "correct": False})
+    assert label.startswith("ours: a numeric option matched inside a longer final expression")
+    label = disagreement_class(item, ours, {"model_answer": "2\\mathrm{~cm}", "correct": False})
+    assert not label.startswith("ours:")  # the option with its unit

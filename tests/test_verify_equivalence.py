@@ -115,3 +115,15 @@ def test_math_verify_equal_in_process():
     assert math_verify_equal(r"\frac{3}{4}", "0.75")
     assert math_verify_equal(r"\sqrt{8}", r"2\sqrt{2}")
     assert not math_verify_equal(r"\sqrt{8}", "3")
+
+
+@pytest.mark.parametrize("pred", ["(D)", "\\textbf{(C)}", "$$ (D) $$", "(E)} }$$", "x"])
+def test_a_lone_letter_for_a_number_is_decided_without_math_verify(pred):
+    # Gemini-Pro-CoT on MATH-V free-form questions: "... so the answer is (D)" where the gold is 32
+    assert decide(pred, "32", answer_type="integer") == (False, "mismatch")
+    assert not math_verify_equal(pred, "32")  # what math-verify would have said
+
+
+@pytest.mark.parametrize("pred", ["\\ln e", "(E) None of the above", "\\text{ (D) }12."])
+def test_more_than_a_lone_letter_is_left_to_math_verify(pred):
+    assert decide(pred, "1", answer_type="integer") is None  # "\\ln e" is 1

@@ -1,8 +1,10 @@
 """Answer extraction from chains of thought (pure functions, no worker processes)."""
 
+import re
+
 import pytest
 
-from pipeline.verify import extract_answer
+from pipeline.verify import extract, extract_answer
 from pipeline.verify.extract import last_boxed, match_choice, trim_answer_span
 
 
@@ -122,3 +124,22 @@ def test_answers_in_prose(text, expected, method):
 def test_multiple_choice_in_prose(text, choices, expected, method):
     extraction = extract_answer(text, question_type="multi_choice", choices=choices)
     assert (extraction.answer, extraction.method) == (expected, method)
+
+
+# The answer phrase as first written; extract.py spells it to open with a character class (faster scans).
+_PLAIN_ANSWER_PHRASE = re.compile(
+    r"\b(?:answer|choice|option)\s*\**\s*(?:is|:|=|would be|will be|should be)\s*[:*]*[ \t]*(?P<answer>[^\n]+)",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "answer: 5", "The ANSWER IS (B).", "so the Option is C\nand the choice = D", "reanswer is 4", "_answer is 4",
+        "x answer is 3", "(answer is 2)", "Answer would be 7, Choice: A", "answers is 1", "éanswer is 9", "a", "",
+    ],
+)
+def test_the_answer_phrase_matches_where_its_plain_spelling_does(text):
+    fast = extract._ANSWER_PHRASES[0][1]
+    assert [m.span("answer") for m in fast.finditer(text)] == [m.span("answer") for m in _PLAIN_ANSWER_PHRASE.finditer(text)]

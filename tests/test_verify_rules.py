@@ -158,6 +158,45 @@ def test_a_number_option_is_not_named_from_inside_a_formula():
     assert verdict.correct and verdict.extracted == "$50 + 5\\pi$"
 
 
+ONE_TO_FIVE = ["$1$", "$2$", "$3$", "$4$", "$5$"]
+
+
+@pytest.mark.parametrize(
+    "text, gold, choices",
+    [
+        # a coefficient, spaced from what it multiplies: "2" is not chosen by $2 \sqrt{3}$, 2 √3 or 2(√3-1)
+        ("The height of the triangle is $2 \\sqrt{3}$.\nTherefore, the answer is $2 \\sqrt{3}$.", "B", ONE_TO_FIVE),
+        ("So the side length is $\\boxed{2 \\sqrt{3}}$.", "B", ONE_TO_FIVE),
+        ("The answer is: 2 √3", "B", ONE_TO_FIVE),
+        ("Hence $AB = \\boxed{2(\\sqrt{3}-1)}$.", "B", ONE_TO_FIVE),
+        # an operand after a spaced operator: "5" is not chosen by 3 + 5, 7 - 5, x \times 5 or the ratio 3:5
+        ("The number of squares is $\\boxed{3 + 5}$.", "E", ONE_TO_FIVE),
+        ("The answer is $7 - 5$.", "E", ONE_TO_FIVE),
+        ("Thus the answer is $x \\times 5$.", "E", ONE_TO_FIVE),
+        ("The ratio of the areas is $\\boxed{3:5}$.", "E", ONE_TO_FIVE),
+        # the tail of a longer number, and a value with units that is multiplied
+        ("The answer is \\boxed{10,404}", "B", ["$396$", "$404$", "$800$", "$10,000$", "$1,204$"]),
+        ("The perimeter is $\\boxed{20 \\mathrm{~cm} \\times 2}$.", "B", ["$10 \\mathrm{~cm}$", "$20 \\mathrm{~cm}$", "$30 \\mathrm{~cm}$"]),
+    ],
+)
+def test_a_number_option_inside_a_longer_final_expression_is_not_chosen(text, gold, choices):
+    assert not judge(text, gold, question_type="multi_choice", choices=choices).correct
+
+
+@pytest.mark.parametrize(
+    "text, gold, choices",
+    [
+        ("So $x = 5$. The answer is $x = 5$.", "E", ONE_TO_FIVE),
+        ("The answer is 5 cm.", "E", ONE_TO_FIVE),
+        ("So 12 - 7 = 5, and the answer is 5.", "E", ONE_TO_FIVE),
+        ("Therefore the answer is $\\boxed{404}$.", "B", ["$396$", "$404$", "$800$", "$10,000$", "$1,204$"]),
+        ("Thus the area is $\\boxed{20 \\mathrm{~cm}^{2}}$.", "B", ["$10 \\mathrm{~cm}^{2}$", "$20 \\mathrm{~cm}^{2}$"]),
+    ],
+)
+def test_a_number_option_stated_alone_or_with_its_unit_is_still_chosen(text, gold, choices):
+    assert judge(text, gold, question_type="multi_choice", choices=choices).correct
+
+
 # --- false negatives on free text ---------------------------------------------------------------------------
 
 

@@ -58,6 +58,8 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
         decided = _decide_list(pred, gold, spec)
         if decided is not None:
             return decided
+    if gold_number is not None and is_lone_letter(pred):
+        return False, "mismatch"  # "(D)", "\\textbf{(C)}" for a number: one symbol is never a rational number
     plain_pred, plain_gold = strip_latex_wrappers(pred), strip_latex_wrappers(gold)
     if not (_MATH_SIGNS.search(plain_pred) and _MATH_SIGNS.search(plain_gold)):
         return False, "mismatch"
@@ -72,6 +74,21 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
     if values_differ(pred, gold, gold_number):
         return False, "mismatch"
     return None
+
+
+_LETTER_MARKUP = re.compile(r"\\(?:text|textbf|mathrm|mathbf|mbox)(?![a-z])|[\s${}()\[\].:]")
+
+
+def is_lone_letter(answer: str) -> bool:
+    """Whether `answer` is one letter in brackets or text markup and nothing else ("(B)", "$$ (D) $$",
+    "\\textbf{(C)}"): an option letter, to math-verify a single free symbol (or e, or i)."""
+    if len(answer) > _LONE_LETTER_MAX_CHARS:
+        return False
+    rest = _LETTER_MARKUP.sub("", answer)
+    return len(rest) == 1 and rest.isascii() and rest.isalpha()
+
+
+_LONE_LETTER_MAX_CHARS = 40
 
 
 def values_differ(pred: str, gold: str, gold_number: ParsedNumber | None) -> bool:

@@ -28,20 +28,27 @@ from pipeline.verify.normalize import (
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _MAX_CANDIDATES_PER_MARKER = 5  # bounds brace scans and choice matching on marker-heavy tails
+# (method, pattern, a literal every match contains or None): the literal is looked for first, a cheap
+# pre-check that spares the regex scan of the whole tail where it cannot match.
 _ANSWER_PHRASES = (
     (
         "the_answer_is",
+        # "\b(?:answer|choice|option)...", written to open with a character class: the regex engine then
+        # skips ahead to the letters a/c/o instead of trying the alternation at every position
         re.compile(
-            r"\b(?:answer|choice|option)\s*\**\s*(?:is|:|=|would be|will be|should be)\s*[:*]*[ \t]*(?P<answer>[^\n]+)",
+            r"[aco](?<!\w.)(?:(?<=a)nswer|(?<=c)hoice|(?<=o)ption)"
+            r"\s*\**\s*(?:is|:|=|would be|will be|should be)\s*[:*]*[ \t]*(?P<answer>[^\n]+)",
             re.IGNORECASE,
         ),
+        None,
     ),
-    ("the_answer_is", re.compile(r"答案(?:是|为)[:：]?\s*(?P<answer>[^\n]+)")),
-    ("gsm8k_hash", re.compile(r"^####\s*(?P<answer>[^\n]+)", re.MULTILINE)),
-    ("answer_line", re.compile(r"^\s*A:\s*(?P<answer>[^\n]+)", re.MULTILINE)),
+    ("the_answer_is", re.compile(r"答案(?:是|为)[:：]?\s*(?P<answer>[^\n]+)"), "答案"),
+    ("gsm8k_hash", re.compile(r"^####\s*(?P<answer>[^\n]+)", re.MULTILINE), "####"),
+    ("answer_line", re.compile(r"^\s*A:\s*(?P<answer>[^\n]+)", re.MULTILINE), "A:"),
 )
 # "Wednesday is the correct answer.": the answer is the sentence before the marker
 _ANSWER_BEFORE = re.compile(r"\s+is the (?:correct|right|final) answer")
+_ANSWER_BEFORE_LITERAL = "is the "
 _CONDITIONAL = re.compile(r"\W*(?:if|unless|when|suppose)\b", re.IGNORECASE)  # "If x > 3, the answer is A."
 # Where an answer phrase ends: a sentence stop, a clause break or an explanation.
 _SPAN_END = re.compile(r"[.!?](?:\s|$)|\$?\.(?=The\b)|[;。，]|,\s(?!\(?[A-Z]\)?(?:,|\s+(?:and|or)\b|\.|$)|(?:and|or)\s+\(?[A-Z]\b)|\s(?:because|since|which|as|so|and therefore)\s", re.IGNORECASE)
@@ -208,14 +215,17 @@ def located_answers(text: str) -> list[LocatedAnswer]:
             found.append(LocatedAnswer(start, end, Extraction(text[start:end].strip(), "boxed")))
     phrases: list[LocatedAnswer] = []
     boxed_phrases: list[tuple[int, int]] = []  # where phrases whose answer holds a box are
-    for method, pattern in _ANSWER_PHRASES:
+    for method, pattern, literal in _ANSWER_PHRASES:
+        if literal is not None and literal not in text:
+            continue
         for match in list(pattern.finditer(text))[-_MAX_CANDIDATES_PER_MARKER:]:
             span = trim_answer_span(match["answer"])
             if _ALNUM.search(span) and not _in_conditional_sentence(text, match.start()):
                 phrases.append(LocatedAnswer(match.start(), match.end(), Extraction(unbox(span), method)))
                 if _BOXED.search(span):
                     boxed_phrases.append((match.start(), match.end()))
-    for match in list(_ANSWER_BEFORE.finditer(text))[-_MAX_CANDIDATES_PER_MARKER:]:
+    before = _ANSWER_BEFORE.finditer(text) if _ANSWER_BEFORE_LITERAL in text else ()
+    for match in list(before)[-_MAX_CANDIDATES_PER_MARKER:]:
         start = _sentence_start(text, match.start())
         span = trim_answer_span(_last_clause(text[start : match.start()]))
         if _ALNUM.search(span) and normalize_text(span) not in _PRONOUNS:
@@ -526,11 +536,42 @@ def _letter_of(answer: str) -> int | None:
 
 
 def _contains_phrase(text: str, phrase: str) -> bool:
-    return phrase in text and _phrase_pattern(phrase).search(text) is not None
+    """Whether `phrase` occurs in `text` whole and on its own (see `_phrase_pattern`); a phrase that opens
+    with a number must not be an operand either: not after an operator, spaced or not ("3 + 5", "x - 5",
+    "2 \\times 5", "\\sqrt 3", "3:5"), nor the tail of a longer number ("404" in "10,404")."""
+    if phrase not in text:
+        return False
+    pattern = _phrase_pattern(phrase)
+    if not phrase[0].isdigit():
+        return pattern.search(text) is not None
+    thousands = len(_LEADING_DIGITS.match(phrase)[0]) == 3  # "404" may be the tail of "10,404"
+    for match in pattern.finditer(text):
+        start = match.start()
+        before = text[max(0, start - _OPERATOR_LOOKBEHIND_CHARS) : start]
+        if _OPERATOR_BEFORE.search(before) or thousands and _THOUSANDS_BEFORE.search(before):
+            continue
+        return True
+    return False
+
+
+_LEADING_DIGITS = re.compile(r"\d+")
+_DIGIT = re.compile(r"\d")
+_OPERATOR_LOOKBEHIND_CHARS = 12
+# LaTeX commands that make a number beside them an operand or argument (units and relations do not).
+_OPERATOR_COMMANDS = r"\\(?:sqrt|pi|times|cdot|div|pm|mp|frac|log|ln|sin|cos|tan)(?![a-z])"
+_OPERATOR_BEFORE = re.compile(rf"(?:[+*/^×·÷√]|{_OPERATOR_COMMANDS}|[\w)}}\]][ \t]*-|\d[ \t]*:)[ \t]*$")
+_THOUSANDS_BEFORE = re.compile(r"\d,$")
+# After a number: an operator, spaced or not, a root or π, a bracket it multiplies, a ratio, thousands.
+_OPERATOR_AFTER = (
+    rf"|\s*[×·÷√π]|\(|\s*-\s*[\d\\(]|\s*{_OPERATOR_COMMANDS}|\s*:\s*\d|,\d{{3}}(?!\d)"
+)
 
 
 @lru_cache(maxsize=4096)
 def _phrase_pattern(phrase: str) -> re.Pattern:
     """`phrase` as a whole word or number, outside a formula ("8 cm" is not inside "18 cm", "1" not
-    inside "1.5", "2" not inside "-2\\pi")."""
-    return re.compile(rf"(?<![\w.\\^_{{+\-*/=]){re.escape(phrase)}(?![\w}}^_+*/=]|\.\d|\s*[+*/=^]|\\)")
+    inside "1.5", "2" not inside "-2\\pi"); a phrase with a number in it not followed by an operator,
+    spaced or not, a root, π or a bracket ("2" is not inside "2 \\sqrt{3}", "2 √3" or "2(\\sqrt{3}-1)",
+    "20 cm" not inside "20 cm \\times 2")."""
+    after = _OPERATOR_AFTER if _DIGIT.search(phrase) else ""
+    return re.compile(rf"(?<![\w.\\^_{{+\-*/=]){re.escape(phrase)}(?![\w}}^_+*/=]|\.\d|\s*[+*/=^]|\\{after})")
