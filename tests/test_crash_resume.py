@@ -40,10 +40,13 @@ def flow_command(runs_root: Path, run_name: str) -> list[str]:
     return [sys.executable, "-m", "flows.curate", "--target", "all", "--config", str(config), *overrides]
 
 
-def start(command: list[str], home: Path) -> subprocess.Popen:
+def start(command: list[str], home: Path, api_url: str | None = None) -> subprocess.Popen:
+    """The flow in its own process group; it reports to `api_url`, else starts its own temporary API."""
     home.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     env.pop("PREFECT_API_URL", None)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
 
 
@@ -52,9 +55,9 @@ def done_markers(run_dir: Path) -> dict[Path, tuple[bytes, int]]:
     return {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*.done") if "quarantine" not in p.parts}
 
 
-def kill_mid_stage(command: list[str], home: Path, run_dir: Path, stage: str, timeout_s: float = 180) -> str:
+def kill_mid_stage(command: list[str], home: Path, run_dir: Path, stage: str, api_url: str, timeout_s: float = 180) -> str:
     """Start the flow and SIGKILL its process group once `stage` has finished at least one shard."""
-    process = start(command, home)
+    process = start(command, home, api_url)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process.poll() is None:
         if any((run_dir / stage).glob("*.done")):
@@ -77,15 +80,20 @@ def data_files(run_dir: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_sigkill_in_every_stage_then_resume_gives_identical_outputs(tmp_path):
+def test_sigkill_in_every_stage_then_resume_gives_identical_outputs(tmp_path, prefect_harness):
+    from prefect.settings import PREFECT_API_URL
+
     reference = tmp_path / "runs" / "reference"
-    run = start(flow_command(tmp_path / "runs", "reference"), tmp_path / "home-ref")
+    run = start(flow_command(tmp_path / "runs", "reference"), tmp_path / "home-ref")  # its own temporary API
     assert run.wait(timeout=300) == 0, run.stderr.read().decode()[-3000:]
 
+    # The killed runs report to the session's API (killing a flow never kills the server it reports to):
+    # eleven flow starts without eleven API start-ups. The final rerun starts its own again, as a user's would.
     crashed = tmp_path / "runs" / "crashed"
     outcomes, protected = [], {}
     for index, stage in enumerate(STAGES):
-        outcomes.append(kill_mid_stage(flow_command(tmp_path / "runs", "crashed"), tmp_path / f"home-{index}", crashed, stage))
+        command = flow_command(tmp_path / "runs", "crashed")
+        outcomes.append(kill_mid_stage(command, tmp_path / f"home-{index}", crashed, stage, PREFECT_API_URL.value()))
         # Whatever was finished before this kill must survive every later rerun untouched.
         protected.update(done_markers(crashed))
     rerun = start(flow_command(tmp_path / "runs", "crashed"), tmp_path / "home-final")
