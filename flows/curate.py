@@ -27,7 +27,8 @@ from pipeline.generate.stage import GenerateStage
 from pipeline.index import GlobalStep
 from pipeline.ingest.stage import IngestStage
 from pipeline.progress import QUIET_ENV
-from pipeline.publish import export_published, publish_dataset, push_folder
+from pipeline.publish import publish_dataset, push_folder
+from pipeline.publish.exports import export_published
 from pipeline.score.difficulty import DifficultyStage
 from pipeline.score.diversity import ClusterCentroids, DiversityStage
 from pipeline.score.problem_type import ProblemTypeStage, TypeClassifier

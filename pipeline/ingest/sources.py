@@ -202,9 +202,13 @@ class JsonLinesAdapter(SourceAdapter):
             except (UnicodeDecodeError, ValueError) as error:
                 yield RawRecord(str(number), line[:2000].decode("utf-8", "replace"), f"invalid_json: {error}")
                 continue
-            source_id = value.get(self.id_field) if self.id_field and isinstance(value, dict) else None
-            valid_id = isinstance(source_id, str | int) and not isinstance(source_id, bool)
-            yield RawRecord(str(source_id) if valid_id else str(number), value)
+            yield RawRecord(self._source_id(value, str(number)), value)
+
+    def _source_id(self, value: Any, fallback: str) -> str:
+        """The row's `id_field` value when it is a usable id (text or integer), else `fallback`."""
+        source_id = value.get(self.id_field) if self.id_field and isinstance(value, dict) else None
+        valid_id = isinstance(source_id, str | int) and not isinstance(source_id, bool)
+        return str(source_id) if valid_id else fallback
 
 
 class JsonDocumentAdapter(JsonLinesAdapter):
@@ -220,15 +224,15 @@ class JsonDocumentAdapter(JsonLinesAdapter):
     @cached_property
     def lines_path(self) -> Path:
         stat = self.path.stat()
-        key = stable_hash([str(self.path.resolve()), stat.st_size, stat.st_mtime_ns, SPILL_VERSION], length=24)
-        spill = cache_dir() / "json-lines" / f"{key}.jsonl"
+        cache_key = stable_hash([str(self.path.resolve()), stat.st_size, stat.st_mtime_ns, SPILL_VERSION], length=24)
+        spill = cache_dir() / "json-lines" / f"{cache_key}.jsonl"
         if not spill.exists():
             spill.parent.mkdir(parents=True, exist_ok=True)
             staging = spill.with_name(f".{spill.name}.{os.getpid()}.tmp")
             try:
                 with open(self.path, "rb") as document, open(staging, "w", encoding="utf-8") as lines:
-                    for key_, value in self._stream(document):
-                        lines.write(json.dumps([key_, value], ensure_ascii=False) + "\n")
+                    for key, value in self._stream(document):
+                        lines.write(json.dumps([key, value], ensure_ascii=False) + "\n")
                 os.replace(staging, spill)  # another process may have won the race: its copy is identical
             finally:
                 staging.unlink(missing_ok=True)
@@ -253,9 +257,7 @@ class JsonDocumentAdapter(JsonLinesAdapter):
     def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
         for _, line in self._lines(start, stop):
             key, value = json.loads(line)
-            source_id = value.get(self.id_field) if self.id_field and isinstance(value, dict) else None
-            valid_id = isinstance(source_id, str | int) and not isinstance(source_id, bool)
-            yield RawRecord(str(source_id) if valid_id else key, value)
+            yield RawRecord(self._source_id(value, key), value)
 
 
 class JsonObjectAdapter(JsonDocumentAdapter):
@@ -440,6 +442,10 @@ class ColumnMappedFields:
 
     config: SourceConfig
 
+    @property
+    def id_field(self) -> str | None:
+        return self.config.columns.get("source_id")
+
     def _get(self, row: dict, name: str) -> Any:
         column = self.config.columns.get(name)
         return row.get(column) if column else self.config.defaults.get(name)
@@ -485,17 +491,9 @@ class ColumnMappedFields:
 class GenericJsonLinesAdapter(ColumnMappedFields, JsonLinesAdapter):
     """Any JSON-lines file, read line by line so one malformed row cannot fail the whole source."""
 
-    @property
-    def id_field(self) -> str | None:
-        return self.config.columns.get("source_id")
-
 
 class GenericJsonAdapter(ColumnMappedFields, JsonDocumentAdapter):
     """Any JSON document of rows (an array, or an object keyed by id), streamed (see JsonDocumentAdapter)."""
-
-    @property
-    def id_field(self) -> str | None:
-        return self.config.columns.get("source_id")
 
 
 class HFDatasetAdapter(ColumnMappedFields, SourceAdapter):
@@ -535,9 +533,8 @@ class HFDatasetAdapter(ColumnMappedFields, SourceAdapter):
         return len(self._dataset)
 
     def _records(self, start: int, stop: int) -> Iterator[RawRecord]:
-        id_column = self.config.columns.get("source_id")
         for offset, row in enumerate(self._dataset.select(range(start, stop))):
-            source_id = row.get(id_column) if id_column else None
+            source_id = row.get(self.id_field) if self.id_field else None
             yield RawRecord(str(source_id if source_id is not None else start + offset), row)
 
 

@@ -193,11 +193,11 @@ def export_published(set_name: str, published_dir: Path) -> Path:
 def export_for_trainers(cold_start_dir: Path | None, rl_dir: Path | None, out_dir: Path) -> dict[str, str]:
     """Both exports under `out_dir` (`llamafactory/`, `verl/`), for the sets that exist."""
     done = {}
-    if cold_start_dir is not None:
-        done["llamafactory"] = str(export_sharegpt(cold_start_dir, Path(out_dir) / "llamafactory"))
-    if rl_dir is not None:
-        export_verl(rl_dir, Path(out_dir) / "verl")
-        done["verl"] = str(Path(out_dir) / "verl")
+    for set_name, published in (("cold_start", cold_start_dir), ("rl", rl_dir)):
+        if published is not None:
+            kind, export = EXPORTS[set_name]
+            export(published, Path(out_dir) / kind)
+            done[kind] = str(Path(out_dir) / kind)
     return done
 
 
