@@ -111,19 +111,3 @@ def test_pool_kills_overrunning_tasks_and_reports_errors():
         assert pool.map(os.getcwd, [()])[0].error.startswith("exception: PermissionError")  # not allowed
     finally:
         pool.close()
-
-
-def test_pool_run_takes_tasks_while_the_caller_works_and_keeps_their_order():
-    pool = KillablePool(2, timeout_s=0.5, preload=["time", "builtins"])
-    try:
-        with pool.run(time.sleep) as run:
-            first = run.submit((0.0,))
-            run.pump()  # nothing may block here, even with a task in flight
-            slow = run.submit((30.0,))
-            last = run.submit((0.0,))
-            results = run.drain()
-        assert (first, slow, last) == (0, 1, 2)
-        assert [r.error for r in results] == [None, TIMEOUT, None]
-        assert pool.map(abs, [(-3,), (4,)])[0].value == 3  # the overrunning worker was replaced
-    finally:
-        pool.close()

@@ -17,8 +17,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -155,97 +154,57 @@ class KillablePool:
         includes a fresh worker's start-up."""
         if not arg_tuples:
             return []
-        with self.run(function) as run:
-            for args in arg_tuples:
-                run.submit(args)
-            return run.drain()
-
-    @contextmanager
-    def run(self, function: Callable[..., Any]) -> Iterator[PoolRun]:
-        """An incremental map: `submit` tasks as they come, `pump` between other work (the workers compute
-        meanwhile), `drain` for all results in submission order. Holds the pool until it ends."""
         with self._lock:
             self._ensure_started()
-            yield PoolRun(self, function)
+            return self._run(function, arg_tuples)
+
+    def _run(self, function: Callable[..., Any], arg_tuples: Sequence[tuple]) -> list[TaskResult]:
+        results: list[TaskResult] = [TaskResult(error=WORKER_DIED)] * len(arg_tuples)
+        pending = deque(range(len(arg_tuples)))
+        idle = deque(worker for worker in self._workers if worker.ready)
+        starting = {worker.replies: worker for worker in self._workers if not worker.ready}
+        running: dict[BinaryIO, tuple[_Worker, int, float]] = {}
+        while pending or running:
+            while idle and pending:
+                worker, index = idle.popleft(), pending.popleft()
+                try:
+                    worker.send((function, arg_tuples[index]))
+                except OSError:  # died between tasks: replace it and retry the task
+                    pending.appendleft(index)
+                    fresh = self._replace(worker)
+                    starting[fresh.replies] = fresh
+                    continue
+                # the deadline starts once a ready worker has the task: start-up never counts
+                running[worker.replies] = (worker, index, time.monotonic() + self.timeout_s)
+            deadline = min((deadline for _, _, deadline in running.values()), default=None)
+            timeout = STARTUP_TIMEOUT_S if deadline is None else max(0.0, deadline - time.monotonic())
+            ready_streams = wait([*running, *starting], timeout=timeout)
+            if not ready_streams and not running:
+                raise RuntimeError(f"no verify worker started within {STARTUP_TIMEOUT_S} s")
+            for stream in ready_streams:
+                if stream in starting:
+                    worker = starting.pop(stream)
+                    worker.await_ready()
+                    idle.append(worker)
+                    continue
+                worker, index, _ = running.pop(stream)
+                try:
+                    results[index] = TaskResult(**read_message(stream))
+                    idle.append(worker)
+                except (EOFError, OSError, ValueError, TypeError):  # crashed mid-task: result stays WORKER_DIED
+                    fresh = self._replace(worker)
+                    starting[fresh.replies] = fresh
+            now = time.monotonic()
+            for stream, (worker, index, deadline) in list(running.items()):
+                if deadline <= now:
+                    del running[stream]
+                    results[index] = TaskResult(error=TIMEOUT)
+                    fresh = self._replace(worker)
+                    starting[fresh.replies] = fresh
+        return results
 
     def close(self) -> None:
         with self._lock:
             for worker in self._workers:
                 worker.stop()
             self._workers = []
-
-
-class PoolRun:
-    """One map in progress on a KillablePool (see KillablePool.run); not thread-safe itself."""
-
-    def __init__(self, pool: KillablePool, function: Callable[..., Any]):
-        self._pool, self._function = pool, function
-        self._args: list[tuple] = []
-        self._results: list[TaskResult] = []
-        self._pending: deque[int] = deque()
-        self._idle = deque(worker for worker in pool._workers if worker.ready)
-        self._starting = {worker.replies: worker for worker in pool._workers if not worker.ready}
-        self._running: dict[BinaryIO, tuple[_Worker, int, float]] = {}
-
-    def submit(self, args: tuple) -> int:
-        """Queue function(*args); its index in the results. Sent at once if a worker is idle."""
-        self._args.append(args)
-        self._results.append(TaskResult(error=WORKER_DIED))
-        self._pending.append(len(self._args) - 1)
-        self._dispatch()
-        return len(self._args) - 1
-
-    def pump(self) -> None:
-        """Collect what has finished and hand out what waits, without blocking."""
-        self._step(0.0)
-
-    def drain(self) -> list[TaskResult]:
-        """Wait for every submitted task; the results in submission order."""
-        while self._pending or self._running:
-            deadline = min((deadline for _, _, deadline in self._running.values()), default=None)
-            timeout = STARTUP_TIMEOUT_S if deadline is None else max(0.0, deadline - time.monotonic())
-            was_running = bool(self._running)
-            if not self._step(timeout) and not was_running:
-                raise RuntimeError(f"no verify worker started within {STARTUP_TIMEOUT_S} s")
-        return list(self._results)
-
-    def _dispatch(self) -> None:
-        while self._idle and self._pending:
-            worker, index = self._idle.popleft(), self._pending.popleft()
-            try:
-                worker.send((self._function, self._args[index]))
-            except OSError:  # died between tasks: replace it and retry the task
-                self._pending.appendleft(index)
-                self._restart(worker)
-                continue
-            # the deadline starts once a ready worker has the task: start-up never counts
-            self._running[worker.replies] = (worker, index, time.monotonic() + self._pool.timeout_s)
-
-    def _step(self, timeout: float) -> bool:
-        """Wait up to `timeout` for replies or ready workers, handle them, enforce deadlines, dispatch;
-        whether anything arrived."""
-        ready_streams = wait([*self._running, *self._starting], timeout=timeout) if self._running or self._starting else []
-        for stream in ready_streams:
-            if stream in self._starting:
-                worker = self._starting.pop(stream)
-                worker.await_ready()
-                self._idle.append(worker)
-                continue
-            worker, index, _ = self._running.pop(stream)
-            try:
-                self._results[index] = TaskResult(**read_message(stream))
-                self._idle.append(worker)
-            except (EOFError, OSError, ValueError, TypeError):  # crashed mid-task: result stays WORKER_DIED
-                self._restart(worker)
-        now = time.monotonic()
-        for stream, (worker, index, deadline) in list(self._running.items()):
-            if deadline <= now:
-                del self._running[stream]
-                self._results[index] = TaskResult(error=TIMEOUT)
-                self._restart(worker)
-        self._dispatch()
-        return bool(ready_streams)
-
-    def _restart(self, worker: _Worker) -> None:
-        fresh = self._pool._replace(worker)
-        self._starting[fresh.replies] = fresh

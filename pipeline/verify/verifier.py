@@ -6,7 +6,6 @@ import atexit
 import dataclasses
 import threading
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +13,6 @@ from pipeline.verify.equivalence import Decision, comparable_gold, decide_fast, 
 from pipeline.verify.extract import extract_answer
 from pipeline.verify.model import AnswerSpec, Extraction, Verdict
 from pipeline.verify.pool import TIMEOUT, KillablePool, TaskResult
-
-
-_HAND_OUT_EVERY = 32  # answers extracted between hand-outs of math-verify tasks to idle workers
 
 
 @dataclass
@@ -80,12 +76,10 @@ class Verifier:
     def judge_many(self, items: Sequence[VerifyItem]) -> list[Verdict]:
         self._pool.start()  # workers import sympy while this process runs the fast paths
         specs = [item.spec() for item in items]
-        if self.answer_extractor is None:
-            extractions, decisions = self._extract_and_decide(items, specs)
-        else:
-            extractions = [_extract(item.text, spec) for item, spec in zip(items, specs)]
+        extractions = [_extract(item.text, spec) for item, spec in zip(items, specs)]
+        if self.answer_extractor is not None:
             extractions = self.answer_extractor.fill(extractions, items)
-            decisions = self.decide_many([extraction.answer for extraction in extractions], specs)
+        decisions = self.decide_many([extraction.answer for extraction in extractions], specs)
         # A correct final answer with rivals beside it counts only if they are all correct too.
         challenged = [(i, rival) for i, (decision, e) in enumerate(zip(decisions, extractions)) if decision[0] for rival in e.rivals]
         rival_decisions = self.decide_many([rival for _, rival in challenged], [specs[i] for i, _ in challenged])
@@ -93,40 +87,6 @@ class Verifier:
             if not rival[0]:
                 decisions[index] = (False, "conflicting_answers")
         return [_verdict(decision, extraction) for decision, extraction in zip(decisions, extractions)]
-
-    def _extract_and_decide(self, items: Sequence[VerifyItem], specs: Sequence[AnswerSpec]) -> tuple[list[Extraction], list[Decision]]:
-        """Extraction and the fast paths here, while the workers already run math-verify on the answers
-        left open so far (handed out every few answers): the same decisions as decide_many, overlapped."""
-        extractions: list[Extraction] = []
-        decisions: list[Decision | None] = []
-        waiting: dict[tuple[str, str], list[int]] = {}  # (pred, gold) sent to math-verify -> the items
-        tasks: dict[tuple[str, str], int] = {}
-        with ExitStack() as stack:
-            run = None
-            for index, (item, spec) in enumerate(zip(items, specs)):
-                extraction = _extract(item.text, spec)
-                decision = decide_fast(extraction.answer, spec)
-                if decision is None:
-                    pair = (extraction.answer, comparable_gold(spec))
-                    with self._cache_lock:
-                        decision = self._cache.get(pair)
-                    if decision is None:
-                        if run is None:  # the pool is held only once an answer needs it
-                            run = stack.enter_context(self._pool.run(math_verify_equal))
-                        if pair not in tasks:
-                            tasks[pair] = run.submit(pair)
-                        waiting.setdefault(pair, []).append(index)
-                extractions.append(extraction)
-                decisions.append(decision)
-                if run is not None and index % _HAND_OUT_EVERY == 0:
-                    run.pump()
-            results = run.drain() if run is not None else []
-        fresh = {pair: _decision_of(results[task]) for pair, task in tasks.items()}
-        for pair, indices in waiting.items():
-            for index in indices:
-                decisions[index] = fresh[pair]
-        self._remember(fresh)
-        return extractions, decisions
 
     def decide_many(self, answers: Sequence[str | None], specs: Sequence[AnswerSpec]) -> list[Decision]:
         """Fast paths inline, math-verify in the workers for what they leave open."""
@@ -139,19 +99,15 @@ class Verifier:
 
     def math_verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[Decision]:
         """math-verify decisions for (pred, gold) pairs, each under the outer timeout."""
-        with self._cache_lock:  # never held while waiting for the pool (judge_many holds the pool, then this)
-            known = {pair: self._cache[pair] for pair in pairs if pair in self._cache}
-        unknown = list(dict.fromkeys(pair for pair in pairs if pair not in known))
-        fresh = dict(zip(unknown, map(_decision_of, self._pool.map(math_verify_equal, unknown))))
-        self._remember(fresh)
-        return [fresh[pair] if pair in fresh else known[pair] for pair in pairs]
-
-    def _remember(self, fresh: dict[tuple[str, str], Decision]) -> None:
-        with self._cache_lock:
+        with self._cache_lock:  # the pool runs one batch at a time anyway
+            unknown = list(dict.fromkeys(pair for pair in pairs if pair not in self._cache))
+            fresh = dict(zip(unknown, map(_decision_of, self._pool.map(math_verify_equal, unknown))))
+            decisions = [fresh[pair] if pair in fresh else self._cache[pair] for pair in pairs]
             if len(self._cache) + len(fresh) > self.config.cache_size:
                 self._cache.clear()
             # timeouts and errors may pass on a quieter machine: only settled outcomes are remembered
             self._cache.update((pair, decision) for pair, decision in fresh.items() if decision[1] == "math_verify")
+            return decisions
 
     def close(self) -> None:
         self._pool.close()
