@@ -36,12 +36,16 @@ _NUMBER_SPELLINGS = [
 _ASCII_TOKEN = re.compile(rf"[0-9]+(?:\.[0-9]+)?|[a-z]+|[{_SYMBOLS}]")
 _TOKEN = re.compile(rf"\d+(?:\.\d+)?|[{_CJK}]|[^\W\d_{_CJK}]+|[{_SYMBOLS}]")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # category C in ASCII, less tab and line break
 
 
 def normalise_text(text: str) -> str:
     """NFC, no control characters, collapsed runs of spaces; line breaks kept (tables use them)."""
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    if text.isascii():  # most text: one regex over the only control characters ASCII has (10x faster)
+        text = _ASCII_CONTROL.sub("", text)
+    else:
+        text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     return "\n".join(" ".join(line.split()) for line in text.split("\n")).strip()
 
 

@@ -89,7 +89,7 @@ GENERATION_SCHEMA = pa.schema(
         ("extracted_answer", pa.string()),
         ("correct", pa.bool_()),
         ("verdict_reason", pa.string()),
-        ("quality_ok", pa.bool_()),
+        ("quality_ok", pa.bool_()),  # null for rollouts: only a teacher's CoT can become an example
         ("quality_reason", pa.string()),
     ]
 )

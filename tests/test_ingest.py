@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -118,6 +119,24 @@ def test_large_images_are_bounded_and_bombs_refused():
     with pytest.raises(RowError) as error:
         normalise_image(buffer.getvalue(), path="x", limits=ImageLimits(max_pixels=1_000_000))
     assert error.value.reason == "image_too_many_pixels"
+
+
+def test_large_jpeg_decoded_at_reduced_scale_keeps_size_and_picture():
+    """A JPEG shrunk by half or more is decoded at the decoder's reduced scale: same target size,
+    the same picture as a full decode and resize (within JPEG noise), corrupt streams still refused."""
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)  # 100 px blocks of colour: a coarse "diagram"
+    buffer = io.BytesIO()
+    Image.fromarray(blocks).resize((4000, 3000), Image.Resampling.NEAREST).save(buffer, format="JPEG", quality=90)
+    limits = ImageLimits()
+    bounded = normalise_image(buffer.getvalue(), path="x", limits=limits)
+    assert (bounded.width, bounded.height) == (1182, 887)  # area within 1024 x 1024, aspect kept
+    full = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB").resize((1182, 887), Image.Resampling.LANCZOS)
+    fast = Image.open(io.BytesIO(bounded.bytes)).convert("RGB")
+    assert np.abs(np.asarray(full, dtype=int) - np.asarray(fast, dtype=int)).mean() < 4
+    with pytest.raises(RowError) as error:
+        normalise_image(buffer.getvalue()[: len(buffer.getvalue()) // 2], path="x", limits=limits)
+    assert error.value.reason == "image_undecodable"
 
 
 def test_problem_schema_is_what_ingest_writes(tmp_path, data_root):

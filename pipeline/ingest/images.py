@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,11 +94,15 @@ def normalise_image(data: bytes, *, path: str, limits: ImageLimits) -> Normalise
                 width, height = probe.size
                 if width * height > limits.max_pixels:
                     raise RowError("image_too_many_pixels", f"{width}x{height} > {limits.max_pixels} pixels")
-                probe.load()  # full decode: catches truncation and corrupt streams
-                within = max(probe.size) <= limits.max_side and width * height <= limits.max_area
+                scale = min(1.0, limits.max_side / max(width, height), (limits.max_area / (width * height)) ** 0.5)
                 source_format = probe.format
-                keep_bytes = within and source_format in _KEPT_FORMATS and probe.mode == "RGB" and "exif" not in probe.info
-                image = _to_rgb(probe)
+                if scale <= 0.5 and source_format == "JPEG":
+                    # The decoder's own 1/2, 1/4, 1/8 scaling (never below the target): a scan of
+                    # several megapixels decodes and resizes ~4x faster, the stream is still read whole.
+                    probe.draft("RGB", (math.ceil(width * scale), math.ceil(height * scale)))
+                probe.load()  # full decode: catches truncation and corrupt streams
+                keep_bytes = scale == 1.0 and source_format in _KEPT_FORMATS and probe.mode == "RGB" and "exif" not in probe.info
+                image = None if keep_bytes else _to_rgb(probe)
     except RowError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -107,10 +112,10 @@ def normalise_image(data: bytes, *, path: str, limits: ImageLimits) -> Normalise
     if keep_bytes:
         encoded = data
     else:
-        scale = min(1.0, limits.max_side / max(image.size), (limits.max_area / (image.size[0] * image.size[1])) ** 0.5)
         if scale < 1.0:
-            size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
             image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        width, height = image.size
         buffer = io.BytesIO()
         if source_format == "JPEG":
             image.save(buffer, format="JPEG", quality=95)
@@ -121,6 +126,6 @@ def normalise_image(data: bytes, *, path: str, limits: ImageLimits) -> Normalise
         bytes=encoded,
         path=path,
         sha256=hashlib.sha256(encoded).hexdigest(),
-        width=image.size[0],
-        height=image.size[1],
+        width=width,
+        height=height,
     )

@@ -82,11 +82,15 @@ _NO_OPTION = re.compile(
     re.IGNORECASE,
 )
 # Where a response runs on past its answer: a new prompt turn of a leaked few-shot prompt, or chat tokens.
-_CONTINUATION_HEADER = re.compile(
-    r"^[ \t]*(?:#{1,4}[ \t]*)?(?:\*\*)?(?:question|problem|query|human|user|instruction|hint|q|问题|题目)"
-    r"[ \t]*\d*[ \t]*(?:\*\*)?[ \t]*[:：]|<\|(?:im_start|im_end|user|endoftext|eot_id)\|>|\[INST\]",
-    re.IGNORECASE | re.MULTILINE,
+_HEADER_LINE = (
+    r"[ \t]*(?:#{1,4}[ \t]*)?(?:\*\*)?(?:question|problem|query|human|user|instruction|hint|q|问题|题目)"
+    r"[ \t]*\d*[ \t]*(?:\*\*)?[ \t]*[:：]"
 )
+# Split so that each search starts with one literal the regex engine skips ahead to: one pattern with
+# ^ (MULTILINE) and alternatives that start differently is tried at every character, 40 us a CoT.
+_FIRST_LINE_HEADER = re.compile(_HEADER_LINE, re.IGNORECASE)
+_NEXT_LINE_HEADER = re.compile("\n" + _HEADER_LINE, re.IGNORECASE)
+_CHAT_TOKENS = (re.compile(r"<\|(?:im_start|im_end|user|endoftext|eot_id)\|>", re.IGNORECASE), re.compile(r"\[INST\]", re.IGNORECASE))
 # The first explicit answer, for where a continuation may start (its line is the answer's).
 _FIRST_MARKER = re.compile(
     r"</answer>|\\(?:boxed|fbox)\s*\{|\b(?:answer|choice|option)\s*\**\s*(?:is|:|=)|答案(?:是|为|：|:)|^####"
@@ -159,8 +163,8 @@ def continuation_start(text: str) -> int | None:
     """Where a response that has given its answer runs on: a new prompt turn ("Question: ...", chat
     tokens: few-shot leakage) or prose in another script (English after a Chinese answer, or the reverse)
     after the line of its first explicit answer. None when it does not."""
-    header = _CONTINUATION_HEADER.search(text)
-    has_cjk = _HAS_CJK.search(text) is not None
+    header = _continuation_header(text, 0)
+    has_cjk = not text.isascii() and _HAS_CJK.search(text) is not None
     if header is None and not has_cjk:
         return None
     first = _FIRST_MARKER.search(text)
@@ -169,9 +173,9 @@ def continuation_start(text: str) -> int | None:
     line_end = text.find("\n", first.end())
     answered = len(text) if line_end < 0 else line_end
     starts = []
-    header = _CONTINUATION_HEADER.search(text, answered)
+    header = _continuation_header(text, answered)
     if header is not None:
-        starts.append(header.start())
+        starts.append(header)
     if has_cjk:
         before = text[:answered]
         written_in_cjk = len(_CJK_CHARS.findall(before)) > len(_LATIN_LETTERS.findall(before))
@@ -179,6 +183,18 @@ def continuation_start(text: str) -> int | None:
         switch = other_script.search(text, answered)
         if switch is not None:
             starts.append(switch.start())
+    return min(starts) if starts else None
+
+
+def _continuation_header(text: str, pos: int) -> int | None:
+    """Start of the first prompt-turn header at or after `pos`: a header line, or a chat token anywhere."""
+    starts = []
+    if pos == 0 and _FIRST_LINE_HEADER.match(text):
+        starts.append(0)
+    line = _NEXT_LINE_HEADER.search(text, max(pos - 1, 0))  # a line starting at pos follows the \n before it
+    if line is not None:
+        starts.append(line.start() + 1)
+    starts += [token.start() for token in (pattern.search(text, pos) for pattern in _CHAT_TOKENS) if token is not None]
     return min(starts) if starts else None
 
 

@@ -1,4 +1,4 @@
-"""Verify: generations shard + its problems -> the same rows with verdict and quality columns.
+"""Verify: generations shard + its problems -> the same rows with verdict and (teacher rows) quality columns.
 
 Fast paths run in this process and only the leftovers go to math-verify's process pool (inside
 `Verifier`), so a thread-based task runner never calls signal-based timeouts off the main thread.
@@ -7,6 +7,7 @@ Fast paths run in this process and only the leftovers go to math-verify's proces
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.factory import make_backend
 from pipeline.stage import SharedResource, ShardResult, Stage
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
+from pipeline.verify.model import ANSWER_FIELDS
 from pipeline.verify.model_extractor import MODEL_EXTRACTED, MODEL_GARBAGE, ModelExtractor, ModelExtractorConfig
 from schemas import GENERATION_SCHEMA
 
@@ -61,24 +63,24 @@ class VerifyStage(Stage):
         self._verifier.close()
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        problems = {p["problem_id"]: p for p in inputs["problems"].to_pylist()}
+        # One answer spec per problem, shared by its k samples; image bytes never leave Arrow.
+        problems = inputs["problems"].select(["problem_id", "question", *ANSWER_FIELDS])
+        blank = {p["problem_id"]: VerifyItem.for_row("", p) for p in problems.to_pylist()}
         rows = inputs["generations"].to_pylist()
         answered = [row for row in rows if row["error"] is None and row["raw_text"] is not None]
-        items = [VerifyItem.for_row(row["raw_text"], problems[row["problem_id"]]) for row in answered]
+        items = [dataclasses.replace(blank[row["problem_id"]], text=row["raw_text"]) for row in answered]
         verdicts = self.verifier.judge_many(items)
         stats: Counter[str] = Counter(skipped_failed_generation=len(rows) - len(answered))
         for row, verdict in zip(answered, verdicts):
-            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=self.config.quality)
-            row.update(
-                extracted_answer=verdict.extracted,
-                correct=verdict.correct,
-                verdict_reason=verdict.reason,
-                quality_ok=quality.ok,
-                quality_reason=quality.reason,
-            )
+            row.update(extracted_answer=verdict.extracted, correct=verdict.correct, verdict_reason=verdict.reason)
             stats[f"verdict_{verdict.reason}"] += 1
             if verdict.method in (MODEL_EXTRACTED, MODEL_GARBAGE):  # the judge model's share, for the cards
                 stats[verdict.method] += 1
             stats["correct"] += verdict.correct
+            if row["role"] == "rollout":  # a rollout only scores difficulty: its CoT is never trained on
+                stats["quality_not_checked_rollout"] += 1
+                continue
+            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=self.config.quality)
+            row.update(quality_ok=quality.ok, quality_reason=quality.reason)
             stats[f"quality_{quality.reason}"] += 1
         return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)
