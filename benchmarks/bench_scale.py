@@ -3,11 +3,11 @@
 The corpus is built from the real shared problems like `bench_dedupe`'s (every TabMWP and GSM8K problem,
 then numeric variants of them, with planted exact and near copies), written as a raw JSON-lines file that
 the generic `jsonl` adapter reads; every fifth row carries an image file: a real TabMWP table or MathVision
-diagram with the row's number drawn into a corner, so no two images hash alike. The teacher is a stub
+diagram with the row's number in a metadata segment, so no two images hash alike. The teacher is a stub
 backend that answers at once with chain-of-thought text of realistic length (log-normal around
 `--cot-chars`), right with probability `--correct`, `--rollouts` samples per problem; its own time is
-reported apart from the generate stage's. Stages run in this process as the flow runs them (one task
-per shard on a thread pool, global steps in between), without Prefect.
+reported apart from the generate stage's. Stages run as the flow runs them on a Dask or Ray runner (one
+task per shard on `--workers` worker processes, global steps in this process between them), without Prefect.
 
 For each stage: wall time, rows/s, CPU seconds (this process and its children), peak RSS of this
 process plus its children (sampled), bytes written; then the total. The published cold-start folder is
@@ -20,8 +20,13 @@ loaded with `datasets.load_dataset` (memory-mapped) and checked against its card
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import json
+import math
+import multiprocessing
 import os
+import random
 import re
 import shutil
 import struct
@@ -32,7 +37,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -145,22 +150,23 @@ def write_corpus(raw_dir: Path, problems: int, seed: int, data_root: Path) -> di
 class StubTeacher(GenerationBackend):
     """Answers at once: a think block of log-normal length around `cot_chars`, then the boxed answer,
     right with probability `correct`. Everything is drawn from the request id, so reruns match.
-    Gold answers come from `answers`, filled per shard by `StubGenerateStage`."""
+    Gold answers come from `answers`, filled per shard by `StubGenerateStage`; one teacher per worker
+    process (the stage's shared resource), its CPU time counted per thread."""
 
     def __init__(self, teachers: Sequence[TeacherConfig], policy: Sequence[TeacherConfig], cot_chars: int, correct: float):
         super().__init__(teachers, policy)
         self.cot_chars, self.correct = cot_chars, correct
         self.answers: dict[str, str] = {}
         self.holders: Counter[str] = Counter()  # shards in flight that hold each answer
-        self.seconds = 0.0
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
+        self.clock = threading.local()  # seconds this thread spent answering
 
     def answer(self, request: GenerationRequest) -> GenerationResult:
-        rng = np.random.default_rng(int(request.request_id[:15], 16))
-        target = int(rng.lognormal(np.log(self.cot_chars), 0.5))
+        rng = random.Random(int(request.request_id[:15], 16))
+        target = int(rng.lognormvariate(math.log(self.cot_chars), 0.5))
         steps, length = [], 0
         while length < target:
-            step = REASONING[int(rng.integers(len(REASONING)))].format(n=int(rng.integers(2, 999)))
+            step = REASONING[rng.randrange(len(REASONING))].format(n=rng.randrange(2, 999))
             steps.append(step)
             length += len(step) + 1
         gold = self.answers[request.problem_id]
@@ -171,8 +177,7 @@ class StubTeacher(GenerationBackend):
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         started = time.thread_time()
         results = [self.answer(r) for r in requests]
-        with self._lock:
-            self.seconds += time.thread_time() - started
+        self.clock.seconds = getattr(self.clock, "seconds", 0.0) + time.thread_time() - started
         return results
 
 
@@ -183,23 +188,30 @@ def wrong(gold: str) -> str:
         return f"not {gold}"
 
 
+TEACHER_SECONDS = "stub_teacher_ms"  # in the generate shards' stats, taken out of the stage's summary
+
+
 class StubGenerateStage(GenerateStage):
-    """The generate stage, handing the stub its shard's gold answers (the bench's truth, never the stage's)."""
+    """The generate stage, handing the stub its shard's gold answers (the bench's truth, never the stage's)
+    and counting the stub's time in the shard's stats."""
 
     def process(self, shard, inputs):
         teacher = self.backend
         answers = dict(zip(inputs["problems"].column("problem_id").to_pylist(), inputs["problems"].column("answer").to_pylist()))
-        with teacher._lock:  # exact copies share a problem id across shards that run at once
+        with teacher.lock:  # exact copies share a problem id across shards that run at once
             teacher.answers.update(answers)
             teacher.holders.update(answers.keys())
+        before = getattr(teacher.clock, "seconds", 0.0)
         try:
-            return super().process(shard, inputs)
+            result = super().process(shard, inputs)
         finally:
-            with teacher._lock:
+            with teacher.lock:
                 teacher.holders.subtract(answers.keys())
                 for key in answers:
                     if teacher.holders[key] == 0:
                         del teacher.answers[key], teacher.holders[key]
+        result.stats[TEACHER_SECONDS] = int(1000 * (teacher.clock.seconds - before))
+        return result
 
 
 # ---------------------------------------------------------------- measuring
@@ -223,27 +235,30 @@ def cpu_seconds() -> float:
 
 
 class Meter:
-    def __init__(self, run_dir: Path, progress: bool):
-        self.run_dir, self.progress, self.rows = run_dir, progress, []
+    def __init__(self, run_dir: Path, progress: bool, workers: int):
+        self.run_dir, self.progress, self.workers, self.rows = run_dir, progress, workers, []
 
     @contextmanager
-    def stage(self, name: str, written: Sequence[str], rows: Callable[[], int], teacher: StubTeacher | None = None):
-        memory = TreeRSS()
+    def stage(self, name: str, written: Sequence[str], rows: Callable[[], int]):
+        """Measures the block; a block that ran the stub teacher sets `teacher["seconds"]` (CPU seconds
+        over all workers, which answered in parallel: the wall time it took is that over the workers)."""
+        memory = TreeRSS(interval_s=0.25)
         memory.start()
         before_bytes = sum(tree_bytes(self.run_dir / w) for w in written)
-        before_cpu, before_teacher = cpu_seconds(), teacher.seconds if teacher else 0.0
+        before_cpu = cpu_seconds()
         started = time.perf_counter()
-        yield
-        wall = time.perf_counter() - started
-        teacher_s = (teacher.seconds - before_teacher) if teacher else 0.0
+        teacher = {"seconds": 0.0}
+        yield teacher
+        teacher_s = teacher["seconds"]
+        wall = time.perf_counter() - started - teacher_s / self.workers
         count = rows()
         self.rows.append(
             {
                 "stage": name,
-                "wall_s": wall - teacher_s,
+                "wall_s": wall,
                 "stub_teacher_s": teacher_s,
                 "rows": count,
-                "rows_per_s": count / max(wall - teacher_s, 1e-9),
+                "rows_per_s": count / max(wall, 1e-9),
                 "cpu_s": cpu_seconds() - before_cpu - teacher_s,
                 "peak_rss_bytes": memory.stop(),
                 "bytes_written": sum(tree_bytes(self.run_dir / w) for w in written) - before_bytes,
@@ -253,11 +268,10 @@ class Meter:
             print(format_row(self.rows[-1]), flush=True)
 
 
-def run_shards(stage: Stage, run_dir: Path, shards: list[str], workers: int) -> dict:
+def run_shards(stage: Stage, run_dir: Path, shards: list[str], pool: Executor) -> dict:
     progress = ShardProgress(stage.name, len(shards))
-    with ThreadPoolExecutor(workers) as pool:
-        for marker in pool.map(lambda shard: run_shard(stage, run_dir, shard), shards):
-            progress.shard_done(marker.rows)
+    for marker in pool.map(run_shard, itertools.repeat(stage), itertools.repeat(run_dir), shards):
+        progress.shard_done(marker.rows)
     progress.close()
     return summarise_stage(run_dir, stage.name, shards)
 
@@ -286,8 +300,10 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     config: RunConfig = load_config(None, [f"runs_root={runs_root}", f"run_name={run_name}", f"data_root={args.data_root}", f"ingest.shard_size={args.shard_size}", "train.mode=none", f"diversity.embedder={args.embedder}"])
     config = config.model_copy(update={"sources": [SourceConfig.model_validate(source)]})
     run_dir = config.run_dir
-    meter = Meter(run_dir, progress=not args.quiet)
-    workers = args.workers
+    meter = Meter(run_dir, progress=not args.quiet, workers=args.workers if args.processes else 1)  # threads share one GIL
+    # Shard tasks run in worker processes, as on a Dask or Ray runner (Python stages hold the GIL, so
+    # threads would use one core).
+    workers = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) if args.processes else ThreadPoolExecutor(args.workers)
     if not args.quiet:
         print(f"corpus: {corpus['problems']:,} problems, {corpus['images']:,} images, {corpus['bytes'] / 2**30:.2f} GiB raw")
         print(HEADER)
@@ -308,10 +324,11 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     judgements = ["dedupe", "decontam"]
     # k samples each from a stub teacher (CoTs) and a stub policy (rollouts: the pass rate)
     pools = [[TeacherConfig(name=name, model=name, n_samples=args.rollouts)] for name in ("stub", "stub-policy")]
-    teacher = StubTeacher(*pools, args.cot_chars, args.correct)
-    generate = StubGenerateStage(config.generate, lambda: teacher, {"stub": [args.cot_chars, args.correct, args.rollouts]}, run_dir, annotation_stages=judgements)
-    with meter.stage("generate", ["generations"], rows_of("generations"), teacher):
+    teacher = functools.partial(StubTeacher, *pools, args.cot_chars, args.correct)
+    generate = StubGenerateStage(config.generate, teacher, {"stub": [args.cot_chars, args.correct, args.rollouts]}, run_dir, annotation_stages=judgements)
+    with meter.stage("generate", ["generations"], rows_of("generations")) as stub:
         lineage.append(run_shards(generate, run_dir, shards, workers))
+        stub["seconds"] = lineage[-1]["counts"].pop(TEACHER_SECONDS, 0) / 1000
     with meter.stage("verify", ["verified"], rows_of("verified")):
         lineage.append(run_shards(VerifyStage(config.verify), run_dir, shards, workers))
 
@@ -345,6 +362,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     with meter.stage("publish_rl", ["datasets"], rows_of("rl")):
         publish_dataset(run_dir, "rl", RL_SCHEMA, config.publish, lineage + [rl_summary], shards, licenses)
 
+    workers.shutdown()
     total = {
         "stage": "total",
         **{key: sum(r[key] for r in meter.rows) for key in ("wall_s", "stub_teacher_s", "cpu_s", "bytes_written")},
@@ -375,6 +393,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cot-chars", type=int, default=2000, help="median chain-of-thought length")
     parser.add_argument("--shard-size", type=int, default=5000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", dest="processes", action="store_false", help="shard tasks on threads of this process, not worker processes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-root", type=Path, default=DATA_ROOT)
     parser.add_argument("--keep", type=Path, default=None, help="keep the corpus and run here (the corpus is reused)")

@@ -1,5 +1,6 @@
-"""`benchmarks/bench_scale.py --problems 2000`: every curate stage end to end on a generated corpus
-with images, the stub teacher's time apart, the published cold-start set loading and matching its card."""
+"""`benchmarks/bench_scale.py --problems 20000`: every curate stage end to end on a generated corpus
+with images, on worker processes, the stub teacher's time apart, the published cold-start set loading
+and matching its card."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ STAGES = ["ingest", "dedupe", "decontam", "generate", "verify", "difficulty", "d
 
 
 @pytest.mark.slow
-def test_bench_scale_2000_problems_end_to_end(tmp_path):
-    result = bench_scale.main(["--problems", "2000", "--rollouts", "2", "--cot-chars", "400", "--shard-size", "2500", "--quiet", "--keep", str(tmp_path)])
+def test_bench_scale_20000_problems_end_to_end(tmp_path):
+    problems = 20_000
+    argv = ["--problems", str(problems), "--rollouts", "2", "--cot-chars", "400", "--shard-size", "2500", "--embedder", "static"]
+    result = bench_scale.main([*argv, "--quiet", "--keep", str(tmp_path)])
     stages = {row["stage"]: row for row in result["stages"]}
     assert list(stages) == STAGES
-    assert result["corpus"]["images"] == 2000 // bench_scale.IMAGE_EVERY
-    assert stages["ingest"]["rows"] == 2000  # every raw row became a problem (none quarantined)
+    assert result["corpus"]["images"] == problems // bench_scale.IMAGE_EVERY
+    assert stages["ingest"]["rows"] == problems  # every raw row became a problem (none quarantined)
     assert stages["generate"]["stub_teacher_s"] > 0 and stages["verify"]["stub_teacher_s"] == 0
     assert stages["verify"]["rows"] == stages["generate"]["rows"] > 0
     assert result["cold_start"]["matches"] and result["cold_start"]["rows"] > 0
