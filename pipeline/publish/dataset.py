@@ -7,6 +7,7 @@ images without any loading script. The folder is built beside its final place an
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from collections import Counter
 from contextlib import contextmanager
@@ -139,7 +140,8 @@ class _Composition:
         if "messages" in table.column_names:
             # Tokenising every reply was 90% of publishing (0.7 ms a 2,000-character CoT); the median and
             # p90 need only a sample: every k-th row of each shard, at most COT_SAMPLE_PER_SHARD of them.
-            sample = table.select(["teacher", "messages"]).take(np.arange(0, table.num_rows, -(-table.num_rows // COT_SAMPLE_PER_SHARD)))
+            every = max(1, math.ceil(table.num_rows / COT_SAMPLE_PER_SHARD))
+            sample = table.select(["teacher", "messages"]).take(np.arange(0, table.num_rows, every))
             replies = [messages[-1]["content"] for messages in sample.column("messages").to_pylist()]
             for teacher, length in zip(sample.column("teacher").to_pylist(), token_lengths(replies)):
                 self.cot_tokens.setdefault(teacher, []).append(length)

@@ -132,10 +132,10 @@ def token_ids(text: str) -> np.ndarray:
     chars = np.frombuffer(text.encode("ascii"), np.uint8)
     kind = _ASCII_KIND[chars]  # 0 space, 1 word character, 2 symbol
     word = kind == 1
-    after_word = np.concatenate([[False], word[:-1]])
-    run_start = np.flatnonzero(word & ~after_word)
+    begins_run = word & ~np.concatenate([[False], word[:-1]])
+    run_start = np.flatnonzero(begins_run)
     # offset of each word character in its run; pieces of 8 start a new token at offsets 0, 8, 16, ...
-    run_id = np.cumsum(word & ~after_word) - 1
+    run_id = np.cumsum(begins_run) - 1
     offset = np.arange(len(chars)) - run_start[np.maximum(run_id, 0)] if len(run_start) else np.zeros(len(chars), np.int64)
     starts = np.flatnonzero((word & (offset % 8 == 0)) | (kind == 2))
     if not len(starts):
