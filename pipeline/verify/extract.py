@@ -28,8 +28,9 @@ from pipeline.verify.normalize import (
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _MAX_CANDIDATES_PER_MARKER = 5  # bounds brace scans and choice matching on marker-heavy tails
-# (method, pattern, a literal every match contains or None): the literal is looked for first, a cheap
-# pre-check that spares the regex scan of the whole tail where it cannot match.
+# (method, pattern, a literal every match contains, or the words every match starts at case-insensitively):
+# the literal is looked for first, a cheap pre-check that spares the regex scan of the whole tail where it
+# cannot match; a pattern with start words is tried only where they are (see `_matches_at`).
 _ANSWER_PHRASES = (
     (
         "the_answer_is",
@@ -40,7 +41,7 @@ _ANSWER_PHRASES = (
             r"\s*\**\s*(?:is|:|=|would be|will be|should be)\s*[:*]*[ \t]*(?P<answer>[^\n]+)",
             re.IGNORECASE,
         ),
-        None,
+        ("answer", "choice", "option"),
     ),
     ("the_answer_is", re.compile(r"答案(?:是|为)[:：]?\s*(?P<answer>[^\n]+)"), "答案"),
     ("gsm8k_hash", re.compile(r"^####\s*(?P<answer>[^\n]+)", re.MULTILINE), "####"),
@@ -48,7 +49,7 @@ _ANSWER_PHRASES = (
 )
 # "Wednesday is the correct answer.": the answer is the sentence before the marker
 _ANSWER_BEFORE = re.compile(r"\s+is the (?:correct|right|final) answer")
-_ANSWER_BEFORE_LITERAL = "is the "
+_ANSWER_BEFORE_LITERALS = ("is the ", " answer")
 _CONDITIONAL = re.compile(r"\W*(?:if|unless|when|suppose)\b", re.IGNORECASE)  # "If x > 3, the answer is A."
 # Where an answer phrase ends: a sentence stop, a clause break or an explanation.
 _SPAN_END = re.compile(r"[.!?](?:\s|$)|\$?\.(?=The\b)|[;。，]|,\s(?!\(?[A-Z]\)?(?:,|\s+(?:and|or)\b|\.|$)|(?:and|or)\s+\(?[A-Z]\b)|\s(?:because|since|which|as|so|and therefore)\s", re.IGNORECASE)
@@ -67,19 +68,37 @@ _CONCLUSION = re.compile(
     r"(?:^|(?<=[.!?\n]))[\s*]*(?:therefore|thus|so|hence|in total|total|overall|finally)\b(?:[^.!?\n]|\.(?=\d))*",
     re.IGNORECASE,
 )
-_REFUSAL = re.compile(
+
+
+class _Prefiltered:
+    """A case-insensitive pattern whose every match contains one of `literals` (lowercase). In ASCII
+    text, where lowercasing is exact, it runs only where one occurs: patterns like these, opening with
+    \\b and an alternation, are tried at every character (4 us a sentence, tens of sentences a CoT)."""
+
+    def __init__(self, pattern: str, literals: Sequence[str]):
+        self.pattern, self.literals = re.compile(pattern, re.IGNORECASE), tuple(literals)
+
+    def search(self, text: str, pos: int = 0) -> re.Match | None:
+        if text.isascii():
+            lowered = text[pos:].lower()
+            if not any(literal in lowered for literal in self.literals):
+                return None
+        return self.pattern.search(text, pos)
+
+
+_REFUSAL = _Prefiltered(
     r"\b(?:cannot|can't|can not|unable to|impossible|not possible|insufficient|not enough information"
     r"|(?:is|are) not (?:provided|given)|without (?:the|more|further|additional|specific)"
     r"|does not provide|none of the (?:options|choices)|not (?:available )?in the (?:options|choices))\b"
     r"|无法|不能确定|没有正确",
-    re.IGNORECASE,
+    ("can", "unable", "impossible", "not", "insufficient", "without", "none"),
 )
 # Saying that no option is right: after a chosen option it withdraws the choice.
-_NO_OPTION = re.compile(
+_NO_OPTION = _Prefiltered(
     r"\b(?:none of the (?:options|choices|answers|above|given)|not (?:among|in|one of) the (?:given |answer )?"
     r"(?:options|choices)|(?:is|are) not listed|no (?:correct|valid|matching) (?:answer|option|choice))\b"
     r"|不在选项|没有正确(?:答案|选项)|选项中没有",
-    re.IGNORECASE,
+    ("none", "not", "no correct", "no valid", "no matching"),
 )
 # Where a response runs on past its answer: a new prompt turn of a leaked few-shot prompt, or chat tokens.
 _HEADER_LINE = (
@@ -120,7 +139,9 @@ _ALNUM = re.compile(r"\w")
 _MATH_BRACKETS = re.compile(r"\\[()\[\]]")
 _PRONOUNS = frozenset({"this", "that", "it", "which", "this option", "that option", "this choice", "so"})
 _VALUE_SIGN = re.compile(r"[\d\\^π√=]")  # what a stated value (not a sentence about one) contains
-_SENTENCE_BREAK = re.compile(r"(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\bDr\.)(?<=[.!?。])\s+")
+# Whitespace after a sentence stop; it opens with \s so the regex engine skips ahead to whitespace (a
+# pattern opening with lookbehinds is tried at every character: 100 us a CoT's closing lines).
+_SENTENCE_BREAK = re.compile(r"\s(?<=[.!?。]\s)(?<!\bMr\.\s)(?<!\bMs\.\s)(?<!\bMrs\.\s)(?<!\bDr\.\s)\s*")
 _CLOSING_LINES = 3  # lines searched for a named option when nothing is marked ("I hope this helps" may follow)
 _MIN_PROSE_OPTION_CHARS = 3  # in free prose, "no", "k" or "A" are words, not the naming of an option
 
@@ -232,15 +253,16 @@ def located_answers(text: str) -> list[LocatedAnswer]:
     phrases: list[LocatedAnswer] = []
     boxed_phrases: list[tuple[int, int]] = []  # where phrases whose answer holds a box are
     for method, pattern, literal in _ANSWER_PHRASES:
-        if literal is not None and literal not in text:
+        if isinstance(literal, str) and literal not in text:
             continue
-        for match in list(pattern.finditer(text))[-_MAX_CANDIDATES_PER_MARKER:]:
+        matches = _matches_at(pattern, text, literal) if isinstance(literal, tuple) else list(pattern.finditer(text))
+        for match in matches[-_MAX_CANDIDATES_PER_MARKER:]:
             span = trim_answer_span(match["answer"])
             if _ALNUM.search(span) and not _in_conditional_sentence(text, match.start()):
                 phrases.append(LocatedAnswer(match.start(), match.end(), Extraction(unbox(span), method)))
                 if _BOXED.search(span):
                     boxed_phrases.append((match.start(), match.end()))
-    before = _ANSWER_BEFORE.finditer(text) if _ANSWER_BEFORE_LITERAL in text else ()
+    before = _ANSWER_BEFORE.finditer(text) if all(literal in text for literal in _ANSWER_BEFORE_LITERALS) else ()
     for match in list(before)[-_MAX_CANDIDATES_PER_MARKER:]:
         start = _sentence_start(text, match.start())
         span = trim_answer_span(_last_clause(text[start : match.start()]))
@@ -250,6 +272,29 @@ def located_answers(text: str) -> list[LocatedAnswer]:
                 boxed_phrases.append((start, match.start()))
     boxes = [box for box in found if not any(start <= box.start <= end for start, end in boxed_phrases)]
     return sorted([*boxes, *phrases], key=lambda located: located.start, reverse=True)
+
+
+def _matches_at(pattern: re.Pattern, text: str, words: Sequence[str]) -> list[re.Match]:
+    """`pattern.finditer(text)` for a pattern whose every match starts at one of `words` (lowercase,
+    matched case-insensitively), tried only there: a scan of every a/c/o took 40 us a 2,000-character CoT.
+    Lowercasing keeps positions only in ASCII text; other text is scanned whole."""
+    if not text.isascii():
+        return list(pattern.finditer(text))
+    lowered = text.lower()
+    starts = []
+    for word in words:
+        position = lowered.find(word)
+        while position >= 0:
+            starts.append(position)
+            position = lowered.find(word, position + 1)
+    matches: list[re.Match] = []
+    for start in sorted(starts):
+        if matches and start < matches[-1].end():
+            continue  # finditer resumes after a match
+        match = pattern.match(text, start)
+        if match is not None:
+            matches.append(match)
+    return matches
 
 
 def _last_clause(sentence: str) -> str:
@@ -463,7 +508,7 @@ def names_several_options(answer: str, choices: Sequence[str], *, in_prose: bool
         letters |= set(re.findall(r"[A-Z]", stripped))
     if len({letter for letter in letters if ord(letter) - ord("A") < len(choices)}) > 1:
         return True
-    return len(_contained_options(normalize_text(answer), choices, in_prose)) > 1
+    return len(_contained_options(normalize_text(answer), tuple(choices), in_prose)) > 1
 
 
 def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False) -> tuple[int, bool] | None:
@@ -486,51 +531,76 @@ def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False)
     if letter is not None and letter < len(choices):
         return letter, True
     normalized = normalize_text(answer)
-    options = [normalize_text(choice) for choice in choices]
-    if normalized in options:
-        return options.index(normalized), False
+    forms = _option_forms(tuple(choices))
+    if normalized in forms.normalized:
+        return forms.normalized.index(normalized), False
     compact = compact_form(answer)
-    compact_options = [compact_form(choice) for choice in choices]
-    if compact and compact_options.count(compact) == 1:
-        return compact_options.index(compact), False
+    if compact and forms.compact.count(compact) == 1:
+        return forms.compact.index(compact), False
     number = parse_number(answer)
-    if number is not None:
-        values = [parsed.value if (parsed := parse_number(choice)) else None for choice in choices]
-        if values.count(number.value) == 1:
-            return values.index(number.value), False
+    if number is not None and forms.values.count(number.value) == 1:
+        return forms.values.index(number.value), False
     if in_prose:
         words = normalized.split()
-        booleans = [canonical_boolean(option) for option in options]
         for edge_word in {words[0], words[-1]} if words else ():
             said = canonical_boolean(edge_word.strip(",.!"))
-            if said is not None and booleans.count(said) == 1:
-                return booleans.index(said), False
-    contained = _contained_options(normalized, choices, in_prose)
+            if said is not None and forms.booleans.count(said) == 1:
+                return forms.booleans.index(said), False
+    contained = _contained_options(normalized, tuple(choices), in_prose)
     if len(contained) == 1:
-        return contained.pop(), False
+        return next(iter(contained)), False
     return None
 
 
-def _contained_options(normalized: str, choices: Sequence[str], in_prose: bool) -> set[int]:
+@lru_cache(maxsize=4096)  # a closing sentence is asked both whether it names one option and several
+def _contained_options(normalized: str, choices: tuple[str, ...], in_prose: bool) -> frozenset[int]:
     """Options whose text occurs whole in an answer that negates none ("no", "k" and yes/no words do not
     count in prose; a bare letter only in an answer of a few words, "bike A"; a formula never, and a number
     not inside one: "50" is not named by "50+5\\pi", "a+b" not by "\\frac{a+b}{2}")."""
     if _NEGATION.search(normalized):
-        return set()
-    options = [normalize_text(choice) for choice in choices]
-    short_answer = len(normalized.split()) <= _MAX_WORDS_AROUND_LETTER
-    return {
+        return frozenset()
+    forms = _option_forms(choices)
+    letter_named = len(normalized.split()) <= _MAX_WORDS_AROUND_LETTER and not in_prose
+    return frozenset(
         i
-        for i, option in enumerate(options)
-        if option
-        and (
-            _OPTION_WORD.search(_LATEX_COMMAND.sub("", option)) or _PLAIN_WITH_DIGITS.match(option)
-            if len(option) > 1
-            else short_answer and not in_prose
-        )
+        for i, (option, nameable, common) in enumerate(zip(forms.normalized, forms.nameable, forms.common))
+        if (letter_named if nameable is None else nameable)
         and _contains_phrase(normalized, option)
-        and not (in_prose and _is_common_word(option))
-    }
+        and not (in_prose and common)
+    )
+
+
+@dataclass(frozen=True)
+class _OptionForms:
+    """What matching an answer needs of a question's options, worked out once per option list: a
+    multiple-choice CoT's closing sentences are each matched against all of them."""
+
+    normalized: tuple[str, ...]
+    compact: tuple[str, ...]
+    values: tuple[Fraction | None, ...]
+    booleans: tuple[str | None, ...]
+    # whether the option's text, found whole in an answer, names it: a word or plain value, never a
+    # formula; None for a single character, which names it only in a short answer, not in prose
+    nameable: tuple[bool | None, ...]
+    common: tuple[bool, ...]  # too common a word to name the option in prose
+
+
+@lru_cache(maxsize=4096)
+def _option_forms(choices: tuple[str, ...]) -> _OptionForms:
+    normalized = tuple(normalize_text(choice) for choice in choices)
+    return _OptionForms(
+        normalized=normalized,
+        compact=tuple(compact_form(choice) for choice in choices),
+        values=tuple(parsed.value if (parsed := parse_number(choice)) else None for choice in choices),
+        booleans=tuple(canonical_boolean(option) for option in normalized),
+        nameable=tuple(
+            (bool(_OPTION_WORD.search(_LATEX_COMMAND.sub("", option)) or _PLAIN_WITH_DIGITS.match(option)) if len(option) > 1 else None)
+            if option
+            else False
+            for option in normalized
+        ),
+        common=tuple(bool(option) and _is_common_word(option) for option in normalized),
+    )
 
 
 def _is_common_word(option: str) -> bool:
