@@ -20,6 +20,7 @@ loaded with `datasets.load_dataset` (memory-mapped) and checked against its card
 from __future__ import annotations
 
 import argparse
+import bisect
 import functools
 import itertools
 import json
@@ -150,8 +151,12 @@ def write_corpus(raw_dir: Path, problems: int, seed: int, data_root: Path) -> di
 class StubTeacher(GenerationBackend):
     """Answers at once: a think block of log-normal length around `cot_chars`, then the boxed answer,
     right with probability `correct`. Everything is drawn from the request id, so reruns match.
+    The think block is a run of whole reasoning steps cut from one long text written at start (a few
+    microseconds a request, so the stub's time stays small beside the stages it feeds).
     Gold answers come from `answers`, filled per shard by `StubGenerateStage`; one teacher per worker
     process (the stage's shared resource), its CPU time counted per thread."""
+
+    MAX_LENGTH_FACTOR = 16  # longest think block, in medians (the log-normal's sigma 0.5 is 4 sigma below it)
 
     def __init__(self, teachers: Sequence[TeacherConfig], policy: Sequence[TeacherConfig], cot_chars: int, correct: float):
         super().__init__(teachers, policy)
@@ -160,18 +165,20 @@ class StubTeacher(GenerationBackend):
         self.holders: Counter[str] = Counter()  # shards in flight that hold each answer
         self.lock = threading.Lock()
         self.clock = threading.local()  # seconds this thread spent answering
+        rng = random.Random(0)
+        steps = [REASONING[rng.randrange(len(REASONING))].format(n=rng.randrange(2, 999)) for _ in range(64 * self.MAX_LENGTH_FACTOR * cot_chars // 30)]
+        self.text = " ".join(steps) + " "
+        self.step_starts = list(itertools.accumulate((len(step) + 1 for step in steps), initial=0))  # + the end
+        self.last_start = bisect.bisect_left(self.step_starts, len(self.text) - self.MAX_LENGTH_FACTOR * cot_chars)
 
     def answer(self, request: GenerationRequest) -> GenerationResult:
         rng = random.Random(int(request.request_id[:15], 16))
-        target = int(rng.lognormvariate(math.log(self.cot_chars), 0.5))
-        steps, length = [], 0
-        while length < target:
-            step = REASONING[rng.randrange(len(REASONING))].format(n=rng.randrange(2, 999))
-            steps.append(step)
-            length += len(step) + 1
+        target = min(int(rng.lognormvariate(math.log(self.cot_chars), 0.5)), self.MAX_LENGTH_FACTOR * self.cot_chars)
+        start = self.step_starts[rng.randrange(self.last_start)]
+        end = self.step_starts[bisect.bisect_left(self.step_starts, start + target)] - 1  # whole steps
         gold = self.answers[request.problem_id]
         answer = gold if rng.random() < self.correct else wrong(gold)
-        text = "<think>\n" + " ".join(steps) + f"\n</think>\nThe answer is $\\boxed{{{answer}}}$."
+        text = "<think>\n" + self.text[start:end] + f"\n</think>\nThe answer is $\\boxed{{{answer}}}$."
         return GenerationResult(request.request_id, text, "stop", 200, len(text) // 4)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -297,7 +304,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     shutil.rmtree(runs_root / run_name, ignore_errors=True)
     source = {"name": "bench", "format": "jsonl", "path": str(raw / "problems.jsonl"), "domain": "bench", "image_root": str(raw),
               "columns": {"source_id": "id", "question": "question", "answer": "answer", "choices": "choices", "solution": "solution", "images": "images"}}  # fmt: skip
-    config: RunConfig = load_config(None, [f"runs_root={runs_root}", f"run_name={run_name}", f"data_root={args.data_root}", f"ingest.shard_size={args.shard_size}", "train.mode=none", f"diversity.embedder={args.embedder}"])
+    config: RunConfig = load_config(None, [f"runs_root={runs_root}", f"run_name={run_name}", f"data_root={args.data_root}", f"ingest.shard_size={args.shard_size}", f"dedupe.workers={args.workers}", "train.mode=none", f"diversity.embedder={args.embedder}"])
     config = config.model_copy(update={"sources": [SourceConfig.model_validate(source)]})
     run_dir = config.run_dir
     meter = Meter(run_dir, progress=not args.quiet, workers=args.workers if args.processes else 1)  # threads share one GIL
@@ -378,7 +385,9 @@ def check_published(folder: Path, work: Path) -> dict:
     """Memory-mapped load of the published set; its card's per-source counts must add up to it."""
     import datasets
 
-    loaded = datasets.load_dataset(str(folder), split="train", cache_dir=str(work / "hf-cache"))
+    cache = work / "hf-cache"
+    shutil.rmtree(cache, ignore_errors=True)  # a kept work folder's cache holds the last run's set
+    loaded = datasets.load_dataset(str(folder), split="train", cache_dir=str(cache))
     card = (folder / "README.md").read_text()
     table = card.split("| source | rows |")[1].split("\n\n")[0]
     card_rows = sum(int(n) for n in re.findall(r"^\| \S+ \| (\d+) \|$", table, re.M))

@@ -27,9 +27,17 @@ PARQUET_OPTIONS = dict(compression="zstd", use_dictionary=True, write_statistics
 RAW_PREVIEW_CHARS = 2000
 
 
+def stable_json(value: Any) -> str:
+    """The JSON that `stable_hash` digests: sorted keys, no spaces; a list's is its items' joined by ","."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def stable_hash(value: Any, length: int = 16) -> str:
     """Hex digest of a JSON-serialisable value with sorted keys: stable across runs and machines."""
-    payload = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json_digest(stable_json(value), length)
+
+
+def json_digest(payload: str, length: int = 16) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:length]
 
 

@@ -127,3 +127,10 @@ def test_a_lone_letter_for_a_number_is_decided_without_math_verify(pred):
 @pytest.mark.parametrize("pred", ["\\ln e", "(E) None of the above", "\\text{ (D) }12."])
 def test_more_than_a_lone_letter_is_left_to_math_verify(pred):
     assert decide(pred, "1", answer_type="integer") is None  # "\\ln e" is 1
+
+
+@pytest.mark.parametrize("pred, gold", [("not 9:00 P.M.", "9:00 P.M."), ("$x \\neq 3$, so never x = 3", "x = 3"), ("it isn't 2/7", "2/7")])
+def test_an_answer_that_denies_the_gold_is_wrong_without_math_verify(pred, gold):
+    assert decide(pred, gold) == (False, "mismatch")
+    assert decide("not parallel", "not parallel") == (True, "exact")  # a gold that denies too is compared as usual
+

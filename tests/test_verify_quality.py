@@ -1,14 +1,18 @@
 """CoT quality gates, each with its reason."""
 
-import re
-from collections import Counter
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.paths import REPO_ROOT
 from pipeline.verify import QualityConfig, check_cot_quality
 from pipeline.verify.quality import repeated_fraction
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+
+from bench_verify_speed import plain_repeated_fraction  # noqa: E402  (the gate's definition, written plainly)
 
 GOOD = "First add the two prices: 4 + 3 = 7. Then subtract the discount of 2, which leaves 5. The answer is 5."
 THINK = f"<think>{GOOD}</think> The answer is 5."
@@ -54,20 +58,6 @@ def test_a_real_recorded_loop_is_caught():
     assert check_cot_quality("Let the votes against be x.\n" + loop).reason == "degenerate_repetition"
 
 
-def reference_repeated_fraction(text: str, ngram: int, min_count: int) -> float:
-    """The definition, written plainly: regex tokens, n-grams as tuples, windows unioned one by one."""
-    tokens = re.findall(r"\w{1,8}|[^\w\s]", text)
-    if len(tokens) < 4 * ngram:
-        return 0.0
-    grams = [tuple(tokens[i : i + ngram]) for i in range(len(tokens) - ngram + 1)]
-    counts, seen, covered = Counter(grams), set(), set()
-    for start, gram in enumerate(grams):
-        if gram in seen and counts[gram] >= min_count:
-            covered.update(range(start, start + ngram))
-        seen.add(gram)
-    return len(covered) / len(tokens)
-
-
 # Loops of words, symbols and non-ASCII text (which takes the vocabulary path), runs longer than 8 characters.
 PIECES = st.sampled_from(["the", "sum", "is", "12", "=", "+", "x_1", "Wait,", "aaaaaaaaaaaaaaaaaaaa", "über", "答案", "\\frac{1}{2}", ".", "\n"])
 
@@ -79,4 +69,4 @@ def test_repeated_fraction_is_its_definition(phrases, order, settings_):
     definition, on texts that loop, restate and run on."""
     text = " ".join(" ".join(phrases[i % len(phrases)]) for i in order or [0]) * (1 + len(order) % 4)
     ngram, min_count = settings_
-    assert repeated_fraction(text, ngram, min_count) == pytest.approx(reference_repeated_fraction(text, ngram, min_count), abs=1e-12)
+    assert repeated_fraction(text, ngram, min_count) == pytest.approx(plain_repeated_fraction(text, ngram, min_count), abs=1e-12)

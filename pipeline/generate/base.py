@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig
-from pipeline.io import stable_hash
+from pipeline.io import json_digest, stable_json
 from pipeline.prompts import chat_messages
 
 
@@ -60,26 +60,39 @@ class GenerationResult:
     error: str | None = None  # "<kind>: <detail>" when the request failed for good
 
 
-def request_id(
-    model: str, messages: list[dict], image_hashes: list[str], sampling: SamplingParams, sample_index: int, role: str
-) -> str:
-    return stable_hash([model, messages, image_hashes, sampling.model_dump(mode="json"), sample_index, role], length=24)
+def request_ids(
+    model: str, messages: list[dict], image_hashes: list[str], sampling: SamplingParams, sample_indices: Sequence[int], role: str
+) -> list[str]:
+    """Per sample index, `stable_hash([model, messages, image_hashes, sampling, sample_index, role])`, with
+    the part the k samples of a prompt share encoded once."""
+    shared = ",".join(stable_json(part) for part in (model, messages, image_hashes, sampling.model_dump(mode="json")))
+    return [json_digest(f"[{shared},{index},{stable_json(role)}]", length=24) for index in sample_indices]
+
+
+def build_requests(problem: Mapping, teacher: TeacherConfig, sample_indices: Sequence[int], role: str = "teacher") -> list[GenerationRequest]:
+    """One request per sample index of `teacher` for `problem`; the samples share its messages and images."""
+    messages = chat_messages(problem)
+    images = problem.get("images") or []
+    image_bytes = [i["bytes"] for i in images]
+    ids = request_ids(teacher.model, messages, [i["sha256"] for i in images], teacher.sampling, sample_indices, role)
+    return [
+        GenerationRequest(
+            request_id=rid,
+            problem_id=problem["problem_id"],
+            teacher=teacher.name,
+            model=teacher.model,
+            sample_index=index,
+            role=role,
+            messages=messages,
+            images=image_bytes,
+            sampling=teacher.sampling,
+        )
+        for rid, index in zip(ids, sample_indices)
+    ]
 
 
 def build_request(problem: Mapping, teacher: TeacherConfig, sample_index: int, role: str = "teacher") -> GenerationRequest:
-    messages = chat_messages(problem)
-    images = problem.get("images") or []
-    return GenerationRequest(
-        request_id=request_id(teacher.model, messages, [i["sha256"] for i in images], teacher.sampling, sample_index, role),
-        problem_id=problem["problem_id"],
-        teacher=teacher.name,
-        model=teacher.model,
-        sample_index=sample_index,
-        role=role,
-        messages=messages,
-        images=[i["bytes"] for i in images],
-        sampling=teacher.sampling,
-    )
+    return build_requests(problem, teacher, [sample_index], role)[0]
 
 
 class GenerationBackend(ABC):
@@ -92,7 +105,7 @@ class GenerationBackend(ABC):
     def requests_for(self, problem: Mapping) -> list[GenerationRequest]:
         """Every teacher's CoT samples, then every policy model's rollouts (role "rollout")."""
         pools = (("teacher", self.teachers), ("rollout", self.policy))
-        return [build_request(problem, m, i, role) for role, models in pools for m in models for i in range(m.n_samples)]
+        return [request for role, models in pools for m in models for request in build_requests(problem, m, range(m.n_samples), role)]
 
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:

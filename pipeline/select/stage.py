@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.index import IndexedStage
 from pipeline.prompts import chat_messages
@@ -50,10 +51,10 @@ class ColdStartStage(_PlannedStage):
         ids = inputs["problems"].column("problem_id").to_pylist()
         types = dict(zip(ids, inputs["problem_type"].column("problem_type").to_pylist()))
         pass_rates = dict(zip(ids, inputs["difficulty"].column("pass_rate").to_pylist()))
+        verified = inputs["verified"]
+        planned = verified.filter(pc.is_in(verified.column("request_id"), value_set=pa.array(list(keys), pa.string())))
         rows = []
-        for generation in inputs["verified"].to_pylist():
-            if generation["request_id"] not in keys:
-                continue
+        for generation in planned.select(["request_id", "problem_id", "teacher", "raw_text"]).to_pylist():
             problem = problems[generation["problem_id"]]
             rows.append(
                 {

@@ -24,6 +24,7 @@ Decision = tuple[bool, str]  # (correct, reason)
 # Text that math-verify might read as mathematics; anything else is compared as text only.
 _MATH_OPERATORS = re.compile(r"[\\^_=+*/()\[\]{}√π∞<>≤≥]")
 _MATH_SIGNS = re.compile(rf"\d|{_MATH_OPERATORS.pattern}")
+_NEGATED = re.compile(r"\b(?:not|never)\b|n't\b", re.IGNORECASE)  # an answer that denies a value is not that value
 _LIST_BRACKETS = "[]()"
 _PI = re.compile(r"π|\\pi\b")
 _ROOT_OF_INTEGER = re.compile(r"(?:√|\\sqrt)\s*\{?\s*(\d{1,12})\b")
@@ -61,6 +62,8 @@ def decide_fast(pred: str | None, spec: AnswerSpec) -> Decision | None:
     if gold_number is not None and is_lone_letter(pred):
         return False, "mismatch"  # "(D)", "\\textbf{(C)}" for a number: one symbol is never a rational number
     plain_pred, plain_gold = strip_latex_wrappers(pred), strip_latex_wrappers(gold)
+    if _NEGATED.search(plain_pred) and not _NEGATED.search(plain_gold):
+        return False, "mismatch"  # "not 9:00 P.M." against "9:00 P.M.": math-verify reads the time and drops the word
     if not (_MATH_SIGNS.search(plain_pred) and _MATH_SIGNS.search(plain_gold)):
         return False, "mismatch"
     if gold_number is not None and not _MATH_OPERATORS.search(plain_pred):

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from pipeline.config_base import StrictConfig
 
-from pipeline.generate.base import GenerationBackend, GenerationRequest, SamplingParams, request_id
+from pipeline.generate.base import GenerationBackend, GenerationRequest, SamplingParams, request_ids
 from pipeline.generate.factory import BackendConfig
 from pipeline.generate.stage import append_journal, read_journal
 from pipeline.verify.model import MAX_ANSWER_CHARS, Extraction
@@ -101,7 +101,7 @@ class ModelExtractor:
     def request(self, question: str | None, response: str, choices: Sequence[str] | None) -> GenerationRequest:
         prompt = extraction_prompt(question, response, choices, self.config.response_chars)
         messages = [{"role": "user", "content": prompt}]
-        rid = request_id(self.config.model, messages, [], self.sampling, 0, JUDGE_ROLE)
+        (rid,) = request_ids(self.config.model, messages, [], self.sampling, [0], JUDGE_ROLE)
         return GenerationRequest(
             request_id=rid,
             problem_id=rid,
