@@ -64,6 +64,7 @@ serve:
 # Each hot stage against its baseline in one process run (minutes each; not part of the tests).
 bench:
 	$(PY) benchmarks/bench_verify.py
+	$(PY) benchmarks/bench_verify_speed.py
 	$(PY) benchmarks/bench_dedupe.py --rows 1600000 --naive-rows 20000
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_vas.py

@@ -5,10 +5,10 @@ from __future__ import annotations
 import functools
 import json
 
-from pipeline.generate.base import GenerationBackend
+from pipeline.generate.base import GenerationBackend, GenerationResult
 from pipeline.generate.factory import BackendConfig, backend_identity, make_backend
 from pipeline.generate.recorded import RecordingConfig
-from pipeline.generate.stage import GenerateConfig, GenerateStage, read_journal
+from pipeline.generate.stage import GenerateConfig, GenerateStage, compact_journal, compacted_journal, read_journal
 from pipeline.ingest.sources import SourceConfig
 from pipeline.ingest.stage import IngestConfig, IngestStage
 from pipeline.io import StageDir
@@ -75,9 +75,13 @@ def test_rerun_after_a_partial_journal_sends_only_missing_requests(tmp_path, dat
     full = functools.partial(run_shard, stage, tmp_path, "gsm8k-00000")
     full()
     journal = stage.journal_path("gsm8k-00000")
-    lines = journal.read_bytes().splitlines(keepends=True)
-    # Simulate a kill: the marker and output gone, the journal holding 100 results and a torn line.
+    # A finished shard's journal is compacted: every result in one Parquet file, the JSON lines gone.
+    assert not journal.exists() and len(read_journal(journal)) == 240
+    lines = [json.dumps(vars(result)).encode() + b"\n" for _, result in sorted(read_journal(journal).items())]
+    # Simulate a kill: the marker, the output and the compacted journal gone, the JSON lines holding 100
+    # results and a torn line.
     StageDir(tmp_path, "generations").marker_path("gsm8k-00000").unlink()
+    compacted_journal(journal).unlink()
     journal.write_bytes(b"".join(lines[:100]) + lines[100][:25])
     assert len(read_journal(journal)) == 100
     sent.clear()
@@ -88,6 +92,20 @@ def test_rerun_after_a_partial_journal_sends_only_missing_requests(tmp_path, dat
     assert len(read_journal(journal)) == 240  # the torn line was cut, not glued to the next result
     assert after.num_rows == 240 and len(set(after.column("request_id").to_pylist())) == 240
     assert after.equals(before)
+
+
+def test_a_compacted_journal_keeps_results_no_longer_asked_for(tmp_path, data_root):
+    """A rerun that asks for fewer samples (or after dedupe drops a problem) keeps the CoTs it already has."""
+    ingest(tmp_path, data_root)
+    stage = make_stage(tmp_path, data_root, [])
+    run_shard(stage, tmp_path, "gsm8k-00000")
+    journal = stage.journal_path("gsm8k-00000")
+    kept = read_journal(journal)
+    extra = GenerationResult("not-asked-any-more", "an earlier CoT", "stop", 10, 5)
+    compact_journal(journal, kept | {extra.request_id: extra})
+    StageDir(tmp_path, "generations").marker_path("gsm8k-00000").unlink()
+    run_shard(stage, tmp_path, "gsm8k-00000")
+    assert read_journal(journal) == kept | {extra.request_id: extra}
 
 
 def test_parallel_shards_share_one_backend(tmp_path, data_root):

@@ -4,7 +4,9 @@ The backend streams results as they finish (a server backend keeps every request
 flight, bounded per endpoint; batch engines answer `batch_size` at a time). They are appended to a
 per-shard journal (one JSON line each, flushed and fsynced every `batch_size` results), so a killed
 run loses at most one unflushed chunk and a rerun sends only the requests whose ids are not journaled
-yet. The shard is written from the journal once every request has a result.
+yet. The shard is written from the journal once every request has a result, and the journal is then
+compacted into one zstd Parquet file (kept: a rerun after an upstream change reuses every CoT it holds),
+since JSON lines of long CoTs are the largest thing a run writes (3.6 GB for bench_scale's 1.5M at 200k problems).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult
-from pipeline.io import stable_hash
+from pipeline.io import stable_hash, write_parquet_atomic
 from pipeline.judgements import keep_mask
 from pipeline.stage import SharedResource, ShardResult, Stage
 from schemas import GENERATION_SCHEMA
@@ -33,9 +36,28 @@ class GenerateConfig(StrictConfig):
     flush_every_s: float = runtime(30.0)  # flush sooner when results come slowly (long CoT): bounds what a kill loses
 
 
+JOURNAL_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("text", pa.string()),
+        ("finish_reason", pa.string()),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def compacted_journal(path: Path) -> Path:
+    return path.with_suffix(".parquet")
+
+
 def read_journal(path: Path) -> dict[str, GenerationResult]:
-    """Finished results by request id; a torn last line (killed mid-write) is ignored."""
+    """Finished results by request id: the compacted journal's, then the JSON lines appended since; a torn
+    last line (killed mid-write) is ignored."""
     results: dict[str, GenerationResult] = {}
+    if compacted_journal(path).exists():
+        results = {row["request_id"]: GenerationResult(**row) for row in pq.read_table(compacted_journal(path)).to_pylist()}
     if not path.exists():
         return results
     for line in path.read_bytes().splitlines():
@@ -45,6 +67,14 @@ def read_journal(path: Path) -> dict[str, GenerationResult]:
             continue
         results[result.request_id] = result
     return results
+
+
+def compact_journal(path: Path, results: Mapping[str, GenerationResult]) -> None:
+    """Every result of the journal in one compressed Parquet file, written (atomically) before the JSON
+    lines are removed: a kill in between leaves both, which `read_journal` merges."""
+    rows = [vars(results[request_id]) for request_id in sorted(results)]
+    write_parquet_atomic(compacted_journal(path), pa.Table.from_pylist(rows, schema=JOURNAL_SCHEMA))
+    path.unlink(missing_ok=True)
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -135,8 +165,8 @@ class GenerateStage(Stage):
                 requests.setdefault(request.request_id, request)
         journal = self.journal_path(shard)
         drop_torn_tail(journal)
-        done = read_journal(journal)
-        done = {rid: result for rid, result in done.items() if rid in requests}
+        journaled = read_journal(journal)
+        done = {rid: result for rid, result in journaled.items() if rid in requests}
         stats["requests_cached"] = len(done)
         missing = [r for rid, r in requests.items() if rid not in done]
         unflushed: list[GenerationResult] = []
@@ -155,6 +185,7 @@ class GenerateStage(Stage):
         stats["requests_sent"] = len(missing)
         if len(done) != len(requests):
             raise RuntimeError(f"{type(self.backend).__name__} left {len(requests) - len(done)} requests without a result")
+        compact_journal(journal, journaled | done)  # results no longer asked for stay too
         rows = [generation_row(request, done[rid]) for rid, request in requests.items()]
         stats["failed"] = sum(1 for row in rows if row["error"] is not None)
         return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)

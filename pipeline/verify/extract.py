@@ -508,7 +508,7 @@ def names_several_options(answer: str, choices: Sequence[str], *, in_prose: bool
         letters |= set(re.findall(r"[A-Z]", stripped))
     if len({letter for letter in letters if ord(letter) - ord("A") < len(choices)}) > 1:
         return True
-    return len(_contained_options(normalize_text(answer), tuple(choices), in_prose)) > 1
+    return len(_contained_options(normalize_text(answer), choices, in_prose)) > 1
 
 
 def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False) -> tuple[int, bool] | None:
@@ -546,28 +546,27 @@ def match_choice(answer: str, choices: Sequence[str], *, in_prose: bool = False)
             said = canonical_boolean(edge_word.strip(",.!"))
             if said is not None and forms.booleans.count(said) == 1:
                 return forms.booleans.index(said), False
-    contained = _contained_options(normalized, tuple(choices), in_prose)
+    contained = _contained_options(normalized, choices, in_prose)
     if len(contained) == 1:
-        return next(iter(contained)), False
+        return contained.pop(), False
     return None
 
 
-@lru_cache(maxsize=4096)  # a closing sentence is asked both whether it names one option and several
-def _contained_options(normalized: str, choices: tuple[str, ...], in_prose: bool) -> frozenset[int]:
+def _contained_options(normalized: str, choices: Sequence[str], in_prose: bool) -> set[int]:
     """Options whose text occurs whole in an answer that negates none ("no", "k" and yes/no words do not
     count in prose; a bare letter only in an answer of a few words, "bike A"; a formula never, and a number
     not inside one: "50" is not named by "50+5\\pi", "a+b" not by "\\frac{a+b}{2}")."""
     if _NEGATION.search(normalized):
-        return frozenset()
-    forms = _option_forms(choices)
+        return set()
+    forms = _option_forms(tuple(choices))
     letter_named = len(normalized.split()) <= _MAX_WORDS_AROUND_LETTER and not in_prose
-    return frozenset(
+    return {
         i
         for i, (option, nameable, common) in enumerate(zip(forms.normalized, forms.nameable, forms.common))
         if (letter_named if nameable is None else nameable)
         and _contains_phrase(normalized, option)
         and not (in_prose and common)
-    )
+    }
 
 
 @dataclass(frozen=True)
