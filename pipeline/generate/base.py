@@ -66,7 +66,8 @@ def request_ids(
     """Per sample index, `stable_hash([model, messages, image_hashes, sampling, sample_index, role])`, with
     the part the k samples of a prompt share encoded once."""
     shared = ",".join(stable_json(part) for part in (model, messages, image_hashes, sampling.model_dump(mode="json")))
-    return [json_digest(f"[{shared},{index},{stable_json(role)}]", length=24) for index in sample_indices]
+    role_json = stable_json(role)
+    return [json_digest(f"[{shared},{index},{role_json}]", length=24) for index in sample_indices]
 
 
 def build_requests(problem: Mapping, teacher: TeacherConfig, sample_indices: Sequence[int], role: str = "teacher") -> list[GenerationRequest]:

@@ -185,7 +185,8 @@ class GenerateStage(Stage):
         stats["requests_sent"] = len(missing)
         if len(done) != len(requests):
             raise RuntimeError(f"{type(self.backend).__name__} left {len(requests) - len(done)} requests without a result")
-        compact_journal(journal, journaled | done)  # results no longer asked for stay too
+        if journal.exists():  # new results were appended since the last compaction (results no longer asked for stay)
+            compact_journal(journal, journaled | done)
         rows = [generation_row(request, done[rid]) for rid, request in requests.items()]
         stats["failed"] = sum(1 for row in rows if row["error"] is not None)
         return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)
