@@ -20,7 +20,7 @@ from problem_rows import (
 
 from pipeline.dedupe import DedupeConfig, DedupeIndex, DedupeStage
 from pipeline.dedupe.imagehash import hamming, image_groups, phash_bytes
-from pipeline.dedupe.minhash import bucket_pairs, signatures
+from pipeline.dedupe.minhash import band_keys, bucket_pairs, salted, signatures, sorted_distinct, unique_pairs
 from pipeline.dedupe.unionfind import UnionFind
 from pipeline.ingest.images import ImageLimits, normalise_image
 from pipeline.io import StageDir, file_sha256
@@ -95,6 +95,22 @@ def test_bucket_pairs_are_all_pairs_in_small_buckets_and_star_plus_chain_in_larg
     }
     left, right = bucket_pairs(keys, np.arange(8), max_all_pairs=3)
     assert set(zip(left.tolist(), right.tolist())) == {(4, 5), (0, 1), (0, 2), (0, 6), (0, 7), (1, 2), (2, 6), (6, 7)}
+
+
+def test_keys_salted_after_banding_and_pairs_merged_band_by_band_equal_the_all_at_once_forms():
+    """The clustering keeps only unsalted band keys and merges each band's pairs as it goes; both must
+    be exactly what salting inside `band_keys` and one `np.unique` over every band give."""
+    rng = np.random.default_rng(3)
+    signature = rng.integers(0, 2**32, (500, 128), dtype=np.uint64).astype(np.uint32)
+    salt = rng.integers(-(2**63), 2**63 - 1, 500, dtype=np.int64)
+    assert np.array_equal(salted(band_keys(signature, 32), salt), band_keys(signature, 32, salt))
+    bands = [(rng.integers(0, 50, 300), rng.integers(50, 100, 300)) for _ in range(6)]
+    packed = np.unique(np.concatenate([(a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64) for a, b in bands]))
+    left, right = unique_pairs(iter(bands))
+    assert np.array_equal(left, (packed >> np.uint64(32)).astype(np.int64))
+    assert np.array_equal(right, (packed & np.uint64(0xFFFFFFFF)).astype(np.int64))
+    for values in (np.empty(0, dtype=np.int64), np.array([7]), rng.integers(0, 9, 1000)):
+        assert np.array_equal(sorted_distinct(values), np.unique(values))
 
 
 def test_phash_groups_a_resized_recompressed_table_with_its_original_but_not_with_another_table(real_run):

@@ -9,6 +9,7 @@ equality is transitive, no cluster can ever hold two different answers.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.dedupe.imagehash import image_groups
-from pipeline.dedupe.minhash import band_keys, bucket_pairs, estimated_jaccard, unique_pairs
+from pipeline.dedupe.minhash import bucket_pairs, estimated_jaccard, salted, sorted_distinct, unique_pairs
 from pipeline.dedupe.unionfind import UnionFind
 from pipeline.text import fmix64, key64
 
@@ -30,8 +31,11 @@ class Rows:
     answer_key: np.ndarray  # int64
     numbers_key: np.ndarray  # int64
     image_key: np.ndarray  # int64, 0 when the row has no image
-    signature: np.ndarray  # (rows, num_perm) uint32
+    band_keys: np.ndarray  # (rows, bands) uint64 unsalted LSH keys: half a signature's bytes
     rank: np.ndarray  # int64 representative preference, 0 first
+    # (rows, num_perm) uint32 MinHash signatures of the given sorted row indices: only candidate pairs
+    # need them, so they stay on disk instead of 512 bytes a row in memory.
+    signatures_of: Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -107,14 +111,12 @@ def _candidate_pairs(rows: Rows, reps: np.ndarray, config: DedupeConfig) -> tupl
             ^ fmix64(rows.numbers_key[reps].view(np.uint64) + np.uint64(1))
             ^ fmix64(rows.image_key[reps].view(np.uint64) + np.uint64(2))
         ).view(np.int64)
-    width = config.num_perm // config.bands
-    lefts, rights = [], []
-    for band in range(config.bands):  # one band at a time: a (reps, bands) key matrix would double the peak
-        keys = band_keys(rows.signature[reps, band * width : (band + 1) * width], 1, salt)[:, 0]
-        left, right = bucket_pairs(keys, rows.rank[reps], config.max_all_pairs)
-        lefts.append(left)
-        rights.append(right)
-    return unique_pairs(np.concatenate(lefts), np.concatenate(rights))
+    rank = rows.rank[reps]
+
+    def band_pairs(band: int) -> tuple[np.ndarray, np.ndarray]:  # one band at a time: a salted copy of all would double the peak
+        return bucket_pairs(salted(rows.band_keys[reps, band : band + 1], salt)[:, 0], rank, config.max_all_pairs)
+
+    return unique_pairs(band_pairs(band) for band in range(config.bands))
 
 
 def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
@@ -123,8 +125,8 @@ def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
     stats: Counter = Counter(rows=len(rows.rank))
     exact_rep = _group_representatives([rows.exact_key, rows.answer_key], rows.rank)
     conflicted = _group_representatives([rows.exact_key], rows.rank)
-    stats["exact_groups_split_by_answer"] = len(np.unique(exact_rep)) - len(np.unique(conflicted))
-    reps = np.unique(exact_rep)
+    stats["exact_groups_split_by_answer"] = len(sorted_distinct(exact_rep)) - len(sorted_distinct(conflicted))
+    reps = sorted_distinct(exact_rep)
     stats["exact_groups"] = len(reps)
     left, right = _candidate_pairs(rows, reps, config)
     stats["candidate_pairs"] = len(left)
@@ -134,7 +136,9 @@ def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
         & (rows.numbers_key[a] == rows.numbers_key[b])
         & (rows.image_key[a] == rows.image_key[b])
     )
-    similar = estimated_jaccard(rows.signature, a, b) >= config.jaccard_threshold
+    members = sorted_distinct(np.concatenate([a, b]))
+    signature = rows.signatures_of(members)
+    similar = estimated_jaccard(signature, np.searchsorted(members, a), np.searchsorted(members, b)) >= config.jaccard_threshold
     stats["pairs_rejected_incompatible"] = int((~compatible).sum())
     stats["pairs_rejected_jaccard"] = int((compatible & ~similar).sum())
     verified = compatible & similar
@@ -144,7 +148,7 @@ def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
     best_of_component = _group_representatives([components.roots()], rows.rank[reps])
     near_rep_of_rep = reps[best_of_component]
     near_rep = near_rep_of_rep[np.searchsorted(reps, exact_rep)]
-    stats["near_clusters"] = len(np.unique(near_rep))
+    stats["near_clusters"] = len(sorted_distinct(near_rep))
     stats["exact_duplicates"] = int((exact_rep != np.arange(len(exact_rep))).sum())
     stats["near_duplicates"] = stats["exact_groups"] - stats["near_clusters"]
     return Clusters(exact_rep=exact_rep, near_rep=near_rep, stats=stats)

@@ -70,15 +70,14 @@ def image_groups(
         raise ValueError(f"{bands} bands must split {words * 64} bits into whole bytes and exceed {max_distance}")
     slices = hashes.astype(">u8").view(np.uint8).reshape(count, bands, words * 8 // bands)
     order = hashes[:, 0].view(np.int64)  # inside a crowded bucket, neighbours in hash order are compared
-    lefts, rights = [], []
-    for band in range(bands):
+
+    def band_pairs(band: int) -> tuple[np.ndarray, np.ndarray]:
         keys = np.zeros(count, dtype=np.uint64)
         for byte in range(slices.shape[2]):
             keys = (keys << np.uint64(8)) | slices[:, band, byte]
-        left, right = bucket_pairs(keys, order, max_all_pairs)
-        lefts.append(left)
-        rights.append(right)
-    left, right = unique_pairs(np.concatenate(lefts), np.concatenate(rights))
+        return bucket_pairs(keys, order, max_all_pairs)
+
+    left, right = unique_pairs(band_pairs(band) for band in range(bands))
     close = hamming(hashes[left], hashes[right]) <= max_distance
     close &= np.abs(np.log(aspects[left] / aspects[right])) <= np.log1p(max_aspect_change)
     groups = UnionFind(count)

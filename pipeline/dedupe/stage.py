@@ -9,6 +9,7 @@ Layout under the run folder:
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import time
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 
 from pipeline.dedupe.cluster import Clusters, Rows, cluster_rows, representative_rank, row_image_keys
 from pipeline.dedupe.config import DedupeConfig
+from pipeline.dedupe.minhash import band_keys, sorted_distinct
 from pipeline.dedupe.signatures import PROBLEM_COLUMNS, shard_signatures, signature_schema
 from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import StageDir, stable_hash, write_parquet_atomic
@@ -76,21 +78,22 @@ def _ensure_signatures(run_dir: Path, shards: Sequence[str], config: DedupeConfi
 
 
 def _load_rows(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> tuple[Rows, pa.Table, list[int], Counter]:
-    """All rows' keys and signatures (one preallocated array, filled shard by shard), their id
-    columns (+ image_cluster), the shard boundaries, and image statistics."""
+    """All rows' keys and unsalted LSH band keys (one preallocated array, filled shard by shard), their
+    id columns (+ image_cluster), the shard boundaries, and image statistics."""
     signatures = _signature_dir(run_dir)
     sizes = [signatures.marker(shard).rows for shard in shards]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64).tolist()
-    signature = np.empty((bounds[-1], config.num_perm), dtype=np.uint32)
+    keys = np.empty((bounds[-1], config.bands), dtype=np.uint64)
     columns = ["problem_id", "source", "source_id", "solution_chars", "exact_key", "answer_key", "numbers_key"]
     tables = [signature_schema(config).empty_table().drop_columns(["minhash"])]  # typed even with no rows
     for shard, start, stop in zip(shards, bounds, bounds[1:]):
         table = signatures.read(shard)
-        signature[start:stop] = table.column("minhash").combine_chunks().values.to_numpy().reshape(-1, config.num_perm)
+        keys[start:stop] = band_keys(_signature_matrix(table, config), config.bands)
         tables.append(table.drop_columns(["minhash"]))
     merged = {
         name: column.combine_chunks() for name, column in zip(tables[0].column_names, pa.concat_tables(tables).columns)
     }
+    del tables
     image_key, image_cluster, stats = _image_groups(merged, config)
     ids = pa.table({name: merged[name] for name in columns}).append_column("image_cluster", image_cluster)
     rank = representative_rank(*(merged[n] for n in ("solution_chars", "source", "source_id", "problem_id")))
@@ -99,10 +102,28 @@ def _load_rows(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> tu
         answer_key=merged["answer_key"].to_numpy(),
         numbers_key=merged["numbers_key"].to_numpy(),
         image_key=image_key,
-        signature=signature,
+        band_keys=keys,
         rank=rank,
+        signatures_of=functools.partial(_read_signatures, signatures, shards, bounds, config),
     )
     return rows, ids, bounds, stats
+
+
+def _signature_matrix(table: pa.Table, config: DedupeConfig) -> np.ndarray:
+    return table.column("minhash").combine_chunks().values.to_numpy().reshape(-1, config.num_perm)
+
+
+def _read_signatures(
+    signatures: StageDir, shards: Sequence[str], bounds: list[int], config: DedupeConfig, rows: np.ndarray
+) -> np.ndarray:
+    """The signatures of sorted global row indices, read back from only the shards that hold them."""
+    out = np.empty((len(rows), config.num_perm), dtype=np.uint32)
+    cuts = np.searchsorted(rows, bounds)
+    for shard, start, lo, hi in zip(shards, bounds, cuts, cuts[1:]):
+        if hi > lo:
+            matrix = _signature_matrix(signatures.read(shard, columns=["minhash"]), config)
+            out[lo:hi] = matrix[rows[lo:hi] - start]
+    return out
 
 
 def _image_groups(columns: Mapping[str, pa.Array], config: DedupeConfig) -> tuple[np.ndarray, pa.Array, Counter]:
@@ -124,7 +145,7 @@ def _image_groups(columns: Mapping[str, pa.Array], config: DedupeConfig) -> tupl
     stats = Counter(
         images=len(image_index),
         distinct_images=len(first),
-        image_groups=len(np.unique(roots)),
+        image_groups=len(sorted_distinct(roots)),
         image_pairs_verified=pairs,
     )
     return image_key, image_cluster, stats
