@@ -106,7 +106,7 @@ def test_keys_salted_after_banding_and_pairs_merged_band_by_band_equal_the_all_a
     assert np.array_equal(salted(band_keys(signature, 32), salt), band_keys(signature, 32, salt))
     bands = [(rng.integers(0, 50, 300), rng.integers(50, 100, 300)) for _ in range(6)]
     packed = np.unique(np.concatenate([(a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64) for a, b in bands]))
-    left, right = unique_pairs(iter(bands))
+    left, right = unique_pairs(bands)
     assert np.array_equal(left, (packed >> np.uint64(32)).astype(np.int64))
     assert np.array_equal(right, (packed & np.uint64(0xFFFFFFFF)).astype(np.int64))
     for values in (np.empty(0, dtype=np.int64), np.array([7]), rng.integers(0, 9, 1000)):

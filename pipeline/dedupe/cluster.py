@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from pipeline.dedupe.config import DedupeConfig
 from pipeline.dedupe.imagehash import image_groups
-from pipeline.dedupe.minhash import bucket_pairs, estimated_jaccard, salted, sorted_distinct, unique_pairs
+from pipeline.dedupe.minhash import bucket_pairs, estimated_jaccard, first_of_runs, salted, sorted_distinct, unique_pairs
 from pipeline.dedupe.unionfind import UnionFind
 from pipeline.text import fmix64, key64
 
@@ -84,19 +84,10 @@ def row_image_keys(
     return keys, roots, pairs
 
 
-def _first_of_runs(sorted_keys: list[np.ndarray]) -> np.ndarray:
-    """Boolean mask of positions that start a run of equal key tuples in already sorted arrays."""
-    start = np.zeros(len(sorted_keys[0]), dtype=bool)
-    start[:1] = True
-    for keys in sorted_keys:
-        start[1:] |= keys[1:] != keys[:-1]
-    return start
-
-
 def _group_representatives(group_keys: list[np.ndarray], rank: np.ndarray) -> np.ndarray:
     """For each row, the row of lowest rank with the same group keys."""
     order = np.lexsort((rank, *reversed(group_keys)))
-    start = _first_of_runs([k[order] for k in group_keys])
+    start = first_of_runs([k[order] for k in group_keys])
     rep = np.empty(len(rank), dtype=np.int64)
     rep[order] = order[np.flatnonzero(start)][np.cumsum(start) - 1]
     return rep
@@ -113,7 +104,8 @@ def _candidate_pairs(rows: Rows, reps: np.ndarray, config: DedupeConfig) -> tupl
         ).view(np.int64)
     rank = rows.rank[reps]
 
-    def band_pairs(band: int) -> tuple[np.ndarray, np.ndarray]:  # one band at a time: a salted copy of all would double the peak
+    # One band at a time: a salted copy of every band at once would double the peak.
+    def band_pairs(band: int) -> tuple[np.ndarray, np.ndarray]:
         return bucket_pairs(salted(rows.band_keys[reps, band : band + 1], salt)[:, 0], rank, config.max_all_pairs)
 
     return unique_pairs(band_pairs(band) for band in range(config.bands))
@@ -138,7 +130,8 @@ def cluster_rows(rows: Rows, config: DedupeConfig) -> Clusters:
     )
     members = sorted_distinct(np.concatenate([a, b]))
     signature = rows.signatures_of(members)
-    similar = estimated_jaccard(signature, np.searchsorted(members, a), np.searchsorted(members, b)) >= config.jaccard_threshold
+    jaccard = estimated_jaccard(signature, np.searchsorted(members, a), np.searchsorted(members, b))
+    similar = jaccard >= config.jaccard_threshold
     stats["pairs_rejected_incompatible"] = int((~compatible).sum())
     stats["pairs_rejected_jaccard"] = int((compatible & ~similar).sum())
     verified = compatible & similar

@@ -147,10 +147,20 @@ def unique_pairs(bands: Iterable[tuple[np.ndarray, np.ndarray]]) -> tuple[np.nda
     return (packed >> np.uint64(32)).astype(np.int64), (packed & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
+def first_of_runs(sorted_keys: list[np.ndarray]) -> np.ndarray:
+    """Boolean mask of positions that start a run of equal key tuples in already sorted arrays."""
+    start = np.zeros(len(sorted_keys[0]), dtype=bool)
+    start[:1] = True
+    for keys in sorted_keys:
+        start[1:] |= keys[1:] != keys[:-1]
+    return start
+
+
 def sorted_distinct(values: np.ndarray) -> np.ndarray:
-    """`np.unique(values)` by a sort and a mask: 15x faster on numpy 2.4 (2.2 -> 0.15 s for 2.3M uint64)."""
+    """`np.unique(values)` by a sort and a mask: numpy 2.4's `np.unique` takes a hash path that was
+    15x slower here (2.2 -> 0.15 s for 2.3M uint64)."""
     values = np.sort(values)
-    return values[np.concatenate([values[:1] == values[:1], values[1:] != values[:-1]])]
+    return values[first_of_runs([values])]
 
 
 def estimated_jaccard(signature: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
