@@ -1,16 +1,16 @@
 """The `curate` flow: ingest -> dedupe, decontam -> generate -> verify -> score (difficulty, diversity,
 problem type) -> select -> publish -> train.
 
-Thin by design: every stage comes from `pipeline/`; the flow only fans shards out as tasks (paths in,
-markers out, never DataFrames) and chains stages. Finished shards are skipped by their markers, so
+Thin by design: the stage graph is declared once in `pipeline/graph.py` (and checked before any work); the flow
+walks it, fans each stage's shards out as tasks (paths in, markers out, never DataFrames) and publishes the sets. Finished shards are skipped by their markers, so
 rerunning the flow after a crash resumes it. Run it directly: `python -m flows.curate --target rl`.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -18,34 +18,26 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.progress import wait_with_progress
-from flows.runners import task_runner_for, workers_api
+from flows.runners import release_on_workers, task_runner_for, workers_api
 from pipeline.config import RunConfig, load_config, save_resolved
-from pipeline.decontam.stage import BenchmarkSnapshot, DecontamStage
-from pipeline.dedupe.stage import DedupeIndex, DedupeStage
-from pipeline.generate.factory import backend_identity, make_backend
-from pipeline.generate.stage import GenerateStage
+from pipeline.graph import SETS, curation_graph
 from pipeline.index import GlobalStep
-from pipeline.ingest.stage import IngestStage
+from pipeline.io import write_json_atomic
 from pipeline.progress import QUIET_ENV
 from pipeline.publish import publish_dataset, push_folder
 from pipeline.publish.exports import export_published
-from pipeline.score.difficulty import DifficultyStage
-from pipeline.score.diversity import ClusterCentroids, DiversityStage
-from pipeline.score.problem_type import ProblemTypeStage, TypeClassifier
-from pipeline.select.plan import SelectionPlan
-from pipeline.select.stage import ColdStartStage, RLStage
 from pipeline.stage import Stage, run_shard, summarise_stage
-from pipeline.verify.stage import VerifyStage
 from schemas import COLD_START_SCHEMA, RL_SCHEMA
 
 Target = Literal["all", "cold_start", "rl"]
+WORKERS_FILE = "workers.json"  # run metadata: which processes ran a stage's shards, set up and released its resources
 
 
 # Markers make shards idempotent, so a retried task redoes at most its own shard.
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, task_run_name="{stage.name}:{shard}")
 def shard_task(stage: Stage, run_dir: Path, shard: str) -> dict:
     marker = run_shard(stage, run_dir, shard)
-    return {"shard": marker.shard, "rows": marker.rows}
+    return {"shard": marker.shard, "rows": marker.rows, "pid": os.getpid()}
 
 
 @task(cache_policy=NO_CACHE, task_run_name="prepare:{step.name}")
@@ -60,31 +52,23 @@ def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
         wait_with_progress(stage.name, futures)
         for future in futures:
             future.result()  # re-raise the first failure with its shard named in the task run
-    finally:
-        stage.close()  # its engine or worker pool; remote task workers close theirs at exit
+    finally:  # every worker that ran the stage frees its engine, pool or model before the next stage starts
+        released = release_on_workers(stage.worker_key)
     summary = summarise_stage(run_dir, stage.name, shards)
-    get_run_logger().info("%s: %s", stage.name, summary["counts"])
+    ran = Counter(future.result()["pid"] for future in futures)
+    write_json_atomic(run_dir / stage.name / WORKERS_FILE, {"shards_by_process": ran, "resources": released})
+    logger = get_run_logger()
+    if released:
+        logger.info("%s: released %s", stage.name, "; ".join(f"{r['released']} in process {r['pid']}" for r in released))
+    logger.info("%s: %s", stage.name, summary["counts"])
     return summary
 
 
-def _select_and_publish(config: RunConfig, which: str, shards: list[str], annotations: list[str], lineage: list[dict]) -> str:
-    """Plan the set globally, build its shards, publish it with a card of the whole lineage."""
-    plan = prepare_task(SelectionPlan(config.select, which, annotations, config.seed), config.run_dir, shards)
-    stage, schema, repo_id = {
-        "cold_start": (ColdStartStage(plan), COLD_START_SCHEMA, config.publish.cold_start_repo_id),
-        "rl": (RLStage(plan), RL_SCHEMA, config.publish.rl_repo_id),
+def _publish(config: RunConfig, stage: Stage, shards: list[str], lineage: list[dict], which: str) -> str:
+    schema, repo_id = {
+        "cold_start": (COLD_START_SCHEMA, config.publish.cold_start_repo_id),
+        "rl": (RL_SCHEMA, config.publish.rl_repo_id),
     }[which]
-    summary = run_stage(stage, config.run_dir, shards)
-    plan_summary = stage.manifest
-    summary["dropped"] = plan_summary["drops"]
-    summary["composition"] = plan_summary["composition"]
-    summary["counts"]["selected"] = plan_summary["selected"]
-    summary["counts"]["target"] = plan_summary["target"]
-    summary["counts"].update(plan_summary["kept"])
-    return _publish(config, stage, schema, shards, lineage + [summary], repo_id)
-
-
-def _publish(config: RunConfig, stage: Stage, schema, shards: list[str], lineage: list[dict], repo_id: str | None) -> str:
     licenses = {source.name: source.license for source in config.sources}
     folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards, licenses)
     if config.publish.trainer_exports:
@@ -127,44 +111,33 @@ def _trigger_training(config: RunConfig, published: dict[str, str]) -> None:
 def curate(target: Target = "all", config_path: str | None = None, overrides: list[str] | None = None) -> dict[str, str]:
     """Build the cold-start set, the RL set, or both; returns the published folders by set name."""
     config = load_config(config_path, overrides)
+    graph = curation_graph(config)  # checked before any work: a mis-wired graph fails here
     run_dir = config.run_dir
     save_resolved(config)
-
-    ingest = IngestStage(config.ingest, config.sources, config.data_root)
-    shards = ingest.shards()
-    lineage = [run_stage(ingest, run_dir, shards)]
-    # Judge problems before generating: no teacher compute for duplicates or benchmark copies.
-    dedupe_index = prepare_task(DedupeIndex(config.dedupe), run_dir, shards)
-    lineage.append(run_stage(DedupeStage(config.dedupe, dedupe_index), run_dir, shards))
-    decontam_index = prepare_task(BenchmarkSnapshot(config.decontam, config.data_root), run_dir, shards)
-    lineage.append(run_stage(DecontamStage(config.decontam, decontam_index), run_dir, shards))
-    judgements = ["dedupe", "decontam"]
-    generate = GenerateStage(
-        config.generate,
-        functools.partial(make_backend, config.backend, config.data_root),
-        backend_identity(config.backend),
-        run_dir,
-        annotation_stages=judgements,
-    )
-    lineage.append(run_stage(generate, run_dir, shards))
-    lineage.append(run_stage(VerifyStage(config.verify), run_dir, shards))
-
-    # Both sets need the policy's pass rates (the cold-start difficulty band) and the problem types.
-    lineage.append(run_stage(DifficultyStage(config.score), run_dir, shards))
-    diversity_index = prepare_task(ClusterCentroids(config.diversity), run_dir, shards)
-    lineage.append(run_stage(DiversityStage(config.diversity, diversity_index), run_dir, shards))
-    types_index = prepare_task(TypeClassifier(config.problem_type), run_dir, shards)
-    lineage.append(run_stage(ProblemTypeStage(config.problem_type, types_index), run_dir, shards))
-    scores = ["problem_type"]
-
+    shards = graph.shards()
+    lineage: list[dict] = []  # the stages every set shares; each set's card adds its own selection
     published: dict[str, str] = {}
-    if target in ("all", "cold_start"):
-        published["cold_start"] = _select_and_publish(config, "cold_start", shards, judgements + scores, lineage)
-    if target in ("all", "rl"):
-        published["rl"] = _select_and_publish(config, "rl", shards, judgements + scores + ["diversity"], lineage)
-        if config.train.mode != "none":
-            _trigger_training(config, published)
+    for step in graph.plan(SETS if target == "all" else (target,)):
+        index_dir = prepare_task(step.index, run_dir, shards) if step.index else None
+        stage = step.stage(index_dir)
+        summary = run_stage(stage, run_dir, shards)
+        if step.publishes is None:
+            lineage.append(summary)
+        else:
+            published[step.publishes] = _publish(config, stage, shards, lineage + [_with_plan(summary, stage.manifest)], step.publishes)
+    if "rl" in published and config.train.mode != "none":
+        _trigger_training(config, published)
     return published
+
+
+def _with_plan(summary: dict, plan: dict) -> dict:
+    """A set stage's summary with its selection plan's drops, composition and kept counts, for the card."""
+    summary["dropped"] = plan["drops"]
+    summary["composition"] = plan["composition"]
+    summary["counts"]["selected"] = plan["selected"]
+    summary["counts"]["target"] = plan["target"]
+    summary["counts"].update(plan["kept"])
+    return summary
 
 
 def main() -> None:

@@ -9,13 +9,19 @@ when asked for.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from pipeline.config import TaskRunnerConfig
+from pipeline.stage import release_stage
+
+RAY_RELEASE_WAIT_S = 60.0
 
 
 @contextmanager
@@ -63,3 +69,52 @@ def task_runner_for(config: TaskRunnerConfig, api_url: str | None = None):
             return RayTaskRunner(address=config.address, init_kwargs=init_kwargs)
         return RayTaskRunner(init_kwargs=init_kwargs | {"num_cpus": config.max_workers, "include_dashboard": False})
     raise ValueError(f"unknown task runner {config.kind!r}")
+
+
+def release_on_workers(worker_key: str) -> list[dict[str, Any]]:
+    """A finished stage's resources torn down in every process that may hold them: this one (the thread runner's
+    shards, and whatever the flow built itself), and each worker of the flow's Dask or Ray runner. Returns, per
+    process that set the stage up, its pid, what it released and how often it had set up."""
+    reports = [release_stage(worker_key)]
+    context = FlowRunContext.get()
+    runner = type(context.task_runner).__name__ if context else None
+    if runner == "DaskTaskRunner":
+        from distributed import get_client
+
+        reports += get_client().run(release_stage, worker_key).values()  # Dask's own broadcast: every worker, once
+    elif runner == "RayTaskRunner":
+        reports += _release_on_ray_workers(worker_key)
+    return [report for report in reports if report["released"] or report["setups"]]
+
+
+def _release_on_ray_workers(worker_key: str) -> list[dict[str, Any]]:
+    """Ray has no run-on-every-worker call: one release task per CPU slot, each held at a barrier until all have
+    started, so that together they occupy (and release in) every worker process of the idle cluster."""
+    import ray
+
+    slots = max(int(ray.cluster_resources().get("CPU", 1)), 1)
+    arrivals = ray.remote(num_cpus=0)(_Arrivals).remote()
+    task = ray.remote(num_cpus=1)(_release_at_barrier)
+    return ray.get([task.remote(arrivals, slots, worker_key) for _ in range(slots)], timeout=2 * RAY_RELEASE_WAIT_S)
+
+
+class _Arrivals:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def arrive(self) -> int:
+        self.count += 1
+        return self.count
+
+    def arrived(self) -> int:
+        return self.count
+
+
+def _release_at_barrier(arrivals, slots: int, worker_key: str) -> dict[str, Any]:
+    import ray
+
+    ray.get(arrivals.arrive.remote())
+    deadline = time.monotonic() + RAY_RELEASE_WAIT_S  # a busy cluster: release where we are rather than hang
+    while ray.get(arrivals.arrived.remote()) < slots and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return release_stage(worker_key)

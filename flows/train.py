@@ -77,7 +77,7 @@ def evaluate_chain(chain: TrainChainConfig, base: Path | None, data_root: Path) 
         for shard in stage.shards():
             evaluate_shard_task(stage, run_dir, shard)
     finally:
-        stage.close()
+        stage.release()  # one shard at a time in this process: its engine and verifier live here
     return build_reports(stage, run_dir, run_dir / "reports")
 
 

@@ -50,7 +50,7 @@ def _building(index_dir: Path) -> Iterator[Path]:
 
 class GlobalStep(ABC):
     name: ClassVar[str]  # the index folder is <run>/<name>_index/<key>/
-    upstream: tuple[str, ...] = ()  # stages whose finished shards the index is built from
+    upstream: tuple[str, ...] = ()  # stages whose finished shards the index is built from (per instance where config decides)
 
     def __init__(self, config: BaseModel):
         self.config = config

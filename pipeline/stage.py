@@ -8,21 +8,27 @@ Stats share one vocabulary, so every card reads the same keys: `rows_in` (rows o
 filled by the runner), `rows_out` (runner), `quarantined_<reason>` (runner, from the quarantined rows),
 `dropped_<reason>` (judged and left out), `skipped_<reason>` (passed through without the stage's work);
 anything else is a stage's own count.
+
+Lifecycle: what a stage needs on a worker (an engine, a verifier pool, an embedding model, a backend client) is
+built by its `setup()` once per worker process, before the first shard that process computes, and held in the
+process's `WORKER_RESOURCES` under the stage's `worker_key`; when the stage ends the flow has every worker run
+`release_stage`, which calls `teardown()` there (threads, Dask and Ray alike: flows/runners.py).
 """
 
 from __future__ import annotations
 
-import hashlib
+import atexit
 import logging
 import os
 import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel
@@ -45,12 +51,16 @@ class ShardResult:
 
 class Stage(ABC):
     name: ClassVar[str]
-    inputs: ClassVar[tuple[str, ...]] = ()  # upstream stages whose same-named shard `process` receives
-    main_input: ClassVar[str | None] = None  # whose rows `rows_in` counts; None: the first input
-    output_schema: ClassVar[pa.Schema]
+    # Declared per instance (the class gives the default; a stage whose inputs or schema follow its config sets them
+    # in __init__): the graph (pipeline/graph.py) checks these before any work.
+    inputs: tuple[str, ...] = ()  # upstream stages whose same-named shard `process` receives
+    main_input: str | None = None  # whose rows `rows_in` counts; None: the first input
+    output_schema: pa.Schema
 
     def __init__(self, config: BaseModel | None):
         self.config = config
+        # Names this stage's resources in every worker process: pickled copies of the stage keep it.
+        self.worker_key = uuid.uuid4().hex
 
     def fingerprint(self) -> str:
         """What, besides the input shards, decides this stage's output."""
@@ -59,8 +69,27 @@ class Stage(ABC):
     @abstractmethod
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult: ...
 
-    def close(self) -> None:
-        """Release what the stage started for its shards (engines, worker pools); the flow calls it."""
+    def setup(self) -> dict[str, Any]:
+        """This worker's resources for the stage's shards, by name (an engine, a verifier pool, a model, a backend
+        client). Called once per worker process, before the first shard computed there; `process` reads them
+        from `self.resources`. Nothing is built where every shard is already finished."""
+        return {}
+
+    def teardown(self, resources: Mapping[str, Any]) -> None:
+        """Release what `setup` built: `close()` each, the last built first."""
+        for value in reversed(list(resources.values())):
+            close = getattr(value, "close", None)
+            if close is not None:
+                close()
+
+    @property
+    def resources(self) -> Mapping[str, Any]:
+        """This process's resources for the stage, set up on first use."""
+        return WORKER_RESOURCES.acquire(self)
+
+    def release(self) -> list[str]:
+        """Tear down this process's resources for the stage (the flow does it on every worker when the stage ends)."""
+        return WORKER_RESOURCES.release(self.worker_key)
 
 
 def shard_config_hash(stage: Stage, run_dir: Path, shard: str) -> str:
@@ -81,6 +110,7 @@ def run_shard(stage: Stage, run_dir: Path | str, shard: str) -> ShardMarker:
     if out.is_done(shard, config_hash):
         return out.marker(shard)
     started = time.perf_counter()
+    WORKER_RESOURCES.acquire(stage)  # this worker's engines, pools, models: set up once per process, before its first shard
     inputs = {name: StageDir(run_dir, name).read(shard) for name in stage.inputs}
     result = stage.process(shard, inputs)
     validate_table(result.table, stage.output_schema)
@@ -114,61 +144,70 @@ def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str])
     return summary
 
 
-# Values that unpickled copies of a SharedResource built in this process, by the recipe's key.
-_PROCESS_RESOURCES: dict[str, object] = {}
-_PROCESS_LOCK = threading.Lock()
+class WorkerResources:
+    """The resources each stage built in this process, by the stage's `worker_key`.
+
+    Threads of one process share a stage's resources; pickled copies of the stage (one per Dask/Ray task)
+    carry the same key, so every task a worker runs finds what its first one built. `release` runs the
+    stage's `teardown`; the flow asks every worker that ran a stage to release it when the stage ends.
+    """
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[Stage, dict[str, Any]]] = {}
+        self.setups: Counter[str] = Counter()  # per stage key: how often this process ran its setup
+        self._building: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, stage: Stage) -> Mapping[str, Any]:
+        key = stage.worker_key
+        with self._lock:
+            held = self._held.get(key)
+            if held is not None:
+                return held[1]
+            building = self._building.setdefault(key, threading.Lock())
+        with building:  # one build per process; other shard threads wait for it
+            with self._lock:
+                if key in self._held:
+                    return self._held[key][1]
+            started = time.perf_counter()
+            resources = stage.setup()
+            self.setups[key] += 1
+            if resources:
+                log.info("stage %s: resources %s set up in process %d (%.1f s)", stage.name, sorted(resources), os.getpid(), time.perf_counter() - started)
+            with self._lock:
+                self._held[key] = (stage, resources)
+                self._building.pop(key, None)
+            return resources
+
+    def release(self, key: str) -> list[str]:
+        """Tear down one stage's resources in this process; the names released (none if it held none)."""
+        with self._lock:
+            stage, resources = self._held.pop(key, (None, {}))
+        if stage is None or not resources:
+            return []
+        stage.teardown(resources)
+        log.info("stage %s: resources %s released in process %d", stage.name, sorted(resources), os.getpid())
+        return sorted(resources)
+
+    def release_all(self) -> None:
+        for key in list(self._held):
+            self.release(key)
+
+
+WORKER_RESOURCES = WorkerResources()
+atexit.register(WORKER_RESOURCES.release_all)  # a worker that exits mid-stage still closes pools and engines
+
+
+def release_stage(key: str) -> dict[str, Any]:
+    """Run on each worker when a stage ends: its pid, the resources it released, how often it had set them up."""
+    released = WORKER_RESOURCES.release(key)
+    return {"pid": os.getpid(), "released": released, "setups": WORKER_RESOURCES.setups.pop(key, 0)}
 
 
 def build_logged(factory: Callable[[], T]) -> T:
-    """Build a per-process resource and say so: a cluster run's logs show one build per worker."""
+    """Build one resource and say so: a cluster run's logs show one build per worker."""
     started = time.perf_counter()
     value = factory()
     name = getattr(factory, "func", factory).__qualname__
     log.info("shared resource %s built in process %d (%.1f s)", name, os.getpid(), time.perf_counter() - started)
     return value
-
-
-class SharedResource(Generic[T]):
-    """Built on first use and shared by the shard threads of a stage (one engine, one worker pool).
-
-    When a stage is pickled for Dask/Ray workers only the recipe travels, once per task; the copies
-    that land in one worker process find the value the first one built there, so a worker builds it
-    once, not once per shard task.
-    """
-
-    def __init__(self, factory: Callable[[], T], key: str | None = None):
-        self.factory = factory
-        self.key = key  # set on unpickled copies: their value lives in the process, not in the copy
-        self._value: T | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> T:
-        if self.key is None:
-            with self._lock:
-                if self._value is None:
-                    self._value = build_logged(self.factory)
-                return self._value
-        with _PROCESS_LOCK:
-            if self.key not in _PROCESS_RESOURCES:
-                _PROCESS_RESOURCES[self.key] = build_logged(self.factory)
-            return _PROCESS_RESOURCES[self.key]
-
-    def close(self) -> None:
-        """Close the value if it was built; the next `get` builds a fresh one."""
-        if self.key is None:
-            with self._lock:
-                value, self._value = self._value, None
-        else:
-            with _PROCESS_LOCK:
-                value = _PROCESS_RESOURCES.pop(self.key, None)
-        if value is not None:
-            value.close()
-
-    def __getstate__(self) -> dict:
-        # The recipe is its key: the same stage sent twice (or rebuilt by a rerun) shares one value.
-        # Its repr names the function and its arguments (configs print their fields); no pickling needed.
-        key = self.key or hashlib.sha256(repr(self.factory).encode()).hexdigest()
-        return {"factory": self.factory, "key": key}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["factory"], state["key"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
+import threading
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import datasets
 import pyarrow as pa
@@ -11,7 +14,7 @@ import pytest
 from pipeline.io import QuarantinedRow, StageDir
 from pipeline.publish import PublishConfig, publish_dataset
 from pipeline.publish.dataset import published_rows
-from pipeline.stage import ShardResult, SharedResource, Stage, run_shard, summarise_stage
+from pipeline.stage import ShardResult, Stage, release_stage, run_shard, summarise_stage
 from pipeline.verify.stage import VerifyStage, VerifyStageConfig
 from problem_rows import problem_row
 from schemas import GENERATION_SCHEMA, PROBLEM_SCHEMA, RL_SCHEMA
@@ -51,16 +54,40 @@ class Engine:
         Engine.closed += 1
 
 
-def test_a_shared_resource_is_closed_once_and_rebuilt_on_next_use():
-    built = []
-    resource = SharedResource(lambda: built.append(1) or Engine())
-    resource.close()  # never built: nothing to close
-    assert Engine.closed == 0
-    first = resource.get()
-    assert resource.get() is first
-    resource.close()
-    resource.close()
-    assert Engine.closed == 1 and resource.get() is not first and len(built) == 2
+class Squares(Stage):
+    """A stage with a worker resource: its engine squares the numbers."""
+
+    name = "squares"
+    inputs = ("numbers",)
+    output_schema = pa.schema([("x", pa.int64())])
+    setups: list[int] = []
+
+    def setup(self):
+        Squares.setups.append(threading.get_ident())
+        return {"engine": Engine(), "square": lambda v: v * v}
+
+    def process(self, shard, inputs):
+        square = self.resources["square"]
+        return ShardResult(pa.table({"x": pa.array([square(v) for v in inputs["numbers"].column("x").to_pylist()], pa.int64())}))
+
+
+def test_a_stage_sets_up_once_per_process_for_all_its_shard_threads_and_tears_down_on_release(tmp_path):
+    shards = [f"s{i}" for i in range(8)]
+    for i, shard in enumerate(shards):
+        StageDir(tmp_path, "numbers").write(shard, pa.table({"x": pa.array([i], pa.int64())}), "in", {})
+    stage, Squares.setups, Engine.closed = Squares(None), [], 0
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda shard: run_shard(stage, tmp_path, shard), shards))
+    assert len(Squares.setups) == 1 and Engine.closed == 0
+    assert [StageDir(tmp_path, "squares").read(s).column("x").to_pylist() for s in shards] == [[i * i] for i in range(8)]
+    assert release_stage(stage.worker_key)["released"] == ["engine", "square"] and Engine.closed == 1
+    assert stage.release() == []  # released once; nothing left
+    assert pickle.loads(pickle.dumps(stage)).worker_key == stage.worker_key  # a Dask/Ray task's copy finds the same resources
+    run_shard(stage, tmp_path, "s0")  # finished: skipped without building anything
+    assert len(Squares.setups) == 1
+    StageDir(tmp_path, "numbers").write("s8", pa.table({"x": pa.array([8], pa.int64())}), "in", {})
+    run_shard(stage, tmp_path, "s8")  # new work after a release: set up afresh
+    assert len(Squares.setups) == 2 and stage.release() == ["engine", "square"] and Engine.closed == 2
 
 
 def generation(problem_id, text, *, error=None, finish_reason="stop", sample=0):
@@ -85,7 +112,7 @@ def test_the_verify_stage_judges_answered_rows_and_passes_failed_generations_thr
     try:
         result = stage.process("s", {"problems": problems, "generations": pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)})
     finally:
-        stage.close()
+        stage.release()
     out = result.table.to_pylist()
     assert [r["correct"] for r in out] == [True, False, False, True, None]
     assert [r["extracted_answer"] for r in out[:2]] == ["7", "8"]

@@ -52,9 +52,7 @@ def static_config(tiny_teacher, tmp_path, monkeypatch):
     distilled = []
     real = diversity._distill
     monkeypatch.setattr(diversity, "_distill", lambda *a: (distilled.append(a), real(*a)))
-    diversity._load_static.cache_clear()
     yield DiversityStageConfig(embedder="static", model_path=str(tiny_teacher), static_dims=16), distilled
-    diversity._load_static.cache_clear()
 
 
 def test_static_embeddings_are_float32_unit_vectors_of_the_configured_size(static_config):
@@ -72,8 +70,7 @@ def test_static_embeddings_are_deterministic_and_the_model_is_distilled_once(sta
     folder = static_model(config)
     assert folder.parent == tmp_path / "cache" / "static-embedders" and (folder / "model.safetensors").exists()
     assert [p.name for p in folder.parent.iterdir() if not p.name.endswith(".lock")] == [folder.name]  # no staging left
-    diversity._load_static.cache_clear()  # a new process: loads from the cache
-    again = embed(QUESTIONS, config)
+    again = embed(QUESTIONS, config)  # loads the model again, from the cache
     assert first.tobytes() == again.tobytes()
     assert len(distilled) == 1  # the second call found the cached model
     other = config.model_copy(update={"static_dims": 8})  # other settings: another cache entry

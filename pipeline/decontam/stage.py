@@ -197,13 +197,9 @@ class DecontamStage(IndexedStage):
     def __init__(self, config: DecontamConfig, index_dir: Path | str):
         super().__init__(config, index_dir)
         self.output_schema = decontam_schema(config)
-        self._index: BenchmarkIndex | None = None
 
-    @property
-    def index(self) -> BenchmarkIndex:
-        if self._index is None:
-            self._index = BenchmarkIndex(pq.read_table(self.index_dir / "items.parquet"), self.config)
-        return self._index
+    def setup(self) -> dict[str, BenchmarkIndex]:
+        return {"index": BenchmarkIndex(pq.read_table(self.index_dir / "items.parquet"), self.config)}  # once per worker
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"].select(["problem_id", "question", "choices", "answer", "images"])
@@ -215,7 +211,7 @@ class DecontamStage(IndexedStage):
         flags = {name: [False] * rows for name in names}
         best: list[tuple[float, str | None]] = [(0.0, None)] * rows
         stats: Counter[str] = Counter()
-        index = self.index
+        index = self.resources["index"]
         hashes: dict[int, np.ndarray] = {}  # decoded only for rows whose text matched an item with images
 
         def image_hashes(row: int) -> np.ndarray:

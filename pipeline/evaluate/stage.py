@@ -26,7 +26,7 @@ from pipeline.evaluate.report import columns_by_model, model_report, write_repor
 from pipeline.generate.base import SamplingParams, TeacherConfig, build_request
 from pipeline.generate.factory import BackendConfig, backend_identity, make_backend
 from pipeline.io import StageDir, stable_hash
-from pipeline.stage import SharedResource, ShardResult, Stage, run_shard
+from pipeline.stage import ShardResult, Stage, build_logged, run_shard
 from pipeline.verify import Verifier, VerifierConfig, VerifyItem
 from schemas import EVALUATION_SCHEMA
 
@@ -87,8 +87,13 @@ class EvaluateStage(Stage):
         self.recorded = backend.kind == "recorded"
         self.text_only = set() if self.recorded else {m.name for m in config.models if not m.is_vision()}
         self.backend_identity = backend_identity(backend)
-        self._backend = SharedResource(functools.partial(make_backend, backend, self.data_root))
-        self._verifier = SharedResource(functools.partial(Verifier, VerifierConfig(workers=config.verifier_workers)))
+        self.backend_config = backend
+
+    def setup(self) -> dict[str, object]:
+        return {
+            "backend": build_logged(functools.partial(make_backend, self.backend_config, self.data_root)),
+            "verifier": build_logged(functools.partial(Verifier, VerifierConfig(workers=self.config.verifier_workers))),
+        }
 
     def fingerprint(self) -> str:
         benchmarks = {name: b.identity() for name, b in sorted(self.benchmarks.items())}
@@ -114,12 +119,12 @@ class EvaluateStage(Stage):
         start = int(index) * self.config.shard_size
         benchmark = self.benchmarks[name]
         problems = {p["problem_id"]: p for p in benchmark.problems(start, start + self.config.shard_size, not self.recorded)}
-        backend = self._backend.get()
+        backend = self.resources["backend"]
         requests = [request for problem in problems.values() for request in self._requests(backend, problem)]
         results = {r.request_id: r for r in backend.stream(requests, self.config.chunk_size)}
         answered = [q for q in requests if results[q.request_id].error is None]
         items = [_item(results[q.request_id].text, problems[q.problem_id]) for q in answered]
-        verdicts = dict(zip((q.request_id for q in answered), self._verifier.get().judge_many(items)))
+        verdicts = dict(zip((q.request_id for q in answered), self.resources["verifier"].judge_many(items)))
         rows, stats = [], Counter(problems=len(problems), samples=len(requests))
         for request in requests:
             problem, result, verdict = problems[request.problem_id], results[request.request_id], verdicts.get(request.request_id)
@@ -143,10 +148,6 @@ class EvaluateStage(Stage):
                 }
             )
         return ShardResult(pa.Table.from_pylist(rows, schema=EVALUATION_SCHEMA), stats=stats)
-
-    def close(self) -> None:
-        self._backend.close()
-        self._verifier.close()
 
 
 def _item(text: str, problem: Mapping) -> VerifyItem:
@@ -184,5 +185,5 @@ def run_evaluation(config: EvaluateConfig, run_dir: Path, data_root: Path, out_d
         for shard in stage.shards():
             run_shard(stage, run_dir, shard)
     finally:
-        stage.close()
+        stage.release()
     return build_reports(stage, run_dir, out_dir or Path(run_dir) / "reports")

@@ -25,7 +25,7 @@ from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult
 from pipeline.io import stable_hash, write_parquet_atomic
 from pipeline.judgements import keep_mask
-from pipeline.stage import SharedResource, ShardResult, Stage
+from pipeline.stage import ShardResult, Stage, build_logged
 from schemas import GENERATION_SCHEMA
 
 JOURNAL_DIR = "_journal"
@@ -138,14 +138,14 @@ class GenerateStage(Stage):
         self.inputs = ("problems", *self.annotation_stages)
         self.backend_identity = backend_identity  # what the backend's output depends on (models, recordings)
         self.run_dir = Path(run_dir)
-        self._backend = SharedResource(backend_factory)
+        self.backend_factory = backend_factory
+
+    def setup(self) -> dict[str, GenerationBackend]:
+        return {"backend": build_logged(self.backend_factory)}  # one engine or client per worker process
 
     @property
     def backend(self) -> GenerationBackend:
-        return self._backend.get()
-
-    def close(self) -> None:
-        self._backend.close()
+        return self.resources["backend"]
 
     def fingerprint(self) -> str:
         return stable_hash([super().fingerprint(), self.backend_identity])

@@ -45,12 +45,13 @@ class IngestStage(Stage):
         super().__init__(config)
         self.sources = {s.name: s for s in sources}
         self.data_root = Path(data_root)
-        self._adapters: dict[str, SourceAdapter] = {}
+
+    def setup(self) -> dict[str, SourceAdapter]:
+        # Adapters index their files (line offsets, a JSON document's streamable copy): once per worker process.
+        return {name: make_adapter(source, self.data_root) for name, source in self.sources.items()}
 
     def adapter(self, source: str) -> SourceAdapter:
-        if source not in self._adapters:
-            self._adapters[source] = make_adapter(self.sources[source], self.data_root)
-        return self._adapters[source]
+        return self.resources[source]
 
     def fingerprint(self) -> str:
         sources = [[s.identity(), self.adapter(name).identity()] for name, s in sorted(self.sources.items())]

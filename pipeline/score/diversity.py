@@ -1,6 +1,6 @@
 """Diversity: embeddings of question text, k-means fitted once on a seeded sample of all shards.
 
-Two embedders (`DiversityStageConfig.embedder`), both giving float32 unit vectors through `embed()`:
+Two embedders (`DiversityStageConfig.embedder`), both giving float32 unit vectors through `Embedder`:
 - "minilm": the sentence-transformers model itself (packaged all-MiniLM-L6-v2), a transformer forward pass
   per question (~36 ms of CPU each);
 - "static": a model2vec static embedding distilled from that same model (one forward pass per vocabulary
@@ -85,12 +85,6 @@ def _open_model(folder: str, max_seq_length: int):
     model = SentenceTransformer(folder)  # on the accelerator where there is one
     model.max_seq_length = max_seq_length
     return model
-
-
-@lru_cache(maxsize=2)
-def _load_model(folder: str, max_seq_length: int):
-    """Once per process: every shard task a worker runs shares it."""
-    return build_logged(functools.partial(_open_model, folder, max_seq_length))
 
 
 def _teacher_hashes(folder: Path) -> list[str]:
@@ -182,35 +176,48 @@ def _open_static(folder: str):
     return StaticModel.from_pretrained(folder, normalize=True)
 
 
-@lru_cache(maxsize=2)
-def _load_static(folder: str):
-    return build_logged(functools.partial(_open_static, folder))
+class Embedder:
+    """One loaded embedding model: MiniLM, or the static embedder distilled from it (`config.embedder`). A stage holds
+    one per worker process (its `setup`); `embed` is the one-off form."""
+
+    def __init__(self, config: DiversityStageConfig):
+        self.config = config
+        if config.embedder == "static":
+            self.model = build_logged(functools.partial(_open_static, str(static_model(config))))
+        else:
+            self.model = build_logged(functools.partial(_open_model, str(model_folder(config)), config.max_seq_length))
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), dim) float32 unit vectors: dim 384 for MiniLM, `static_dims` for the static embedder."""
+        config, model = self.config, self.model
+        if config.embedder == "static":
+            if not texts:
+                return np.zeros((0, model.dim), np.float32)
+            vectors = model.encode(
+                list(texts), max_length=config.max_seq_length, batch_size=max(config.batch_size, 1024), use_multiprocessing=False
+            ).astype(np.float32)
+            # a text with no known token (empty, or only characters outside the vocabulary) has no mean: the
+            # first axis stands in, so every row stays a unit vector
+            empty = ~np.isfinite(vectors).all(axis=1) | (np.abs(vectors).sum(axis=1) == 0)
+            vectors[empty] = 0
+            vectors[empty, 0] = 1
+            return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).astype(np.float32)
+        vectors = model.encode(
+            list(texts),
+            batch_size=config.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return vectors.astype(np.float32, copy=False)
+
+    def close(self) -> None:
+        self.model = None  # the weights go with the last reference
 
 
 def embed(texts: Sequence[str], config: DiversityStageConfig) -> np.ndarray:
-    """(len(texts), dim) float32 unit vectors: dim 384 for MiniLM, `static_dims` for the static embedder."""
-    if config.embedder == "static":
-        model = _load_static(str(static_model(config)))
-        if not texts:
-            return np.zeros((0, model.dim), np.float32)
-        vectors = model.encode(
-            list(texts), max_length=config.max_seq_length, batch_size=max(config.batch_size, 1024), use_multiprocessing=False
-        ).astype(np.float32)
-        # a text with no known token (empty, or only characters outside the vocabulary) has no mean: the
-        # first axis stands in, so every row stays a unit vector
-        empty = ~np.isfinite(vectors).all(axis=1) | (np.abs(vectors).sum(axis=1) == 0)
-        vectors[empty] = 0
-        vectors[empty, 0] = 1
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).astype(np.float32)
-    model = _load_model(str(model_folder(config)), config.max_seq_length)
-    vectors = model.encode(
-        list(texts),
-        batch_size=config.batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-        show_progress_bar=False,
-    )
-    return vectors.astype(np.float32, copy=False)
+    """Embed once with a freshly loaded model (tests, benchmarks, a global step's sample)."""
+    return Embedder(config).encode(texts)
 
 
 def model_identity(config: DiversityStageConfig) -> list:
@@ -278,6 +285,9 @@ class DiversityStage(IndexedStage):
         super().__init__(config, index_dir)
         self.centroids = np.load(self.index_dir / "centroids.npy")
 
+    def setup(self) -> dict[str, Embedder]:
+        return {"embedder": Embedder(self.config)}  # loaded once per worker process
+
     def shard_embeddings(self, shard: str, questions: pa.ChunkedArray) -> tuple[np.ndarray, int]:
         """The shard's unit embeddings: the k-means sample's from the index, the other rows embedded now
         (returned with how many that was)."""
@@ -290,7 +300,7 @@ class DiversityStage(IndexedStage):
             todo[rows] = False
         rest = np.flatnonzero(todo)
         if len(rest):
-            vectors[rest] = embed(questions.take(pa.array(rest)).to_pylist(), self.config)
+            vectors[rest] = self.resources["embedder"].encode(questions.take(pa.array(rest)).to_pylist())
         return vectors, len(rest)
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:

@@ -6,7 +6,6 @@ Fast paths run in this process and only the leftovers go to math-verify's proces
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
 from collections import Counter
@@ -18,7 +17,7 @@ from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.factory import make_backend
-from pipeline.stage import SharedResource, ShardResult, Stage
+from pipeline.stage import ShardResult, Stage, build_logged
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
 from pipeline.verify.model import ANSWER_FIELDS
 from pipeline.verify.model_extractor import MODEL_EXTRACTED, MODEL_GARBAGE, ModelExtractor, ModelExtractorConfig
@@ -33,15 +32,20 @@ class VerifyStageConfig(StrictConfig):
     data_root: str = runtime(".")  # where a "recorded" judge backend finds its recordings
 
 
-def start_verifier(config: VerifyStageConfig) -> Verifier:
+def start_verifier(config: VerifyStageConfig, extractor: ModelExtractor | None = None) -> Verifier:
+    return Verifier(VerifierConfig(workers=config.workers, timeout_s=config.timeout_s), answer_extractor=extractor)
+
+
+def verifier_resources(config: VerifyStageConfig) -> dict[str, object]:
+    """A verifier (math-verify worker processes) and, when the judge model is on, its backend: built once per worker
+    process, since starting workers costs seconds; released (last built first) when the stage ends."""
+    resources: dict[str, object] = {}
     extractor = None
     if config.model_extractor.enabled:
-        backend = make_backend(config.model_extractor.backend, Path(config.data_root))
-        extractor = ModelExtractor(backend, config.model_extractor)
-        atexit.register(backend.close)
-    verifier = Verifier(VerifierConfig(workers=config.workers, timeout_s=config.timeout_s), answer_extractor=extractor)
-    atexit.register(verifier.close)
-    return verifier
+        resources["judge_backend"] = build_logged(functools.partial(make_backend, config.model_extractor.backend, Path(config.data_root)))
+        extractor = ModelExtractor(resources["judge_backend"], config.model_extractor)
+    resources["verifier"] = build_logged(functools.partial(start_verifier, config, extractor))
+    return resources
 
 
 class VerifyStage(Stage):
@@ -50,17 +54,12 @@ class VerifyStage(Stage):
     main_input = "generations"
     output_schema = GENERATION_SCHEMA
 
-    def __init__(self, config: VerifyStageConfig):
-        super().__init__(config)
-        # One verifier (one set of math-verify workers) for all shards: starting workers costs seconds.
-        self._verifier = SharedResource(functools.partial(start_verifier, config))
+    def setup(self) -> dict[str, object]:
+        return verifier_resources(self.config)
 
     @property
     def verifier(self) -> Verifier:
-        return self._verifier.get()
-
-    def close(self) -> None:
-        self._verifier.close()
+        return self.resources["verifier"]
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         # One answer spec per problem, shared by its k samples; image bytes never leave Arrow.
