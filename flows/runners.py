@@ -79,9 +79,10 @@ def release_on_workers(worker_key: str) -> list[dict[str, Any]]:
     context = FlowRunContext.get()
     runner = type(context.task_runner).__name__ if context else None
     if runner == "DaskTaskRunner":
-        from distributed import get_client
+        from prefect_dask import get_dask_client
 
-        reports += get_client().run(release_stage, worker_key).values()  # Dask's own broadcast: every worker, once
+        with get_dask_client() as client:  # a client of the flow's cluster
+            reports += client.run(release_stage, worker_key).values()  # Dask's own broadcast: every worker, once
     elif runner == "RayTaskRunner":
         reports += _release_on_ray_workers(worker_key)
     return [report for report in reports if report["released"] or report["setups"]]

@@ -9,6 +9,7 @@ The Ray test is the executable proof of the README's multi-node section: it star
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,8 @@ import yaml
 
 from pipeline.paths import REPO_ROOT
 from test_crash_resume import SMALL_RUN, data_files
+
+pytestmark = pytest.mark.slow  # each starts a cluster and runs the whole small flow
 
 KILL_STAGE = "diversity"  # the slowest stage of the small run: its shards are still running when we look
 BUILD_LINE = re.compile(r"shared resource (\S+) built in process (\d+)")
@@ -135,6 +138,18 @@ def test_dask_local_cluster_survives_a_killed_worker_with_identical_bytes(tmp_pa
     assert_built_once_per_worker(log, workers_seen=3)  # two workers and the one that replaced the killed one
 
 
+def test_on_dask_each_worker_sets_a_stage_up_once_and_releases_it_when_the_stage_ends(tmp_path):
+    run_flow(tmp_path, "lifecycle", "task_runner.kind=dask", "task_runner.max_workers=2")
+    run_dir = tmp_path / "runs" / "lifecycle"
+    for stage, resources in [("generations", ["backend"]), ("verified", ["verifier"]), ("diversity", ["embedder"])]:
+        workers = json.loads((run_dir / stage / "workers.json").read_text())
+        ran = {int(pid) for pid in workers["shards_by_process"]}
+        assert len(ran) == 2 and os.getpid() not in ran, workers  # the shards ran on the two worker processes
+        # every worker that ran a shard set the stage up once, and tore it down (closing each resource) when it ended
+        assert sorted(report["pid"] for report in workers["resources"]) == sorted(ran), workers
+        assert all(report["setups"] == 1 and report["released"] == resources for report in workers["resources"]), workers
+
+
 @pytest.fixture
 def ray_cluster(tmp_path):
     """`ray start --head` on 127.0.0.1 with two CPUs (two worker processes), as the README describes."""
@@ -181,3 +196,6 @@ def test_ray_cluster_by_address_survives_a_killed_worker_with_identical_bytes(tm
     outputs, log, killed = run_on_cluster_with_a_kill(tmp_path, "ray", ray_workers, "task_runner.kind=ray", f"task_runner.address={address}")
     assert outputs == reference
     assert_built_once_per_worker(log, workers_seen=3)
+    # before the kill: each worker that ran a generation shard released the backend when the stage ended
+    workers = json.loads((tmp_path / "runs" / "ray" / "generations" / "workers.json").read_text())
+    assert {r["pid"] for r in workers["resources"] if r["released"] == ["backend"]} == {int(p) for p in workers["shards_by_process"]}
