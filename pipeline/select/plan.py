@@ -79,6 +79,22 @@ def difficulty_verdict(pass_rate: float | None, num_rollouts: int, config: Selec
     return None
 
 
+def rl_verdict(pass_rate: float | None, num_rollouts: int, config: SelectConfig) -> str | None:
+    """Why a problem leaves the RL set by its rollouts (None: it is a candidate)."""
+    if pass_rate is None or num_rollouts < config.rl_min_rollouts:
+        return "too_few_rollouts"
+    if not config.rl_min_pass_rate < pass_rate < config.rl_max_pass_rate:
+        return "pass_rate_outside_band"
+    return None
+
+
+def rollout_decisions(num_correct: int, num_rollouts: int, config: SelectConfig) -> tuple[str | None, str | None]:
+    """Everything selection decides from a problem's rollouts: its cold-start difficulty verdict and its RL verdict.
+    Generation samples rollouts until these can no longer change (pipeline/generate/rounds.py)."""
+    rate = num_correct / num_rollouts if num_rollouts else None
+    return difficulty_verdict(rate, num_rollouts, config), rl_verdict(rate, num_rollouts, config)
+
+
 def _cold_start_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequence[str], drops: Counter) -> pa.Table:
     problems, keep = _eligible_problems(run_dir, shard, stages, config.cold_start_balance, drops)
     info = {pid: row for pid, row, k in zip(problems.column("problem_id").to_pylist(), problems.to_pylist(), keep) if k}
@@ -113,13 +129,10 @@ def _rl_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequ
     problems, keep = _eligible_problems(run_dir, shard, stages, config.rl_balance, drops)
     rows = []
     for problem, eligible in zip(problems.to_pylist(), keep):
-        rate = problem["pass_rate"]
         if not eligible:
             continue
-        if rate is None or problem["num_rollouts"] < config.rl_min_rollouts:
-            drops["dropped_too_few_rollouts"] += 1
-        elif not config.rl_min_pass_rate < rate < config.rl_max_pass_rate:
-            drops["dropped_pass_rate_outside_band"] += 1
+        if (verdict := rl_verdict(problem["pass_rate"], problem["num_rollouts"], config)) is not None:
+            drops[f"dropped_{verdict}"] += 1
         else:
             rows.append({"shard": shard, "key": problem["problem_id"], **{k: problem[k] for k in config.rl_balance if k in problem}})
     return pa.Table.from_pylist(rows) if rows else None
