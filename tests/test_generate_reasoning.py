@@ -81,6 +81,17 @@ def test_every_server_shape_lands_in_the_result_and_a_truncated_reply_is_sent_on
     assert attempts == dict.fromkeys(REASONING_SHAPES, 1)  # the truncated reply too: a result, not a malformed reply
 
 
+def test_thirty_problems_with_every_third_reply_truncated_take_thirty_requests():
+    """The issue's case (44 requests before): each truncated reply is a result on its first answer."""
+    shapes = ["truncated" if i % 3 == 2 else "reasoning" for i in range(30)]
+    requests = [build_request(problem(i, f"What is {i}? mode:{shape}"), TEACHER, 0) for i, shape in enumerate(shapes)]
+    with fake_openai() as server:
+        results = backend(server.url).generate(requests)
+        sent = len(server.received)
+    assert sent == len(requests) and all(r.error is None for r in results)
+    assert sum(r.finish_reason == "length" for r in results) == shapes.count("truncated")
+
+
 def test_each_server_kind_gets_max_tokens_and_the_thinking_budget_in_its_own_form():
     budget = build_request(problem(0, "q"), TeacherConfig(name="t", model="m", sampling=SamplingParams(max_tokens=900, thinking_budget=600)), 0)
     effort = build_request(problem(0, "q"), TeacherConfig(name="t", model="m", sampling=SamplingParams(max_tokens=900, reasoning_effort="none")), 0)
