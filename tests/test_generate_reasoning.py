@@ -13,7 +13,15 @@ from fake_openai_server import REASONING_SHAPES, fake_openai, thinking_for
 from pipeline.config_base import ConfigError, validate_config
 from pipeline.generate.base import GenerationResult, SamplingParams, TeacherConfig, build_request
 from pipeline.generate.factory import BackendConfig
-from pipeline.generate.openai_server import REQUEST_SHAPES, Endpoint, OpenAIServerBackend, OpenAIServerConfig, chat_payload
+from pipeline.generate.openai_server import (
+    REQUEST_SHAPES,
+    Endpoint,
+    OpenAIServerBackend,
+    OpenAIServerConfig,
+    RetryableError,
+    chat_payload,
+    parse_completion,
+)
 from pipeline.generate.reasoning import prompt_opens_thinking, split_reasoning
 from pipeline.generate.stage import GenerateConfig, GenerateStage
 from pipeline.index import load_manifest
@@ -79,6 +87,25 @@ def test_every_server_shape_lands_in_the_result_and_a_truncated_reply_is_sent_on
     plain = results["plain"]
     assert (plain.text, plain.reasoning, plain.reasoning_tokens) == ("So the answer is \\boxed{1000003}.", None, None)  # not reported: null
     assert attempts == dict.fromkeys(REASONING_SHAPES, 1)  # the truncated reply too: a result, not a malformed reply
+
+
+@pytest.mark.parametrize(
+    "message, finish_reason, expected",
+    [
+        ({"content": "partial answer"}, "length", ("partial answer", None)),  # cut off in the answer: a result
+        ({"content": None}, "length", (None, None)),  # cut off with nothing to show: still a result
+        ({"content": None, "reasoning": ""}, "stop", (None, "")),  # thought nothing, answered nothing: a result
+        ({"content": "x", "reasoning": None, "reasoning_content": "why"}, "stop", ("x", "why")),  # null field skipped
+    ],
+)
+def test_a_reply_cut_off_or_empty_is_a_result(message, finish_reason, expected):
+    result = parse_completion("r", {"choices": [{"message": message, "finish_reason": finish_reason}]})
+    assert (result.text, result.reasoning, result.finish_reason) == (*expected, finish_reason)
+
+
+def test_a_finished_reply_with_neither_content_nor_reasoning_is_malformed():
+    with pytest.raises(RetryableError, match="malformed_response: TypeError: the reply has neither"):
+        parse_completion("r", {"choices": [{"message": {"content": None}, "finish_reason": "stop"}]})
 
 
 def test_thirty_problems_with_every_third_reply_truncated_take_thirty_requests():

@@ -358,8 +358,8 @@ class OpenAIServerBackend(GenerationBackend):
         return ceiling * (0.5 + 0.5 * self._random.random())  # jitter: retries of a burst spread out
 
     async def _send(self, client: httpx.AsyncClient, endpoint: Endpoint, request: GenerationRequest) -> GenerationResult:
+        payload = chat_payload(request, endpoint.server_kind)
         try:
-            payload = chat_payload(request, endpoint.server_kind)
             response = await client.post(f"{endpoint.url.rstrip('/')}/chat/completions", json=payload)
         except httpx.TimeoutException as error:
             raise RetryableError("timeout", type(error).__name__) from None
