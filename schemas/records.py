@@ -81,10 +81,12 @@ GENERATION_SCHEMA = pa.schema(
         ("role", pa.string()),  # one of GENERATION_ROLES
         ("sample_index", pa.int32()),
         ("prompt", pa.string()),  # JSON list of chat messages as sent (images referenced by sha256)
-        ("raw_text", pa.string()),
-        ("finish_reason", pa.string()),
+        ("raw_text", pa.string()),  # the final content: the answer after any thinking (null: cut off while thinking)
+        ("reasoning", pa.string()),  # the thinking, apart from the content (null: the reply had none)
+        ("finish_reason", pa.string()),  # "length": cut off by max_tokens, a result judged "truncated"
         ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
+        ("completion_tokens", pa.int32()),  # the thinking included
+        ("reasoning_tokens", pa.int32()),  # as the server reports them (null: not reported, never estimated)
         ("error", pa.string()),  # null when the request succeeded
         ("extracted_answer", pa.string()),
         ("correct", pa.bool_()),

@@ -39,18 +39,23 @@ def test_pass_rate_and_the_difficulty_stage_count_only_the_policy_rollouts():
     problems = pa.table({"problem_id": ["p", "q", "r"]})
     verified = pa.table(
         {
-            "problem_id": ["p", "p", "p", "q", "q", "p"],
-            "role": ["rollout", "rollout", "rollout", "rollout", "rollout", "teacher"],
-            "correct": [True, False, None, True, True, False],  # None: a failed generation, not a rollout
+            "problem_id": ["p", "p", "p", "q", "q", "p", "q"],
+            "role": ["rollout", "rollout", "rollout", "rollout", "rollout", "teacher", "rollout"],
+            "correct": [True, False, None, True, True, False, False],  # None: a failed generation, not a rollout
+            "verdict_reason": ["exact", "exact", None, "exact", "exact", "exact", "truncated"],  # q's last: cut off
         }
     )
     result = DifficultyStage(ScoreConfig()).process("s", {"problems": problems, "verified": verified})
     assert result.table.to_pylist() == [
         {"problem_id": "p", "num_rollouts": 2, "num_correct": 1, "pass_rate": 0.5},
-        {"problem_id": "q", "num_rollouts": 2, "num_correct": 2, "pass_rate": 1.0},
+        {"problem_id": "q", "num_rollouts": 3, "num_correct": 2, "pass_rate": 2 / 3},  # the truncated one: wrong
         {"problem_id": "r", "num_rollouts": 0, "num_correct": 0, "pass_rate": None},
     ]
-    assert result.stats == {"pass_rate_mid": 1, "pass_rate_one": 1, "unscored": 1}  # the teacher's CoT is no rollout
+    # the teacher's CoT is no rollout
+    assert result.stats == {"pass_rate_mid": 2, "unscored": 1, "truncated_rollout_counted_wrong": 1}
+    excluded = DifficultyStage(ScoreConfig(truncated_rollouts="excluded")).process("s", {"problems": problems, "verified": verified})
+    assert excluded.table.to_pylist()[1] == {"problem_id": "q", "num_rollouts": 2, "num_correct": 2, "pass_rate": 1.0}
+    assert excluded.stats == {"pass_rate_mid": 1, "pass_rate_one": 1, "unscored": 1, "skipped_truncated_rollout": 1}
 
 
 @pytest.fixture

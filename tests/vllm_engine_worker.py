@@ -3,7 +3,7 @@
     .venv-vllm/bin/python tests/vllm_engine_worker.py JOB.json RESULTS.json
 
 JOB: {"teachers": [TeacherConfig], "engine": VLLMEngineConfig, "problems": [problem rows]}. RESULTS: one object
-per request, in request order, with its problem, sample index and GenerationResult fields.
+per request, in request order, with its problem, teacher, sample index and GenerationResult fields.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def main(job_path: str, results_path: str) -> None:
     requests = [request for problem in job["problems"] for request in backend.requests_for(problem)]
     results = backend.generate(requests)
     rows = [
-        {"problem_id": request.problem_id, "sample_index": request.sample_index, **dataclasses.asdict(result)}
+        {"problem_id": request.problem_id, "teacher": request.teacher, "sample_index": request.sample_index, **dataclasses.asdict(result)}
         for request, result in zip(requests, results, strict=True)
     ]
     Path(results_path).write_text(json.dumps(rows), encoding="utf-8")

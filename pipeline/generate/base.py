@@ -9,19 +9,41 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_serializer, model_validator
 
 from pipeline.config_base import StrictConfig
+from pipeline.generate.reasoning import prompt_opens_thinking, split_reasoning
 from pipeline.io import json_digest, stable_json
 from pipeline.prompts import chat_messages
+
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+REASONING_OPTIONS = ("thinking_budget", "reasoning_effort")
 
 
 class SamplingParams(StrictConfig):
     temperature: float = 0.7
     top_p: float = 0.95
-    max_tokens: int = 4096
+    max_tokens: int = 4096  # every generated token, the thinking included
     seed: int | None = None  # per-request seeds are derived from it and the sample index
+    # A reasoning model's thinking: at most this many tokens of it (within max_tokens), and/or an effort
+    # level; each sent in the form the server kind takes (openai_server.REQUEST_SHAPES), None: not sent.
+    thinking_budget: int | None = Field(default=None, ge=0)
+    reasoning_effort: ReasoningEffort | None = None
+
+    @model_validator(mode="after")
+    def _budget_leaves_room_for_an_answer(self) -> SamplingParams:
+        if self.thinking_budget is not None and self.thinking_budget >= self.max_tokens:
+            raise ValueError(f"thinking_budget {self.thinking_budget} leaves no room for an answer within max_tokens {self.max_tokens}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _unset_reasoning_options_left_out(self, handler) -> dict:
+        """An unset reasoning option is left out of the dump, so request ids (and every other hash of the
+        sampling parameters) stay what they were before the options existed: journals keep answering."""
+        dumped = handler(self)
+        return {name: value for name, value in dumped.items() if name not in REASONING_OPTIONS or value is not None}
 
 
 class TeacherConfig(StrictConfig):
@@ -53,11 +75,20 @@ class GenerationRequest:
 @dataclass(frozen=True)
 class GenerationResult:
     request_id: str
-    text: str | None
+    text: str | None  # the final content, after the thinking (None: failed, or cut off while thinking)
     finish_reason: str | None = None
     prompt_tokens: int | None = None
-    completion_tokens: int | None = None
+    completion_tokens: int | None = None  # every generated token, the thinking included
     error: str | None = None  # "<kind>: <detail>" when the request failed for good
+    reasoning: str | None = None  # the thinking, apart (None: the reply had none)
+    reasoning_tokens: int | None = None  # as the server or engine counts them; None: not counted, never estimated
+
+    @classmethod
+    def of_reply(cls, request_id: str, reply: str, prompt: str, **counts) -> GenerationResult:
+        """A decoded reply with its inline thinking split off (`prompt`: the rendered prompt, which may have
+        opened the <think> block for the model)."""
+        reasoning, content = split_reasoning(reply, opened=prompt_opens_thinking(prompt))
+        return cls(request_id, content, reasoning=reasoning, **counts)
 
 
 def request_ids(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, TeacherConfig
-from pipeline.generate.openai_server import OpenAIServerBackend, OpenAIServerConfig
+from pipeline.generate.openai_server import OpenAIServerBackend, OpenAIServerConfig, reasoning_option_errors
 from pipeline.generate.recorded import RecordedBackend, RecordingConfig
 from pipeline.generate.transformers_backend import TransformersBackend, TransformersConfig
 from pipeline.generate.vllm_engine import VLLMEngineBackend, VLLMEngineConfig
@@ -25,6 +25,27 @@ class BackendConfig(StrictConfig):
     openai: OpenAIServerConfig = OpenAIServerConfig()
     vllm: VLLMEngineConfig = VLLMEngineConfig()
     transformers: TransformersConfig = TransformersConfig()
+
+    @model_validator(mode="after")
+    def _reasoning_options_can_be_sent(self) -> BackendConfig:
+        """A thinking budget or effort that the backend (or an endpoint's server kind) cannot take fails
+        here, before any request, rather than being dropped or refused mid-run."""
+        errors = [f"{model.name}: {error}" for model in self.teachers + self.policy for error in self._reasoning_errors(model)]
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self
+
+    def _reasoning_errors(self, model: TeacherConfig) -> list[str]:
+        sampling = model.sampling
+        if self.kind == "openai":
+            kinds = dict.fromkeys(e.server_kind for e in self.openai.endpoints if e.model in (None, model.model))
+            return [f"{error} (endpoint server_kind {kind})" for kind in kinds for error in reasoning_option_errors(sampling, kind)]
+        errors = []
+        if sampling.thinking_budget is not None and not (self.kind == "vllm" and self.vllm.reasoning_parser):
+            errors.append(f"backend {self.kind} takes a thinking_budget only as vllm with vllm.reasoning_parser set")
+        if sampling.reasoning_effort is not None:
+            errors.append(f"backend {self.kind} takes no reasoning_effort (serve the model and use backend.kind=openai)")
+        return errors
 
 
 def make_backend(config: BackendConfig, data_root: Path) -> GenerationBackend:

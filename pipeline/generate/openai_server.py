@@ -7,6 +7,11 @@ timeouts, 429, 5xx, malformed JSON) are retried with exponential backoff and jit
 `Retry-After`; after `max_retries` the request becomes a failed result with its reason, and the rest
 of the batch goes on. When every endpoint of a model refuses connections, the call raises
 `EndpointsDown` instead: a dead server is an outage to fix and rerun, not a reason to fail requests.
+
+A reasoning model's thinking is read from `message.reasoning`, else `message.reasoning_content`, else
+split from <think> tags in the content; a reply cut off by its token limit (`finish_reason: "length"`,
+content null or not) is a result, never retried. Each endpoint's `server_kind` decides how max_tokens
+and the thinking budget are sent (`REQUEST_SHAPES`).
 """
 
 from __future__ import annotations
@@ -21,18 +26,79 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import httpx
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig
-from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
+from pipeline.generate.base import (
+    GenerationBackend,
+    GenerationRequest,
+    GenerationResult,
+    ReasoningEffort,
+    SamplingParams,
+    TeacherConfig,
+)
+from pipeline.generate.reasoning import CUT_OFF, split_reasoning
+
+ServerKind = Literal["vllm", "sglang", "deepseek", "openrouter", "openai"]
+REASONING_FIELDS = ("reasoning", "reasoning_content")  # current vLLM and OpenRouter; SGLang, DeepSeek, older vLLM
+
+
+@dataclass(frozen=True)
+class RequestShape:
+    """How one kind of server takes a token limit, a thinking budget and a reasoning effort."""
+
+    max_tokens: str  # the field that caps every generated token, the thinking included
+    thinking_budget: Callable[[int], dict] | None  # None: no budget in tokens (use reasoning_effort)
+    reasoning_effort: Callable[[str], dict]
+    efforts: frozenset[str]  # the effort levels it documents
+
+
+_ALL_EFFORTS = frozenset(get_args(ReasoningEffort))
+REQUEST_SHAPES: dict[str, RequestShape] = {
+    # `thinking_token_budget` needs the server started with --reasoning-parser (or --reasoning-config);
+    # `reasoning_effort` reaches the chat template (and sets enable_thinking = effort != "none").
+    "vllm": RequestShape(
+        "max_tokens", lambda n: {"thinking_token_budget": n}, lambda e: {"reasoning_effort": e}, _ALL_EFFORTS
+    ),
+    # The per-request budget needs the server started with --enable-strict-thinking; the effort is a
+    # chat-template hint.
+    "sglang": RequestShape(
+        "max_tokens", lambda n: {"custom_params": {"thinking_budget": n}}, lambda e: {"reasoning_effort": e}, _ALL_EFFORTS
+    ),
+    # max_tokens counts the thinking; thinking is on by default, "none" turns it off.
+    "deepseek": RequestShape(
+        "max_tokens", None,
+        lambda e: {"thinking": {"type": "disabled"}} if e == "none" else {"reasoning_effort": e}, _ALL_EFFORTS,
+    ),  # fmt: skip
+    # One of reasoning.max_tokens and reasoning.effort, never both.
+    "openrouter": RequestShape(
+        "max_tokens", lambda n: {"reasoning": {"max_tokens": n}}, lambda e: {"reasoning": {"effort": e}}, _ALL_EFFORTS - {"max"}
+    ),
+    # Reasoning models take max_completion_tokens only; the thinking itself is never returned.
+    "openai": RequestShape("max_completion_tokens", None, lambda e: {"reasoning_effort": e}, _ALL_EFFORTS - {"max"}),
+}
+
+
+def reasoning_option_errors(sampling: SamplingParams, kind: str) -> list[str]:
+    """Why `sampling`'s reasoning options cannot be sent to a `kind` server (empty: they can)."""
+    shape, errors = REQUEST_SHAPES[kind], []
+    if sampling.thinking_budget is not None and shape.thinking_budget is None:
+        errors.append(f"a {kind} server takes no thinking_budget in tokens (set reasoning_effort instead)")
+    if sampling.reasoning_effort is not None and sampling.reasoning_effort not in shape.efforts:
+        errors.append(f"a {kind} server takes no reasoning_effort {sampling.reasoning_effort!r} (it takes {sorted(shape.efforts)})")
+    if kind == "openrouter" and sampling.thinking_budget is not None and sampling.reasoning_effort is not None:
+        errors.append("OpenRouter takes a thinking_budget or a reasoning_effort, not both")
+    return errors
 
 
 class Endpoint(StrictConfig):
     url: str  # base URL including /v1, e.g. http://127.0.0.1:8000/v1
     model: str | None = None  # the model it serves; None: any
     max_concurrency: int = 32
+    server_kind: ServerKind = "vllm"  # how requests carry max_tokens and the thinking budget (REQUEST_SHAPES)
 
 
 class OpenAIServerConfig(StrictConfig):
@@ -71,33 +137,47 @@ def openai_messages(request: GenerationRequest) -> list[dict]:
     return messages
 
 
-def chat_payload(request: GenerationRequest) -> dict:
+def chat_payload(request: GenerationRequest, server_kind: str) -> dict:
+    sampling, shape = request.sampling, REQUEST_SHAPES[server_kind]
     payload = {
         "model": request.model,
         "messages": openai_messages(request),
-        "temperature": request.sampling.temperature,
-        "top_p": request.sampling.top_p,
-        "max_tokens": request.sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        shape.max_tokens: sampling.max_tokens,
         "n": 1,  # one HTTP request per sample index: each is cached and retried on its own
     }
     if request.seed is not None:
         payload["seed"] = request.seed
+    if sampling.thinking_budget is not None:
+        payload |= shape.thinking_budget(sampling.thinking_budget)
+    if sampling.reasoning_effort is not None:
+        payload |= shape.reasoning_effort(sampling.reasoning_effort)
     return payload
 
 
 def parse_completion(request_id: str, body: object) -> GenerationResult:
+    """The reply's final content and thinking, apart, with the token counts the server reports. A reply
+    cut off by its token limit is a result whatever it holds (retrying would pay for the same overrun)."""
     try:
         choice = body["choices"][0]
-        text = choice["message"]["content"]
-        usage = body.get("usage") or {}
-        if not isinstance(text, str):
+        message = choice["message"]
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
             raise TypeError("content is not a string")
+        separate = next((message[name] for name in REASONING_FIELDS if isinstance(message.get(name), str)), None)
+        reasoning, content = (separate, content) if separate is not None else split_reasoning(content)
+        if reasoning is None and content is None and choice.get("finish_reason") != CUT_OFF:
+            raise TypeError("the reply has neither content nor reasoning")
+        usage = body.get("usage") or {}
         return GenerationResult(
             request_id,
-            text,
+            content,
+            reasoning=reasoning,
             finish_reason=choice.get("finish_reason"),
             prompt_tokens=usage.get("prompt_tokens"),
             completion_tokens=usage.get("completion_tokens"),
+            reasoning_tokens=(usage.get("completion_tokens_details") or {}).get("reasoning_tokens"),
         )
     except (KeyError, IndexError, TypeError, AttributeError) as error:
         raise RetryableError("malformed_response", f"{type(error).__name__}: {error}") from None
@@ -278,8 +358,9 @@ class OpenAIServerBackend(GenerationBackend):
         return ceiling * (0.5 + 0.5 * self._random.random())  # jitter: retries of a burst spread out
 
     async def _send(self, client: httpx.AsyncClient, endpoint: Endpoint, request: GenerationRequest) -> GenerationResult:
+        payload = chat_payload(request, endpoint.server_kind)
         try:
-            response = await client.post(f"{endpoint.url.rstrip('/')}/chat/completions", json=chat_payload(request))
+            response = await client.post(f"{endpoint.url.rstrip('/')}/chat/completions", json=payload)
         except httpx.TimeoutException as error:
             raise RetryableError("timeout", type(error).__name__) from None
         except httpx.ConnectError:  # nothing listens: the server is down (or not up yet)

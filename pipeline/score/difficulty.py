@@ -1,17 +1,21 @@
 """Difficulty: the pass rate p of the policy over its k verified rollouts of each problem.
 
 Only generations in the "rollout" role count: a teacher's chains of thought say what the teacher can
-do, not how hard the problem is for the policy being trained.
+do, not how hard the problem is for the policy being trained. A rollout cut off by its token limit
+(verdict "truncated") counts as a wrong answer, as DAPO counts overlong ones, or not at all
+(`score.truncated_rollouts: excluded`).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from typing import Literal
 
 import pyarrow as pa
 
 from pipeline.config_base import StrictConfig
+from pipeline.generate.reasoning import TRUNCATED
 from pipeline.stage import ShardResult, Stage
 
 DIFFICULTY_SCHEMA = pa.schema(
@@ -25,7 +29,9 @@ DIFFICULTY_SCHEMA = pa.schema(
 
 
 class ScoreConfig(StrictConfig):
-    """Nothing to choose: which generations are rollouts is decided by the backend's roles."""
+    """Which generations are rollouts is decided by the backend's roles; only truncated ones are a choice."""
+
+    truncated_rollouts: Literal["wrong", "excluded"] = "wrong"
 
 
 def pass_rate(num_correct: int, num_rollouts: int) -> float | None:
@@ -39,10 +45,17 @@ class DifficultyStage(Stage):
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         correct: dict[str, list[bool]] = defaultdict(list)
-        for row in inputs["verified"].select(["problem_id", "role", "correct"]).to_pylist():
-            if row["correct"] is not None and row["role"] == "rollout":
-                correct[row["problem_id"]].append(row["correct"])
-        rows, stats = [], Counter()
+        stats = Counter()
+        for row in inputs["verified"].select(["problem_id", "role", "correct", "verdict_reason"]).to_pylist():
+            if row["correct"] is None or row["role"] != "rollout":
+                continue
+            if row["verdict_reason"] == TRUNCATED:
+                excluded = self.config.truncated_rollouts == "excluded"
+                stats["skipped_truncated_rollout" if excluded else "truncated_rollout_counted_wrong"] += 1
+                if excluded:
+                    continue
+            correct[row["problem_id"]].append(row["correct"])
+        rows = []
         for problem_id in inputs["problems"].column("problem_id").to_pylist():
             outcomes = correct.get(problem_id, [])
             rate = pass_rate(sum(outcomes), len(outcomes))

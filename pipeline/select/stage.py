@@ -13,6 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.generate.reasoning import THINK_CLOSE, THINK_OPEN, reply_text
 from pipeline.index import IndexedStage
 from pipeline.prompts import chat_messages
 from pipeline.select.plan import planned_keys
@@ -25,11 +26,13 @@ def published_images(images: list[dict] | None) -> list[dict]:
     return [{"bytes": image["bytes"], "path": image["path"]} for image in images or []]
 
 
-def solution_text(raw_text: str, answer: str) -> str:
-    """The assistant turn: the teacher's reasoning in <think> tags, then the boxed verified answer."""
-    if "<think>" in raw_text and "</think>" in raw_text:
-        return raw_text.strip()
-    return f"<think>\n{raw_text.strip()}\n</think>\n\n\\boxed{{{answer}}}"
+def solution_text(raw_text: str | None, answer: str, reasoning: str | None = None) -> str:
+    """The assistant turn: the teacher's thinking in <think> tags, then its final content. A reply without
+    thinking of its own (tags in its text aside) becomes the reasoning, followed by the boxed verified answer."""
+    text = reply_text(reasoning, raw_text)
+    if THINK_OPEN in text and THINK_CLOSE in text:
+        return text.strip()
+    return f"{THINK_OPEN}\n{text.strip()}\n{THINK_CLOSE}\n\n\\boxed{{{answer}}}"
 
 
 class _PlannedStage(IndexedStage):
@@ -54,7 +57,7 @@ class ColdStartStage(_PlannedStage):
         verified = inputs["verified"]
         planned = verified.filter(pc.is_in(verified.column("request_id"), value_set=pa.array(list(keys), pa.string())))
         rows = []
-        for generation in planned.select(["request_id", "problem_id", "teacher", "raw_text"]).to_pylist():
+        for generation in planned.select(["request_id", "problem_id", "teacher", "raw_text", "reasoning"]).to_pylist():
             problem = problems[generation["problem_id"]]
             rows.append(
                 {
@@ -64,7 +67,7 @@ class ColdStartStage(_PlannedStage):
                     "problem_type": types[problem["problem_id"]],
                     "teacher": generation["teacher"],
                     "messages": chat_messages(problem)
-                    + [{"role": "assistant", "content": solution_text(generation["raw_text"], problem["answer"])}],
+                    + [{"role": "assistant", "content": solution_text(generation["raw_text"], problem["answer"], generation["reasoning"])}],
                     "images": published_images(problem["images"]),
                     "answer": problem["answer"],
                     "pass_rate": pass_rates[problem["problem_id"]],

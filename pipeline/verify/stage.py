@@ -1,5 +1,9 @@
 """Verify: generations shard + its problems -> the same rows with verdict and (teacher rows) quality columns.
 
+The answer is extracted from the final content; the quality gates read the whole reply, thinking in
+<think> tags ahead of the content (the text a cold-start example would hold). A reply cut off by its
+token limit is judged "truncated" (wrong, as DAPO counts overlong answers) without extraction.
+
 Fast paths run in this process and only the leftovers go to math-verify's process pool (inside
 `Verifier`), so a thread-based task runner never calls signal-based timeouts off the main thread.
 """
@@ -17,6 +21,7 @@ from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.factory import make_backend
+from pipeline.generate.reasoning import CUT_OFF, TRUNCATED, reply_text
 from pipeline.stage import ShardResult, Stage, build_logged
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
 from pipeline.verify.model import ANSWER_FIELDS
@@ -66,20 +71,26 @@ class VerifyStage(Stage):
         problems = inputs["problems"].select(["problem_id", "question", *ANSWER_FIELDS])
         blank = {p["problem_id"]: VerifyItem.for_row("", p) for p in problems.to_pylist()}
         rows = inputs["generations"].to_pylist()
-        answered = [row for row in rows if row["error"] is None and row["raw_text"] is not None]
-        items = [dataclasses.replace(blank[row["problem_id"]], text=row["raw_text"]) for row in answered]
-        verdicts = self.verifier.judge_many(items)
+        answered = [row for row in rows if row["error"] is None]
+        judged = [row for row in answered if row["finish_reason"] != CUT_OFF]
+        items = [dataclasses.replace(blank[row["problem_id"]], text=row["raw_text"] or "") for row in judged]
+        verdicts = iter(self.verifier.judge_many(items))
         stats: Counter[str] = Counter(skipped_failed_generation=len(rows) - len(answered))
-        for row, verdict in zip(answered, verdicts):
-            row.update(extracted_answer=verdict.extracted, correct=verdict.correct, verdict_reason=verdict.reason)
-            stats[f"verdict_{verdict.reason}"] += 1
-            if verdict.method in (MODEL_EXTRACTED, MODEL_GARBAGE):  # the judge model's share, for the cards
-                stats[verdict.method] += 1
-            stats["correct"] += verdict.correct
+        for row in answered:
+            if row["finish_reason"] == CUT_OFF:
+                row.update(correct=False, verdict_reason=TRUNCATED)
+            else:
+                verdict = next(verdicts)
+                row.update(extracted_answer=verdict.extracted, correct=verdict.correct, verdict_reason=verdict.reason)
+                if verdict.method in (MODEL_EXTRACTED, MODEL_GARBAGE):  # the judge model's share, for the cards
+                    stats[verdict.method] += 1
+            stats[f"verdict_{row['verdict_reason']}"] += 1
+            stats["correct"] += row["correct"]
             if row["role"] == "rollout":  # a rollout only scores difficulty: its CoT is never trained on
                 stats["quality_not_checked_rollout"] += 1
                 continue
-            quality = check_cot_quality(row["raw_text"], finish_reason=row["finish_reason"], config=self.config.quality)
+            text = reply_text(row["reasoning"], row["raw_text"])
+            quality = check_cot_quality(text, finish_reason=row["finish_reason"], config=self.config.quality)
             row.update(quality_ok=quality.ok, quality_reason=quality.reason)
             stats[f"quality_{quality.reason}"] += 1
         return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)
