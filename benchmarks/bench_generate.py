@@ -24,12 +24,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from pipeline.generate.base import GenerationBackend, GenerationResult, SamplingParams, TeacherConfig  # noqa: E402
 from pipeline.generate.openai_server import Endpoint, OpenAIServerBackend, OpenAIServerConfig  # noqa: E402
+from pipeline.generate.rounds import RoundRules, SamplingConfig  # noqa: E402
 from pipeline.generate.stage import GenerateConfig, GenerateStage  # noqa: E402
+from pipeline.select.plan import SelectConfig  # noqa: E402
 from pipeline.ingest.sources import SourceConfig  # noqa: E402
 from pipeline.ingest.stage import IngestConfig, IngestStage  # noqa: E402
 from pipeline.io import StageDir  # noqa: E402
 from pipeline.paths import REPO_ROOT, default_data_root  # noqa: E402
-from pipeline.stage import run_shard  # noqa: E402
+from pipeline.stage import WORKER_RESOURCES, run_shard  # noqa: E402
+
+FIXED = RoundRules(SamplingConfig(mode="fixed"), SelectConfig())  # every request of the shard in one round
 
 
 def ingest(run_dir: Path, problems: int) -> list[dict]:
@@ -46,11 +50,14 @@ class InstantBackend(GenerationBackend):
 
 
 def timed_stage(backend, run_dir: Path, tag: str) -> float:
-    stage = GenerateStage(GenerateConfig(batch_size=256), lambda: backend, tag, run_dir)
+    stage = GenerateStage(GenerateConfig(batch_size=256), lambda: backend, tag, run_dir, rules=FIXED)
+    WORKER_RESOURCES.acquire(stage)  # the verifier's worker pool starts outside the timing, as it does once per worker
     started = time.perf_counter()
     run_shard(stage, run_dir, "gsm8k-00000")
     elapsed = time.perf_counter() - started
-    (run_dir / "generations" / "_journal" / "gsm8k-00000.jsonl").unlink()
+    stage.release()
+    for journal in (run_dir / "generations" / "_journal").iterdir():  # the next run sends everything again
+        journal.unlink()
     return elapsed
 
 

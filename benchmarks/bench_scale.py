@@ -54,6 +54,7 @@ from pipeline.config import RunConfig, load_config  # noqa: E402
 from pipeline.decontam.stage import BenchmarkSnapshot, DecontamStage  # noqa: E402
 from pipeline.dedupe.stage import DedupeIndex, DedupeStage  # noqa: E402
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig  # noqa: E402
+from pipeline.generate.rounds import RoundRules  # noqa: E402
 from pipeline.generate.stage import GenerateStage  # noqa: E402
 from pipeline.ingest.sources import SourceConfig  # noqa: E402
 from pipeline.ingest.stage import IngestStage  # noqa: E402
@@ -67,7 +68,6 @@ from pipeline.score.problem_type import ProblemTypeStage, TypeClassifier  # noqa
 from pipeline.select.plan import SelectionPlan  # noqa: E402
 from pipeline.select.stage import ColdStartStage, RLStage  # noqa: E402
 from pipeline.stage import Stage, run_shard, summarise_stage  # noqa: E402
-from pipeline.verify.stage import VerifyStage  # noqa: E402
 from schemas import COLD_START_SCHEMA, RL_SCHEMA  # noqa: E402
 
 IMAGE_EVERY = 5  # 20% of rows carry an image
@@ -332,12 +332,14 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     # k samples each from a stub teacher (CoTs) and a stub policy (rollouts: the pass rate)
     pools = [[TeacherConfig(name=name, model=name, n_samples=args.rollouts)] for name in ("stub", "stub-policy")]
     teacher = functools.partial(StubTeacher, *pools, args.cot_chars, args.correct)
-    generate = StubGenerateStage(config.generate, teacher, {"stub": [args.cot_chars, args.correct, args.rollouts]}, run_dir, annotation_stages=judgements)
-    with meter.stage("generate", ["generations"], rows_of("generations")) as stub:
+    rules = RoundRules(config.generate.sampling, config.select, config.score.truncated_rollouts, config.seed)
+    generate = StubGenerateStage(
+        config.generate, teacher, {"stub": [args.cot_chars, args.correct, args.rollouts]}, run_dir,
+        verify=config.verify, rules=rules, annotation_stages=judgements,
+    )  # fmt: skip
+    with meter.stage("generate", ["generations"], rows_of("generations")) as stub:  # verified in rounds
         lineage.append(run_shards(generate, run_dir, shards, workers))
         stub["seconds"] = lineage[-1]["counts"].pop(TEACHER_SECONDS, 0) / 1000
-    with meter.stage("verify", ["verified"], rows_of("verified")):
-        lineage.append(run_shards(VerifyStage(config.verify), run_dir, shards, workers))
 
     def select(which: str, annotations: list[str], stage_lineage: list[dict]) -> tuple[dict, Stage]:
         plan = SelectionPlan(config.select, which, annotations, config.seed).prepare(run_dir, shards)

@@ -26,7 +26,7 @@ from pipeline.score.difficulty import ScoreConfig
 from pipeline.score.diversity import DiversityStageConfig
 from pipeline.score.problem_type import ProblemTypeConfig
 from pipeline.select.plan import SelectConfig
-from pipeline.verify.stage import VerifyStageConfig
+from pipeline.verify.judge import VerifyStageConfig
 
 class TaskRunnerConfig(StrictConfig):
     kind: Literal["threads", "dask", "ray"] = runtime("threads")

@@ -17,6 +17,7 @@ from pipeline.config import RunConfig
 from pipeline.decontam.stage import BenchmarkSnapshot, DecontamStage
 from pipeline.dedupe.stage import DedupeIndex, DedupeStage
 from pipeline.generate.factory import backend_identity, make_backend
+from pipeline.generate.rounds import RoundRules
 from pipeline.generate.stage import GenerateStage
 from pipeline.index import GlobalStep
 from pipeline.ingest.stage import IngestStage
@@ -26,7 +27,6 @@ from pipeline.score.problem_type import ProblemTypeStage, TypeClassifier
 from pipeline.select.plan import SelectionPlan
 from pipeline.select.stage import ColdStartStage, RLStage
 from pipeline.stage import Stage
-from pipeline.verify.stage import VerifyStage
 
 SETS = ("cold_start", "rl")
 # Annotation stages whose judgements (duplicate, contaminated) keep a problem from generation and from both sets.
@@ -132,7 +132,7 @@ def _cycle(pending: Sequence[Step]) -> list[str]:
 
 def curation_graph(config: RunConfig) -> StageGraph:
     """ingest -> dedupe, decontam (judged before generating: no teacher compute for duplicates or benchmark copies)
-    -> generate -> verify -> difficulty, diversity, problem type -> the cold-start and RL sets."""
+    -> generate (verified in rounds) -> difficulty, diversity, problem type -> the cold-start and RL sets."""
     run_dir = config.run_dir
     scores = ("problem_type",)
     return StageGraph(
@@ -148,10 +148,11 @@ def curation_graph(config: RunConfig) -> StageGraph:
                     functools.partial(make_backend, config.backend, config.data_root),
                     backend_identity(config.backend),
                     run_dir,
+                    verify=config.verify,
+                    rules=RoundRules(config.generate.sampling, config.select, config.score.truncated_rollouts, config.seed),
                     annotation_stages=JUDGEMENTS,
                 )
             ),
-            Step.of(VerifyStage(config.verify)),
             Step.of(DifficultyStage(config.score)),
             Step.indexed(DiversityStage, ClusterCentroids(config.diversity), functools.partial(DiversityStage, config.diversity)),
             Step.indexed(

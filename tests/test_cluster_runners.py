@@ -141,7 +141,7 @@ def test_dask_local_cluster_survives_a_killed_worker_with_identical_bytes(tmp_pa
 def test_on_dask_each_worker_sets_a_stage_up_once_and_releases_it_when_the_stage_ends(tmp_path):
     run_flow(tmp_path, "lifecycle", "task_runner.kind=dask", "task_runner.max_workers=2")
     run_dir = tmp_path / "runs" / "lifecycle"
-    for stage, resources in [("generations", ["backend"]), ("verified", ["verifier"]), ("diversity", ["embedder"])]:
+    for stage, resources in [("generations", ["backend", "verifier"]), ("diversity", ["embedder"])]:
         workers = json.loads((run_dir / stage / "workers.json").read_text())
         ran = {int(pid) for pid in workers["shards_by_process"]}
         assert len(ran) == 2 and os.getpid() not in ran, workers  # the shards ran on the two worker processes
@@ -198,4 +198,4 @@ def test_ray_cluster_by_address_survives_a_killed_worker_with_identical_bytes(tm
     assert_built_once_per_worker(log, workers_seen=3)
     # before the kill: each worker that ran a generation shard released the backend when the stage ended
     workers = json.loads((tmp_path / "runs" / "ray" / "generations" / "workers.json").read_text())
-    assert {r["pid"] for r in workers["resources"] if r["released"] == ["backend"]} == {int(p) for p in workers["shards_by_process"]}
+    assert {r["pid"] for r in workers["resources"] if "backend" in r["released"]} == {int(p) for p in workers["shards_by_process"]}

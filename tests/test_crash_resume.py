@@ -16,7 +16,7 @@ import yaml
 from pipeline.paths import REPO_ROOT
 
 STAGES = [
-    "problems", "dedupe", "decontam", "generations", "verified", "difficulty", "diversity", "problem_type", "cold_start", "rl"
+    "problems", "dedupe", "decontam", "generations", "difficulty", "diversity", "problem_type", "cold_start", "rl"
 ]
 
 

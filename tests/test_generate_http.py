@@ -86,7 +86,7 @@ run_shard(stage, run_dir, "gsm8k-00000")
 def test_sigkill_midway_then_rerun_sends_only_missing_requests(tmp_path, data_root):
     from pipeline.ingest.sources import SourceConfig
     from pipeline.ingest.stage import IngestConfig, IngestStage
-    from pipeline.generate.stage import read_journal
+    from pipeline.generate.journal import read_journal
     from pipeline.stage import run_shard
 
     source = SourceConfig(name="gsm8k", format="gsm8k", path="gsm8k/test.jsonl", domain="arithmetic_word", limit=40)
@@ -147,7 +147,8 @@ def test_stream_keeps_every_slot_busy_across_journal_chunks(tmp_path, data_root)
 
 
 def test_server_death_mid_shard_keeps_finished_results_and_rerun_sends_the_rest(tmp_path, data_root):
-    from pipeline.generate.stage import GenerateConfig, GenerateStage, read_journal
+    from pipeline.generate.journal import read_journal
+    from pipeline.generate.stage import GenerateConfig, GenerateStage
     from pipeline.ingest.sources import SourceConfig
     from pipeline.ingest.stage import IngestConfig, IngestStage
     from pipeline.stage import run_shard

@@ -23,6 +23,7 @@ from pipeline.generate.openai_server import (
     parse_completion,
 )
 from pipeline.generate.reasoning import prompt_opens_thinking, split_reasoning
+from pipeline.generate.rounds import RoundRules, SamplingConfig
 from pipeline.generate.stage import GenerateConfig, GenerateStage
 from pipeline.index import load_manifest
 from pipeline.io import StageDir
@@ -31,7 +32,7 @@ from pipeline.score.difficulty import DifficultyStage, ScoreConfig
 from pipeline.select.plan import SelectConfig, SelectionPlan
 from pipeline.select.stage import ColdStartStage
 from pipeline.stage import run_shard
-from pipeline.verify.stage import VerifyStage, VerifyStageConfig
+from pipeline.verify.judge import VerifyStageConfig
 
 SHARD = "gsm8k-00000"
 
@@ -200,16 +201,13 @@ def test_thinking_reaches_the_cold_start_turn_and_a_truncated_reply_never_does(t
     with fake_openai(shape_of=shapes.get, answer_of=answers.get) as server:
         config = OpenAIServerConfig(endpoints=[Endpoint(url=server.url, max_concurrency=4)], max_retries=4, backoff_base_s=0.01)
         factory = lambda: OpenAIServerBackend([teacher], config, [policy])  # noqa: E731
-        run_shard(GenerateStage(GenerateConfig(batch_size=4), factory, "fake", tmp_path), tmp_path, SHARD)
+        fixed = RoundRules(SamplingConfig(mode="fixed"), SelectConfig(), truncated_rollouts)
+        stage = GenerateStage(GenerateConfig(batch_size=4), factory, "fake", tmp_path, verify=VerifyStageConfig(workers=1), rules=fixed)
+        run_shard(stage, tmp_path, SHARD)
+        stage.release()
         sent = len(server.received)
     assert sent == 2 * len(problems)  # one request per teacher CoT and rollout: the truncated ones were not resent
-
-    verify = VerifyStage(VerifyStageConfig(workers=1))
-    try:
-        run_shard(verify, tmp_path, SHARD)
-    finally:
-        verify.release()
-    verified = StageDir(tmp_path, "verified").read(SHARD).to_pylist()
+    verified = StageDir(tmp_path, "generations").read(SHARD).to_pylist()  # verified as they came
     for row in verified:
         shape = shape_by_id[row["problem_id"]]
         if shape == "plain":

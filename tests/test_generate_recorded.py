@@ -8,7 +8,10 @@ import json
 from pipeline.generate.base import GenerationBackend, GenerationResult
 from pipeline.generate.factory import BackendConfig, backend_identity, make_backend
 from pipeline.generate.recorded import RecordingConfig
-from pipeline.generate.stage import GenerateConfig, GenerateStage, compact_journal, compacted_journal, read_journal
+from pipeline.generate.journal import compact_journal, compacted_journal, read_journal
+from pipeline.generate.rounds import RoundRules, SamplingConfig
+from pipeline.generate.stage import GenerateConfig, GenerateStage
+from pipeline.select.plan import SelectConfig
 from pipeline.ingest.sources import SourceConfig
 from pipeline.ingest.stage import IngestConfig, IngestStage
 from pipeline.io import StageDir
@@ -28,6 +31,9 @@ BACKEND = BackendConfig(
 )
 
 
+FIXED = RoundRules(SamplingConfig(mode="fixed"), SelectConfig())  # every sample, as these tests count them
+
+
 class CountingBackend(GenerationBackend):
     """Wraps a backend and counts what is really sent."""
 
@@ -45,7 +51,7 @@ class CountingBackend(GenerationBackend):
 
 def make_stage(run_dir, data_root, sent, batch_size=50):
     factory = lambda: CountingBackend(make_backend(BACKEND, data_root), sent)  # noqa: E731
-    return GenerateStage(GenerateConfig(batch_size=batch_size), factory, backend_identity(BACKEND), run_dir)
+    return GenerateStage(GenerateConfig(batch_size=batch_size), factory, backend_identity(BACKEND), run_dir, rules=FIXED)
 
 
 def ingest(run_dir, data_root):
@@ -138,7 +144,7 @@ def test_mathvision_recordings_keep_teachers_and_rollouts_apart(tmp_path, data_r
         ]
     )
     factory = functools.partial(make_backend, backend, data_root)
-    run_shard(GenerateStage(GenerateConfig(), factory, backend_identity(backend), tmp_path), tmp_path, shard)
+    run_shard(GenerateStage(GenerateConfig(), factory, backend_identity(backend), tmp_path, rules=FIXED), tmp_path, shard)
     rows = StageDir(tmp_path, "generations").read(shard).to_pylist()
     by_role = {role: sorted({r["teacher"] for r in rows if r["role"] == role}) for role in ("teacher", "rollout")}
     assert by_role == {"teacher": ["Gemini-Pro-CoT", "Qwen-VL-Max-CoT"], "rollout": sorted(MATHVISION_SETTINGS)}

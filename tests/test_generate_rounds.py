@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
-from pipeline.generate.rounds import completions, rollouts_to_request, settled, teachers_to_request
-from pipeline.select.plan import SelectConfig, rollout_decisions
+from pipeline.generate.rounds import RoundRules, SamplingConfig, completions, rollouts_to_request, settled, teachers_to_request
+from pipeline.select.plan import ROLLOUT_DECISION_FIELDS, SelectConfig, rollout_decisions
 
 DEFAULT = functools.partial(rollout_decisions, config=SelectConfig())
 RIGHT, WRONG, NOT_COUNTED = "right", "wrong", "not_counted"
@@ -86,3 +86,19 @@ def test_teachers_are_asked_only_for_the_missing_verified_chains_of_thought():
     assert teachers_to_request(verified=1, sent=2, available=3, target=2) == 1
     assert teachers_to_request(verified=1, sent=3, available=3, target=2) == 0  # out of samples
     assert teachers_to_request(verified=2, sent=2, available=8, target=2) == 0
+
+
+def test_the_rounds_depend_on_exactly_the_select_settings_rollout_decisions_reads():
+    base = SelectConfig()
+    grid = [(c, n) for n in range(0, 10) for c in range(n + 1)]
+    changed = {"cold_start_target": 7, "cold_start_max_per_problem": 5, "cold_start_balance": ["source"], "rl_target": 3,
+               "rl_balance": ["domain"], "max_per_group": 4, "max_ratio_to_median": 3.0}  # fmt: skip
+    assert set(changed) | set(ROLLOUT_DECISION_FIELDS) == set(SelectConfig.model_fields)
+    for name, value in changed.items():
+        other = base.model_copy(update={name: value})
+        assert [rollout_decisions(c, n, other) for c, n in grid] == [rollout_decisions(c, n, base) for c, n in grid], name
+        rules = RoundRules(SamplingConfig(target_verified=2), base), RoundRules(SamplingConfig(target_verified=2), other)
+        assert rules[0].identity() == rules[1].identity(), name
+    for name in ROLLOUT_DECISION_FIELDS:
+        assert RoundRules(SamplingConfig(), base).identity() != RoundRules(SamplingConfig(), base.model_copy(update={name: 0.5})).identity()
+    assert RoundRules(SamplingConfig(mode="fixed"), base).identity() == RoundRules(SamplingConfig(mode="fixed"), base.model_copy(update={"rl_min_rollouts": 5})).identity()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import scipy.stats
 import pyarrow.parquet as pq
 import pytest
 
@@ -45,16 +46,23 @@ def test_pass_rate_and_the_difficulty_stage_count_only_the_policy_rollouts():
             "verdict_reason": ["exact", "exact", None, "exact", "exact", "exact", "truncated"],  # q's last: cut off
         }
     )
-    result = DifficultyStage(ScoreConfig()).process("s", {"problems": problems, "verified": verified})
-    assert result.table.to_pylist() == [
+    result = DifficultyStage(ScoreConfig()).process("s", {"problems": problems, "generations": verified})
+    counts = ["problem_id", "num_rollouts", "num_correct", "pass_rate"]
+    assert result.table.select(counts).to_pylist() == [
         {"problem_id": "p", "num_rollouts": 2, "num_correct": 1, "pass_rate": 0.5},
         {"problem_id": "q", "num_rollouts": 3, "num_correct": 2, "pass_rate": 2 / 3},  # the truncated one: wrong
         {"problem_id": "r", "num_rollouts": 0, "num_correct": 0, "pass_rate": None},
     ]
+    # the posterior under a flat prior: Beta(1 + 2, 1 + 1) for q, its central 90%; no rollouts, no posterior
+    q = result.table.to_pylist()[1]
+    assert q["pass_rate_mean"] == pytest.approx(3 / 5)
+    assert q["pass_rate_low"] == pytest.approx(scipy.stats.beta.ppf(0.05, 3, 2)) and q["pass_rate_high"] == pytest.approx(scipy.stats.beta.ppf(0.95, 3, 2))
+    assert q["pass_rate_low"] < 2 / 3 < q["pass_rate_high"]
+    assert result.table.to_pylist()[2]["pass_rate_mean"] is None
     # the teacher's CoT is no rollout
     assert result.stats == {"pass_rate_mid": 2, "unscored": 1, "truncated_rollout_counted_wrong": 1}
-    excluded = DifficultyStage(ScoreConfig(truncated_rollouts="excluded")).process("s", {"problems": problems, "verified": verified})
-    assert excluded.table.to_pylist()[1] == {"problem_id": "q", "num_rollouts": 2, "num_correct": 2, "pass_rate": 1.0}
+    excluded = DifficultyStage(ScoreConfig(truncated_rollouts="excluded")).process("s", {"problems": problems, "generations": verified})
+    assert excluded.table.select(counts).to_pylist()[1] == {"problem_id": "q", "num_rollouts": 2, "num_correct": 2, "pass_rate": 1.0}
     assert excluded.stats == {"pass_rate_mid": 1, "pass_rate_one": 1, "unscored": 1, "skipped_truncated_rollout": 1}
 
 
@@ -79,7 +87,7 @@ def run_dir(tmp_path):
         generations[0] = (f"{ids[0]}-0", ids[0], "teacher", True, False, "truncated")
         generations.append((f"{ids[1]}-rollout", ids[1], "rollout", True, True, "ok"))  # never a cold-start row
         columns = ["request_id", "problem_id", "role", "correct", "quality_ok", "quality_reason"]
-        write(tmp_path, "verified", shard, dict(zip(columns, map(list, zip(*generations)))))
+        write(tmp_path, "generations", shard, dict(zip(columns, map(list, zip(*generations)))))
     return tmp_path
 
 

@@ -1,4 +1,4 @@
-"""The shared stage contract: stats the runner fills, summaries, close(); the verify stage; publishing."""
+"""The shared stage contract: stats the runner fills, summaries, setup/teardown; judging generation rows; publishing."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pipeline.io import QuarantinedRow, StageDir
 from pipeline.publish import PublishConfig, publish_dataset
 from pipeline.publish.dataset import published_rows
 from pipeline.stage import ShardResult, Stage, release_stage, run_shard, summarise_stage
-from pipeline.verify.stage import VerifyStage, VerifyStageConfig
+from pipeline.verify.judge import RowJudge, VerifyStageConfig, verifier_resources
 from problem_rows import problem_row
 from schemas import GENERATION_SCHEMA, PROBLEM_SCHEMA, RL_SCHEMA
 
@@ -97,7 +97,7 @@ def generation(problem_id, text, *, error=None, finish_reason="stop", sample=0):
                       prompt=prompt, raw_text=text, finish_reason=finish_reason, error=error)
 
 
-def test_the_verify_stage_judges_answered_rows_and_passes_failed_generations_through():
+def test_the_row_judge_judges_answered_rows_and_passes_failed_generations_through():
     seven = problem_row("What is 3 + 4?", "7") | {"answer_type": "integer"}
     choice = problem_row("Which is larger?", "5cm", choices=["3cm", "5cm"])
     problems = pa.Table.from_pylist([seven, choice], schema=PROBLEM_SCHEMA)
@@ -108,18 +108,20 @@ def test_the_verify_stage_judges_answered_rows_and_passes_failed_generations_thr
         generation(choice["problem_id"], "Comparing them, the answer is (B).", sample=0),
         generation(choice["problem_id"], None, error="http_500: server error", sample=1),
     ]
-    stage = VerifyStage(VerifyStageConfig(workers=1))
+    rows = pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA).to_pylist()  # every column, as the stage builds them
+    resources = verifier_resources(VerifyStageConfig(workers=1))
+    stats = Counter()
     try:
-        result = stage.process("s", {"problems": problems, "generations": pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)})
+        RowJudge(problems, resources["verifier"], VerifyStageConfig(workers=1)).judge(rows, stats)
     finally:
-        stage.release()
-    out = result.table.to_pylist()
+        resources["verifier"].close()
+    out = rows
     assert [r["correct"] for r in out] == [True, False, False, True, None]
     assert [r["extracted_answer"] for r in out[:2]] == ["7", "8"]
     assert out[2]["quality_ok"] is False and out[2]["quality_reason"] == "truncated"
     assert out[4]["verdict_reason"] is None and out[4]["error"] == "http_500: server error"
-    assert result.stats["skipped_failed_generation"] == 1 and result.stats["correct"] == 2
-    assert sum(v for k, v in result.stats.items() if k.startswith("verdict_")) == 4
+    assert stats["skipped_failed_generation"] == 1 and stats["correct"] == 2
+    assert sum(v for k, v in stats.items() if k.startswith("verdict_")) == 4
 
 
 def rl_row(i, source, pass_rate):

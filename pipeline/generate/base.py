@@ -139,6 +139,12 @@ class GenerationBackend(ABC):
         pools = (("teacher", self.teachers), ("rollout", self.policy))
         return [request for role, models in pools for m in models for request in build_requests(problem, m, range(m.n_samples), role)]
 
+    def sampling_order(self, requests: Sequence[GenerationRequest], seed: int) -> list[GenerationRequest]:
+        """The order in which rounds draw one problem's samples of one role: sample 0 of every model, then sample 1,
+        and so on (a model's samples are independent draws, so every prefix is a sample, spread over the models)."""
+        models = {name: position for position, name in enumerate(dict.fromkeys(r.teacher for r in requests))}
+        return sorted(requests, key=lambda r: (r.sample_index, models[r.teacher]))
+
     @abstractmethod
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """One result per request, same order; failures are results with `error` set."""

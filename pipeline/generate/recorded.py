@@ -10,6 +10,7 @@ Problems are matched by (source, source_id) and a recorded question must agree w
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -18,6 +19,7 @@ from pydantic import Field
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, SamplingParams, TeacherConfig, build_request
+from pipeline.io import stable_hash
 from pipeline.text import normalise_text
 
 GSM8K_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
@@ -98,6 +100,13 @@ class RecordedBackend(GenerationBackend):
                 self._pending[request.request_id] = text
                 requests.append(request)
         return requests
+
+    def sampling_order(self, requests: Sequence[GenerationRequest], seed: int) -> list[GenerationRequest]:
+        """The recordings of one problem and role in a seeded random order, so that the first n replayed are a random
+        n of them, as sampling would give (the configured order would always ask the same model first)."""
+        if not requests:
+            return []
+        return random.Random(stable_hash([seed, requests[0].problem_id, requests[0].role])).sample(list(requests), len(requests))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results = []

@@ -1,104 +1,49 @@
-"""Generate: a problems shard -> one Generation row per (problem, model, role, sample).
+"""Generate: a problems shard (+ its judgements) -> one verified Generation row per sample asked, in rounds.
 
-The backend streams results as they finish (a server backend keeps every request of the shard in
-flight, bounded per endpoint; batch engines answer `batch_size` at a time). They are appended to a
-per-shard journal (one JSON line each, flushed and fsynced every `batch_size` results), so a killed
-run loses at most one unflushed chunk and a rerun sends only the requests whose ids are not journaled
-yet. The shard is written from the journal once every request has a result, and the journal is then
-compacted into one zstd Parquet file (kept: a rerun after an upstream change reuses every CoT it holds),
-since JSON lines of long CoTs are the largest thing a run writes (3.6 GB for bench_scale's 1.5M at 200k problems).
+Within a shard, generation proceeds in rounds (pipeline/generate/rounds.py): each round's requests are sent, their
+replies verified at once (verdict and quality columns on the same rows), and a per-problem rule decides the next
+round: policy rollouts until selection's decisions on them are settled, then teachers only for problems selection
+can keep, until enough verified chains of thought. Fixed sampling asks everything in one round.
+
+The backend streams results as they finish (a server backend keeps every request of a round in flight, bounded
+per endpoint; batch engines answer `batch_size` at a time). They are appended to a per-shard journal (one JSON
+line each, flushed and fsynced every `batch_size` results), so a killed run loses at most one unflushed chunk; a
+rerun replays the rounds from the journal (the same replies give the same decisions) and sends only what is not
+journaled yet. The shard is written once no problem wants more, and the journal is then compacted into one zstd
+Parquet file (kept: a rerun after an upstream change reuses every CoT it holds), since JSON lines of long CoTs are
+the largest thing a run writes (3.6 GB for bench_scale's 1.5M at 200k problems).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult
-from pipeline.io import stable_hash, write_parquet_atomic
+from pipeline.generate.journal import JOURNAL_DIR, append_journal, compact_journal, drop_torn_tail, read_journal
+from pipeline.generate.rounds import ProblemRounds, RoundRules, SamplingConfig
+from pipeline.io import stable_hash
 from pipeline.judgements import keep_mask
+from pipeline.select.plan import SelectConfig
 from pipeline.stage import ShardResult, Stage, build_logged
+from pipeline.verify.judge import RowJudge, VerifyStageConfig, verifier_resources
 from schemas import GENERATION_SCHEMA
 
-JOURNAL_DIR = "_journal"
+TOKEN_KINDS = ("prompt", "completion", "reasoning")  # the token counts a server reports, summed per role
 
 
 class GenerateConfig(StrictConfig):
     batch_size: int = runtime(256)  # journal flush unit; also the requests a batch engine gets at once
     flush_every_s: float = runtime(30.0)  # flush sooner when results come slowly (long CoT): bounds what a kill loses
-
-
-JOURNAL_SCHEMA = pa.schema(
-    [
-        ("request_id", pa.string()),
-        ("text", pa.string()),
-        ("reasoning", pa.string()),
-        ("finish_reason", pa.string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("reasoning_tokens", pa.int64()),
-        ("error", pa.string()),
-    ]
-)
-
-
-def compacted_journal(path: Path) -> Path:
-    return path.with_suffix(".parquet")
-
-
-def read_journal(path: Path) -> dict[str, GenerationResult]:
-    """Finished results by request id: the compacted journal's, then the JSON lines appended since; a torn
-    last line (killed mid-write) is ignored."""
-    results: dict[str, GenerationResult] = {}
-    if compacted_journal(path).exists():
-        results = {row["request_id"]: GenerationResult(**row) for row in pq.read_table(compacted_journal(path)).to_pylist()}
-    if not path.exists():
-        return results
-    for line in path.read_bytes().splitlines():
-        try:
-            result = GenerationResult(**json.loads(line))
-        except (ValueError, TypeError):
-            continue
-        results[result.request_id] = result
-    return results
-
-
-def compact_journal(path: Path, results: Mapping[str, GenerationResult]) -> None:
-    """Every result of the journal in one compressed Parquet file, written (atomically) before the JSON
-    lines are removed: a kill in between leaves both, which `read_journal` merges."""
-    rows = [vars(results[request_id]) for request_id in sorted(results)]
-    write_parquet_atomic(compacted_journal(path), pa.Table.from_pylist(rows, schema=JOURNAL_SCHEMA))
-    path.unlink(missing_ok=True)
-
-
-def drop_torn_tail(path: Path) -> None:
-    """Cut a last line that a kill left without its newline, so appends start on a fresh line."""
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
-
-
-def append_journal(path: Path, results: list[GenerationResult]) -> None:
-    if not results:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as handle:
-        for result in results:
-            # vars, not asdict: the same flat dict without asdict's recursive copy (35 us a result)
-            handle.write(json.dumps(vars(result), ensure_ascii=False).encode("utf-8") + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
 
 
 def generation_row(request: GenerationRequest, result: GenerationResult) -> dict:
@@ -135,6 +80,9 @@ class GenerateStage(Stage):
         backend_factory: Callable[[], GenerationBackend],
         backend_identity: object,
         run_dir: Path,
+        *,
+        verify: VerifyStageConfig = VerifyStageConfig(),
+        rules: RoundRules = RoundRules(SamplingConfig(), SelectConfig()),
         annotation_stages: Sequence[str] = (),
     ):
         super().__init__(config)
@@ -143,54 +91,91 @@ class GenerateStage(Stage):
         self.backend_identity = backend_identity  # what the backend's output depends on (models, recordings)
         self.run_dir = Path(run_dir)
         self.backend_factory = backend_factory
+        self.verify, self.rules = verify, rules
 
-    def setup(self) -> dict[str, GenerationBackend]:
-        return {"backend": build_logged(self.backend_factory)}  # one engine or client per worker process
+    def setup(self) -> dict[str, object]:
+        # one engine or client and one verifier pool per worker process
+        return {"backend": build_logged(self.backend_factory), **verifier_resources(self.verify)}
 
     @property
     def backend(self) -> GenerationBackend:
         return self.resources["backend"]
 
     def fingerprint(self) -> str:
-        return stable_hash([super().fingerprint(), self.backend_identity])
+        return stable_hash([super().fingerprint(), self.backend_identity, self.verify.identity(), self.rules.identity()])
 
     def journal_path(self, shard: str) -> Path:
         return self.run_dir / self.name / JOURNAL_DIR / f"{shard}.jsonl"
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         problems = inputs["problems"]
-        keep, stats = keep_mask(problems.column("problem_id"), [inputs[n] for n in self.annotation_stages])
-        stats = Counter({f"skipped_{k.removeprefix('dropped_')}": v for k, v in stats.items()})
-        requests: dict[str, GenerationRequest] = {}
+        keep, dropped = keep_mask(problems.column("problem_id"), [inputs[n] for n in self.annotation_stages])
+        stats = Counter({f"skipped_{k.removeprefix('dropped_')}": v for k, v in dropped.items()})
+        candidates: list[GenerationRequest] = []  # every sample fixed sampling would ask, in the rows' order
+        rounds: dict[str, ProblemRounds] = {}
         for problem, wanted in zip(problems.to_pylist(), keep):
-            if not wanted:
-                continue
-            for request in self.backend.requests_for(problem):
-                requests.setdefault(request.request_id, request)
+            if wanted and problem["problem_id"] not in rounds:
+                requests = self.backend.requests_for(problem)
+                candidates += requests
+                rounds[problem["problem_id"]] = ProblemRounds(*(self._in_sampling_order(requests, role) for role in ("rollout", "teacher")))
         journal = self.journal_path(shard)
         drop_torn_tail(journal)
         journaled = read_journal(journal)
-        done = {rid: result for rid, result in journaled.items() if rid in requests}
-        stats["requests_cached"] = len(done)
-        missing = [r for rid, r in requests.items() if rid not in done]
+        judge = RowJudge(problems, self.resources["verifier"], self.verify)
+        rows: dict[str, dict] = {}
+        while wanted := [request for state in rounds.values() for request in state.next_requests(self.rules)]:
+            stats["shard_rounds"] += 1
+            results = self._fetch(wanted, journal, journaled, stats)
+            judged = [generation_row(request, results[request.request_id]) for request in wanted]
+            judge.judge(judged, stats)
+            for row in judged:
+                rows[row["request_id"]] = row
+                rounds[row["problem_id"]].record(row, self.rules)
+        if journal.exists():  # new results were appended since the last compaction (results no longer asked for stay)
+            compact_journal(journal, journaled)
+        out = [rows[request.request_id] for request in candidates if request.request_id in rows]
+        stats.update(self._cost(candidates, out, rounds.values()))
+        return ShardResult(pa.Table.from_pylist(out, schema=GENERATION_SCHEMA), [], stats)
+
+    def _in_sampling_order(self, requests: list[GenerationRequest], role: str) -> list[GenerationRequest]:
+        return self.backend.sampling_order([r for r in requests if r.role == role], self.rules.seed)
+
+    def _fetch(self, requests: list[GenerationRequest], journal: Path, journaled: dict[str, GenerationResult], stats: Counter) -> dict:
+        """One result per request: from the journal where a previous run got it, else from the backend, journaled as
+        they come (`journaled` gains them)."""
+        done = {r.request_id: journaled[r.request_id] for r in requests if r.request_id in journaled}
+        stats["requests_cached"] += len(done)
+        missing = [r for r in requests if r.request_id not in done]
+        asked = {r.request_id for r in missing}
         unflushed: list[GenerationResult] = []
         flushed_at = time.monotonic()
         try:
             for result in self.backend.stream(missing, self.config.batch_size):
-                if result.request_id not in requests or result.request_id in done:
+                if result.request_id not in asked or result.request_id in done:
                     raise RuntimeError(f"{type(self.backend).__name__} returned an unasked or repeated result {result.request_id}")
-                done[result.request_id] = result
+                done[result.request_id] = journaled[result.request_id] = result
                 unflushed.append(result)
                 if len(unflushed) >= self.config.batch_size or time.monotonic() - flushed_at >= self.config.flush_every_s:
                     append_journal(journal, unflushed)
                     unflushed, flushed_at = [], time.monotonic()
         finally:  # an outage (EndpointsDown) or a bug still keeps what came back
             append_journal(journal, unflushed)
-        stats["requests_sent"] = len(missing)
+        stats["requests_sent"] += len(missing)
         if len(done) != len(requests):
             raise RuntimeError(f"{type(self.backend).__name__} left {len(requests) - len(done)} requests without a result")
-        if journal.exists():  # new results were appended since the last compaction (results no longer asked for stay)
-            compact_journal(journal, journaled | done)
-        rows = [generation_row(request, done[rid]) for rid, request in requests.items()]
-        stats["failed"] = sum(1 for row in rows if row["error"] is not None)
-        return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)
+        return done
+
+    def _cost(self, candidates: list[GenerationRequest], rows: list[dict], rounds) -> Counter[str]:
+        """Requests fixed sampling would ask against those asked, tokens by role, and why rounds stopped early."""
+        cost: Counter[str] = Counter(failed=sum(row["error"] is not None for row in rows))
+        for request in candidates:
+            cost[f"requests_fixed_{request.role}"] += 1
+        for row in rows:
+            cost[f"requests_made_{row['role']}"] += 1
+            for kind in TOKEN_KINDS:
+                cost[f"tokens_{kind}_{row['role']}"] += row[f"{kind}_tokens"] or 0
+        for state in rounds:
+            cost["rollouts_stopped_early"] += state.rollouts_sent < len(state.rollouts)
+            if (verdict := state.teacher_verdict(self.rules)) is not None and state.teachers and self.rules.adaptive:
+                cost[f"skipped_teachers_{verdict}"] += 1
+        return cost

@@ -88,6 +88,14 @@ def rl_verdict(pass_rate: float | None, num_rollouts: int, config: SelectConfig)
     return None
 
 
+# The settings `rollout_decisions` reads, and the only ones generation's rounds depend on (a new RL target or
+# balance replans the sets without regenerating anything).
+ROLLOUT_DECISION_FIELDS = (
+    "cold_start_min_pass_rate", "cold_start_max_pass_rate", "cold_start_min_rollouts", "cold_start_keep_unknown_difficulty",
+    "rl_min_pass_rate", "rl_max_pass_rate", "rl_min_rollouts",
+)  # fmt: skip
+
+
 def rollout_decisions(num_correct: int, num_rollouts: int, config: SelectConfig) -> tuple[str | None, str | None]:
     """Everything selection decides from a problem's rollouts: its cold-start difficulty verdict and its RL verdict.
     Generation samples rollouts until these can no longer change (pipeline/generate/rounds.py)."""
@@ -98,7 +106,7 @@ def rollout_decisions(num_correct: int, num_rollouts: int, config: SelectConfig)
 def _cold_start_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequence[str], drops: Counter) -> pa.Table:
     problems, keep = _eligible_problems(run_dir, shard, stages, config.cold_start_balance, drops)
     info = {pid: row for pid, row, k in zip(problems.column("problem_id").to_pylist(), problems.to_pylist(), keep) if k}
-    generations = StageDir(run_dir, "verified").read(
+    generations = StageDir(run_dir, "generations").read(
         shard, columns=["request_id", "problem_id", "role", "correct", "quality_ok", "quality_reason"]
     ).to_pylist()
     kept_per_problem: Counter[str] = Counter()
@@ -146,7 +154,7 @@ class SelectionPlan(GlobalStep):
     def __init__(self, config: SelectConfig, which: str, annotation_stages: Sequence[str], seed: int):
         super().__init__(config)
         self.which, self.annotation_stages, self.seed = which, list(annotation_stages), seed
-        self.upstream = ("problems", *annotation_stages, "difficulty") + (("verified",) if which == "cold_start" else ())
+        self.upstream = ("problems", *annotation_stages, "difficulty") + (("generations",) if which == "cold_start" else ())
 
     def identity(self) -> list:
         return [self.which, self.config.set_identity(self.which), self.annotation_stages, self.seed]

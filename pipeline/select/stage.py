@@ -44,8 +44,8 @@ class _PlannedStage(IndexedStage):
 
 class ColdStartStage(_PlannedStage):
     name = "cold_start"
-    inputs = ("problems", "verified", "difficulty", "problem_type")
-    main_input = "verified"
+    inputs = ("problems", "generations", "difficulty", "problem_type")
+    main_input = "generations"
     output_schema = COLD_START_SCHEMA
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
@@ -54,7 +54,7 @@ class ColdStartStage(_PlannedStage):
         ids = inputs["problems"].column("problem_id").to_pylist()
         types = dict(zip(ids, inputs["problem_type"].column("problem_type").to_pylist()))
         pass_rates = dict(zip(ids, inputs["difficulty"].column("pass_rate").to_pylist()))
-        verified = inputs["verified"]
+        verified = inputs["generations"]
         planned = verified.filter(pc.is_in(verified.column("request_id"), value_set=pa.array(list(keys), pa.string())))
         rows = []
         for generation in planned.select(["request_id", "problem_id", "teacher", "raw_text", "reasoning"]).to_pylist():

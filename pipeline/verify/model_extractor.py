@@ -24,7 +24,7 @@ from pipeline.config_base import StrictConfig
 
 from pipeline.generate.base import GenerationBackend, GenerationRequest, SamplingParams, request_ids
 from pipeline.generate.factory import BackendConfig
-from pipeline.generate.stage import append_journal, read_journal
+from pipeline.generate.journal import append_journal, read_journal
 from pipeline.verify.model import MAX_ANSWER_CHARS, Extraction
 from pipeline.verify.normalize import normalize_text, parse_number
 

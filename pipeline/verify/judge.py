@@ -1,4 +1,7 @@
-"""Verify: generations shard + its problems -> the same rows with verdict and (teacher rows) quality columns.
+"""Verification of generation rows: a verdict for each answered row, quality columns for teacher rows.
+
+The generate stage judges each round's replies as they come (a problem's next requests depend on them), so
+verdicts are columns of the generation rows themselves, never a second copy of their text.
 
 The answer is extracted from the final content; the quality gates read the whole reply, thinking in
 <think> tags ahead of the content (the text a cold-start example would hold). A reply cut off by its
@@ -13,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,11 +24,10 @@ from pydantic import Field
 from pipeline.config_base import StrictConfig, runtime
 from pipeline.generate.factory import make_backend
 from pipeline.generate.reasoning import CUT_OFF, TRUNCATED, reply_text
-from pipeline.stage import ShardResult, Stage, build_logged
+from pipeline.stage import build_logged
 from pipeline.verify import QualityConfig, Verifier, VerifierConfig, VerifyItem, check_cot_quality
 from pipeline.verify.model import ANSWER_FIELDS
 from pipeline.verify.model_extractor import MODEL_EXTRACTED, MODEL_GARBAGE, ModelExtractor, ModelExtractorConfig
-from schemas import GENERATION_SCHEMA
 
 
 class VerifyStageConfig(StrictConfig):
@@ -42,8 +43,8 @@ def start_verifier(config: VerifyStageConfig, extractor: ModelExtractor | None =
 
 
 def verifier_resources(config: VerifyStageConfig) -> dict[str, object]:
-    """A verifier (math-verify worker processes) and, when the judge model is on, its backend: built once per worker
-    process, since starting workers costs seconds; released (last built first) when the stage ends."""
+    """A verifier (math-verify worker processes) and, when the judge model is on, its backend: a stage sets them up
+    once per worker process, since starting workers costs seconds, and releases them (last built first) when it ends."""
     resources: dict[str, object] = {}
     extractor = None
     if config.model_extractor.enabled:
@@ -53,29 +54,21 @@ def verifier_resources(config: VerifyStageConfig) -> dict[str, object]:
     return resources
 
 
-class VerifyStage(Stage):
-    name = "verified"
-    inputs = ("problems", "generations")
-    main_input = "generations"
-    output_schema = GENERATION_SCHEMA
+class RowJudge:
+    """Judges generation rows of one shard in place: verdict columns for every answered row, quality columns for
+    teacher rows. One answer spec per problem, shared by its samples; image bytes never leave Arrow."""
 
-    def setup(self) -> dict[str, object]:
-        return verifier_resources(self.config)
+    def __init__(self, problems: pa.Table, verifier: Verifier, config: VerifyStageConfig):
+        problems = problems.select(["problem_id", "question", *ANSWER_FIELDS])
+        self.blank = {p["problem_id"]: VerifyItem.for_row("", p) for p in problems.to_pylist()}
+        self.verifier, self.config = verifier, config
 
-    @property
-    def verifier(self) -> Verifier:
-        return self.resources["verifier"]
-
-    def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
-        # One answer spec per problem, shared by its k samples; image bytes never leave Arrow.
-        problems = inputs["problems"].select(["problem_id", "question", *ANSWER_FIELDS])
-        blank = {p["problem_id"]: VerifyItem.for_row("", p) for p in problems.to_pylist()}
-        rows = inputs["generations"].to_pylist()
+    def judge(self, rows: list[dict], stats: Counter[str]) -> None:
         answered = [row for row in rows if row["error"] is None]
         judged = [row for row in answered if row["finish_reason"] != CUT_OFF]
-        items = [dataclasses.replace(blank[row["problem_id"]], text=row["raw_text"] or "") for row in judged]
+        items = [dataclasses.replace(self.blank[row["problem_id"]], text=row["raw_text"] or "") for row in judged]
         verdicts = iter(self.verifier.judge_many(items))
-        stats: Counter[str] = Counter(skipped_failed_generation=len(rows) - len(answered))
+        stats["skipped_failed_generation"] += len(rows) - len(answered)
         for row in answered:
             if row["finish_reason"] == CUT_OFF:
                 row.update(correct=False, verdict_reason=TRUNCATED)
@@ -93,4 +86,3 @@ class VerifyStage(Stage):
             quality = check_cot_quality(text, finish_reason=row["finish_reason"], config=self.config.quality)
             row.update(quality_ok=quality.ok, quality_reason=quality.reason)
             stats[f"quality_{quality.reason}"] += 1
-        return ShardResult(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), [], stats)
