@@ -148,6 +148,9 @@ def write_corpus(raw_dir: Path, problems: int, seed: int, data_root: Path) -> di
 # ---------------------------------------------------------------- stub teacher
 
 
+TEACHER_LIFT = 0.5  # with a difficulty spread: the stub teacher solves half of what the stub policy misses
+
+
 class StubTeacher(GenerationBackend):
     """Answers at once: a think block of log-normal length around `cot_chars`, then the boxed answer,
     right with probability `correct`. Everything is drawn from the request id, so reruns match.
@@ -158,9 +161,12 @@ class StubTeacher(GenerationBackend):
 
     MAX_LENGTH_FACTOR = 16  # longest think block, in medians (the log-normal's sigma 0.5 is 4 sigma below it)
 
-    def __init__(self, teachers: Sequence[TeacherConfig], policy: Sequence[TeacherConfig], cot_chars: int, correct: float):
+    def __init__(
+        self, teachers: Sequence[TeacherConfig], policy: Sequence[TeacherConfig], cot_chars: int, correct: float,
+        spread: tuple[float, float] | None = None,
+    ):  # fmt: skip
         super().__init__(teachers, policy)
-        self.cot_chars, self.correct = cot_chars, correct
+        self.cot_chars, self.correct, self.spread = cot_chars, correct, spread
         self.answers: dict[str, str] = {}
         self.holders: Counter[str] = Counter()  # shards in flight that hold each answer
         self.lock = threading.Lock()
@@ -177,9 +183,17 @@ class StubTeacher(GenerationBackend):
         start = self.step_starts[rng.randrange(self.last_start)]
         end = self.step_starts[bisect.bisect_left(self.step_starts, start + target)] - 1  # whole steps
         gold = self.answers[request.problem_id]
-        answer = gold if rng.random() < self.correct else wrong(gold)
+        answer = gold if rng.random() < self.chance(request) else wrong(gold)
         text = "<think>\n" + self.text[start:end] + f"\n</think>\nThe answer is $\\boxed{{{answer}}}$."
         return GenerationResult(request.request_id, text, "stop", 200, len(text) // 4)
+
+    def chance(self, request: GenerationRequest) -> float:
+        """The chance of a right answer: `correct` everywhere, or with `spread` = (a, b) the policy's own per-problem
+        accuracy drawn from Beta(a, b), and a teacher that also solves TEACHER_LIFT of what the policy misses."""
+        if self.spread is None:
+            return self.correct
+        policy = random.Random(f"{request.problem_id}:accuracy").betavariate(*self.spread)
+        return policy if request.role == "rollout" else policy + (1 - policy) * TEACHER_LIFT
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         started = time.thread_time()

@@ -56,7 +56,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         chaos: float = 0.0,
         seed: int = 0,
         shape_of: Callable[[str], str] | None = None,  # user text -> mode, where it has no mode word
-        answer_of: Callable[[str], str] | None = None,  # user text -> the final answer (default: the seed, boxed)
+        answer_of: Callable[[str, int | None], str] | None = None,  # (user text, seed) -> the final answer (default: the seed)
     ):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.delay_s, self.chaos = delay_s, chaos
@@ -132,7 +132,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.close()  # no response at all
             return
-        answer = f"So the answer is \\boxed{{{self.server.answer_of(text) if self.server.answer_of else payload.get('seed')}}}."
+        answer = f"So the answer is \\boxed{{{self.server.answer_of(text, payload.get('seed')) if self.server.answer_of else payload.get('seed')}}}."
         if mode in REASONING_SHAPES:
             max_tokens = payload.get("max_tokens", payload.get("max_completion_tokens"))
             return self._reply(200, json.dumps(reasoning_reply(mode, thinking_for(payload.get("seed")), answer, max_tokens)).encode())

@@ -5,18 +5,28 @@ problem and only until it has enough verified chains of thought, the same bytes 
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from fake_openai_server import fake_openai
 
 from pipeline.config import load_config
 from pipeline.generate.factory import backend_identity, make_backend
 from pipeline.generate.rounds import RoundRules, SamplingConfig
-from pipeline.generate.stage import GenerateStage
+from pipeline.generate.journal import read_journal
+from pipeline.generate.stage import GenerateConfig, GenerateStage
 from pipeline.ingest.sources import SourceConfig
 from pipeline.ingest.stage import IngestConfig, IngestStage
 from pipeline.io import StageDir
+from pipeline.paths import REPO_ROOT
+from pipeline.prompts import user_text
 from pipeline.score.difficulty import DifficultyStage, ScoreConfig
 from pipeline.select.plan import rollout_decisions
 from pipeline.stage import run_shard
@@ -87,3 +97,74 @@ def test_rows_keep_the_configured_order_and_the_seed_decides_the_replay_order(fi
     assert again == rows  # same inputs and seed: the same requests, replies and verdicts
     other, _, _ = run(tmp_path / "other-seed", data_root, "adaptive", seed=1)
     assert {r["request_id"] for r in other} != {r["request_id"] for r in rows}
+
+
+ROUNDS_SCRIPT = """
+import sys
+from pipeline.generate.base import SamplingParams, TeacherConfig
+from pipeline.generate.openai_server import Endpoint, OpenAIServerBackend, OpenAIServerConfig
+from pipeline.generate.stage import GenerateConfig, GenerateStage
+from pipeline.stage import run_shard
+from pipeline.verify.judge import VerifyStageConfig
+run_dir, url = sys.argv[1], sys.argv[2]
+teacher = TeacherConfig(name="teacher", model="tiny", n_samples=4, sampling=SamplingParams(seed=1, max_tokens=64))
+policy = TeacherConfig(name="policy", model="tiny", n_samples=8, sampling=SamplingParams(seed=2, max_tokens=64))
+config = OpenAIServerConfig(endpoints=[Endpoint(url=url, max_concurrency=4)], max_retries=2, backoff_base_s=0.01)
+backend = lambda: OpenAIServerBackend([teacher], config, [policy])
+stage = GenerateStage(GenerateConfig(batch_size=4), backend, "fake", run_dir, verify=VerifyStageConfig(workers=1))
+run_shard(stage, run_dir, "gsm8k-00000")
+"""
+
+
+def graded_answers(golds: dict[str, str]):
+    """The fake server's answers: each problem has its own accuracy, each sample (seed) its own draw against it."""
+
+    def answer(text: str, seed: int | None) -> str:
+        accuracy = int(hashlib.sha256(text.encode()).hexdigest()[:2], 16) / 255
+        draw = int(hashlib.sha256(f"{text}|{seed}".encode()).hexdigest()[:4], 16) / 0xFFFF
+        return golds[text] if draw < accuracy else "-1"
+
+    return answer
+
+
+def test_sigkill_in_the_middle_of_a_round_then_a_rerun_gives_the_uninterrupted_bytes(tmp_path, data_root):
+    source = SourceConfig(name="gsm8k", format="gsm8k", path="gsm8k/test.jsonl", domain="arithmetic_word", limit=40)
+    ingest = IngestStage(IngestConfig(shard_size=100), [source], data_root)
+    for run_dir in (tmp_path / "reference", tmp_path / "killed"):
+        run_shard(ingest, run_dir, "gsm8k-00000")
+    golds = {user_text(p): p["answer"] for p in StageDir(tmp_path / "reference", "problems").read("gsm8k-00000").to_pylist()}
+    script = [sys.executable, "-c", ROUNDS_SCRIPT]
+    env = os.environ | {"PYTHONPATH": str(REPO_ROOT)}
+    with fake_openai(delay_s=0.02, answer_of=graded_answers(golds)) as server:
+        subprocess.run([*script, str(tmp_path / "reference"), server.url], env=env, check=True, timeout=300)
+        reference_sent = len(server.received)
+        server.received.clear()
+        process = subprocess.Popen([*script, str(tmp_path / "killed"), server.url], env=env, start_new_session=True)
+        first_round = 2 * len(golds)  # the minimum two rollouts of every problem
+        wait_for(lambda: len(server.received) >= first_round + 20, process)  # well inside a later round
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        journal = GenerateStage(GenerateConfig(), None, "fake", tmp_path / "killed").journal_path("gsm8k-00000")
+        journaled = read_journal(journal)
+        assert len(journaled) > first_round and not StageDir(tmp_path / "killed", "generations").marker("gsm8k-00000")
+        server.received.clear()
+        subprocess.run([*script, str(tmp_path / "killed"), server.url], env=env, check=True, timeout=300)
+        resent = {key for key, _ in server.received}
+    reference = StageDir(tmp_path / "reference", "generations")
+    killed = StageDir(tmp_path / "killed", "generations")
+    assert reference.marker("gsm8k-00000").stats["shard_rounds"] >= 3  # rounds really decided something
+    assert reference_sent < len(golds) * 12  # fewer than every sample: adaptive
+    assert (tmp_path / "killed" / "generations" / "gsm8k-00000.parquet").read_bytes() == (
+        tmp_path / "reference" / "generations" / "gsm8k-00000.parquet"
+    ).read_bytes()
+    assert killed.marker("gsm8k-00000").content_sha256 == reference.marker("gsm8k-00000").content_sha256
+    # the rerun asked only for what the journal lacked
+    assert len(resent) == killed.marker("gsm8k-00000").stats["requests_sent"] == reference.total_rows() - len(journaled)
+
+
+def wait_for(condition, process: subprocess.Popen, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert process.poll() is None, "the run finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)

@@ -198,7 +198,7 @@ def test_thinking_reaches_the_cold_start_turn_and_a_truncated_reply_never_does(t
     shape_by_id = {p["problem_id"]: shapes[user_text(p)] for p in problems}
     teacher = TeacherConfig(name="teacher", model="tiny", n_samples=1, sampling=SamplingParams(seed=3, max_tokens=256))
     policy = TeacherConfig(name="policy", model="tiny", n_samples=1, sampling=SamplingParams(seed=4, max_tokens=256))
-    with fake_openai(shape_of=shapes.get, answer_of=answers.get) as server:
+    with fake_openai(shape_of=shapes.get, answer_of=lambda text, seed: answers[text]) as server:
         config = OpenAIServerConfig(endpoints=[Endpoint(url=server.url, max_concurrency=4)], max_retries=4, backoff_base_s=0.01)
         factory = lambda: OpenAIServerBackend([teacher], config, [policy])  # noqa: E731
         fixed = RoundRules(SamplingConfig(mode="fixed"), SelectConfig(), truncated_rollouts)
