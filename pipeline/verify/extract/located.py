@@ -43,12 +43,12 @@ def located_answers(text: str) -> list[LocatedAnswer]:
     """Explicitly marked answers and where they are, most authoritative first: the last <answer> tag,
     then every box and answer phrase from the last one backwards (phrases inside "If ..." sentences are
     conditions; a box inside an answer phrase counts once, as the phrase with the box opened)."""
-    tagged = ANSWER_TAG.finditer(text)
+    tagged = list(ANSWER_TAG.pattern.finditer(text))  # tag and box have no pre-checks: their patterns, directly
     if tagged:
         inner = tagged[-1][1].strip()
         return [LocatedAnswer(tagged[-1].start(), tagged[-1].end(), Extraction(last_boxed(inner) or inner, ANSWER_TAG.method))]
     found: list[LocatedAnswer] = []
-    for start in [match.end() for match in BOXED.finditer(text)][-MAX_CANDIDATES_PER_MARKER:]:
+    for start in [match.end() for match in BOXED.pattern.finditer(text)][-MAX_CANDIDATES_PER_MARKER:]:
         end = _matching_brace(text, start)
         if end is not None:
             found.append(LocatedAnswer(start, end, Extraction(text[start:end].strip(), BOXED.method)))
@@ -102,7 +102,7 @@ def unbox(span: str) -> str:
 
 def last_boxed(text: str) -> str | None:
     """Content of the last \\boxed{...} whose braces balance (nested braces allowed), else None."""
-    starts = [match.end() for match in BOXED.finditer(text)]
+    starts = [match.end() for match in BOXED.pattern.finditer(text)]
     for start in reversed(starts[-MAX_CANDIDATES_PER_MARKER:]):
         end = _matching_brace(text, start)
         if end is not None:
