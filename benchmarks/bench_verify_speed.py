@@ -27,7 +27,10 @@ from bench_dedupe import DATA_ROOT  # noqa: E402
 from bench_scale import StubTeacher  # noqa: E402
 
 from pipeline.generate.base import GenerationRequest, TeacherConfig  # noqa: E402
-from pipeline.verify import extract  # noqa: E402
+from pipeline.verify.extract import extract_answer  # noqa: E402
+from pipeline.verify.extract.choice import SENTENCE_BREAK  # noqa: E402
+from pipeline.verify.extract.markers import ANSWER_PHRASES, matches_at  # noqa: E402
+from pipeline.verify.extract.refusal import NO_OPTION, REFUSAL  # noqa: E402
 from pipeline.verify.labelled import load_all  # noqa: E402
 from pipeline.verify.quality import QualityConfig, repeated_fraction  # noqa: E402
 
@@ -91,22 +94,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     texts = [item.text for item in items] + bench_cots(args.cots)
     quality = QualityConfig()
     gate = (quality.repeat_ngram, quality.repeat_min_count)
-    # the closing sentences `_extract_choice` matches one by one, where the refusal patterns run most
+    # the closing sentences `extract_choice` matches one by one, where the refusal patterns run most
     sentences = [s for text in texts for line in text.strip().splitlines()[-3:] for s in _PLAIN_SENTENCE_BREAK.split(line)]
-    phrase = extract._ANSWER_PHRASES[0]
+    phrase = ANSWER_PHRASES[0]
     print(f"{len(items):,} recorded responses + {args.cots:,} bench CoTs")
     print(f"{'fast path':<34} {'inputs':>8} {'plain us':>10} {'fast us':>10} {'ratio':>9}")
     results = [
         compare("repetition gate", lambda t: plain_repeated_fraction(t, *gate), lambda t: repeated_fraction(t, *gate), texts),
-        compare("answer phrase search", lambda t: spans(list(phrase[1].finditer(t))), lambda t: spans(extract._matches_at(phrase[1], t, phrase[2])), texts),
-        compare("refusal search", lambda s: bool(extract._REFUSAL.pattern.search(s)), lambda s: bool(extract._REFUSAL.search(s)), sentences),
-        compare("no-option search", lambda s: bool(extract._NO_OPTION.pattern.search(s)), lambda s: bool(extract._NO_OPTION.search(s)), sentences),
-        compare("sentence split", _PLAIN_SENTENCE_BREAK.split, extract._SENTENCE_BREAK.split, [line for t in texts for line in t.splitlines()[-3:]]),
+        compare("answer phrase search", lambda t: spans(list(phrase.pattern.finditer(t))), lambda t: spans(matches_at(phrase.pattern, t, phrase.starts_at)), texts),
+        compare("refusal search", lambda s: bool(REFUSAL.pattern.search(s)), lambda s: bool(REFUSAL.search(s)), sentences),
+        compare("no-option search", lambda s: bool(NO_OPTION.pattern.search(s)), lambda s: bool(NO_OPTION.search(s)), sentences),
+        compare("sentence split", _PLAIN_SENTENCE_BREAK.split, SENTENCE_BREAK.split, [line for t in texts for line in t.splitlines()[-3:]]),
     ]
     print(f"\n{'extract_answer':<34} {'inputs':>8} {'us':>10}")
     for question_type in ("free_form", "multi_choice"):
         chosen = [item for item in items if item.question_type == question_type]
-        _, seconds = timed(lambda i: extract.extract_answer(i.text, question_type=i.question_type, choices=i.choices, answer_type=i.answer_type), chosen)
+        _, seconds = timed(lambda i: extract_answer(i.text, question_type=i.question_type, choices=i.choices, answer_type=i.answer_type), chosen)
         print(f"{question_type:<34} {len(chosen):>8,} {seconds * 1e6:>10.1f}")
     return results
 

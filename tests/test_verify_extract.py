@@ -4,8 +4,9 @@ import re
 
 import pytest
 
-from pipeline.verify import extract, extract_answer
-from pipeline.verify.extract import last_boxed, match_choice, trim_answer_span
+from pipeline.verify import extract_answer
+from pipeline.verify.extract import continuation_start, last_boxed, match_choice, trim_answer_span
+from pipeline.verify.extract.markers import ANSWER_PHRASES, FIRST_OPENING, MARKERS
 
 
 def test_last_box_wins_and_nested_braces_survive():
@@ -126,7 +127,7 @@ def test_multiple_choice_in_prose(text, choices, expected, method):
     assert (extraction.answer, extraction.method) == (expected, method)
 
 
-# The answer phrase as first written; extract.py spells it to open with a character class (faster scans).
+# The answer phrase as first written; markers.py spells it to open with a character class (faster scans).
 _PLAIN_ANSWER_PHRASE = re.compile(
     r"\b(?:answer|choice|option)\s*\**\s*(?:is|:|=|would be|will be|should be)\s*[:*]*[ \t]*(?P<answer>[^\n]+)",
     re.IGNORECASE,
@@ -141,5 +142,42 @@ _PLAIN_ANSWER_PHRASE = re.compile(
     ],
 )
 def test_the_answer_phrase_matches_where_its_plain_spelling_does(text):
-    fast = extract._ANSWER_PHRASES[0][1]
+    fast = ANSWER_PHRASES[0].pattern
     assert [m.span("answer") for m in fast.finditer(text)] == [m.span("answer") for m in _PLAIN_ANSWER_PHRASE.finditer(text)]
+
+
+# One response per entry of the marker registry, in its order: the marker alone, then a leaked next turn.
+_MARKED = [
+    ("<answer>5</answer>", "5"),
+    ("So x = \\boxed{5}.", "5"),
+    ("The answer is 5.", "5"),
+    ("答案是5", "5"),
+    ("#### 5", "5"),
+    ("A: 5", "5"),
+    ("Wednesday is the correct answer.", "Wednesday"),
+]
+
+
+@pytest.mark.parametrize("marker, marked", zip(MARKERS, _MARKED, strict=True), ids=[m.method for m in MARKERS])
+def test_each_registered_marker_is_extracted_and_its_opening_ends_the_answer_region(marker, marked):
+    text, answer = marked
+    continued = f"{text}\nQuestion: What is two plus two?\nThe answer is 4."
+    assert (extract_answer(text).answer, extract_answer(text).method) == (answer, marker.method)
+    if marker.opening is None:  # no opening: the next turn is not cut, its answer wins
+        assert continuation_start(continued) is None
+        assert extract_answer(continued).answer == "4"
+    else:
+        assert continuation_start(continued) == len(text) + 1
+        assert extract_answer(continued).answer == answer
+
+
+def test_a_few_shot_reply_line_does_not_end_the_region_before_its_reasoning():
+    text = "A: Let's count.\nHint: count the red ones first.\nThere are 3 red and 2 blue, so the answer is 5."
+    assert continuation_start(text) is None
+    assert extract_answer(text, answer_type="integer").answer == "5"
+
+
+def test_the_first_opening_is_built_from_the_registry():
+    openings = [marker.opening for marker in MARKERS if marker.opening is not None]
+    assert FIRST_OPENING.pattern == "|".join(openings)
+    assert len(openings) == len(MARKERS) - 1  # "A:" alone has none

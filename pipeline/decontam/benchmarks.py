@@ -14,7 +14,7 @@ from pipeline.config_base import StrictConfig
 from pipeline.dedupe.imagehash import phash_bytes
 from pipeline.errors import RowError
 from pipeline.ingest.images import ImageLimits, normalise_image, read_image_file
-from pipeline.ingest.sources import ADAPTERS, ProblemFields, SourceAdapter, SourceConfig, make_adapter
+from pipeline.ingest.sources import ProblemFields, SourceAdapter, SourceConfig, check_format, make_adapter
 
 
 class BenchmarkConfig(StrictConfig):
@@ -33,9 +33,7 @@ class BenchmarkConfig(StrictConfig):
     @field_validator("format")
     @classmethod
     def _known_format(cls, format: str) -> str:
-        if format not in ADAPTERS:
-            raise ValueError(f"unknown benchmark format {format!r}; one of {sorted(ADAPTERS)}")
-        return format
+        return check_format(format)
 
 
 @dataclass(frozen=True)

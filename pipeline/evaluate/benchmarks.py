@@ -1,7 +1,7 @@
 """Benchmark sets as their authors published them -> problems the generation backends and the verifier take.
 
 MATH-V (MathVision) `test.jsonl` / `testmini.jsonl` is read by the same adapter that ingests it as a training
-source (pipeline/ingest/sources.py: `MathVisionAdapter`, one parser for both), a slice of lines at a time.
+source (pipeline/ingest/sources/mathvision.py: `MathVisionAdapter`, one parser for both), a slice of lines at a time.
 Evaluation keeps what it reports by (subject, level) and the benchmark's own gold: for multiple choice the
 letter (`options` are the option texts, or just the letters when the options are drawn in the figure), which
 the verifier resolves against the options.

@@ -5,6 +5,7 @@ GSM8K model solutions per problem, and nine vision-language model settings on ev
 Each recording names the source whose problems it answers and the roles its outputs play (teacher CoTs
 for the cold-start set, policy rollouts for the pass rate; an output in both roles becomes two rows).
 Problems are matched by (source, source_id) and a recorded question must agree with the problem's.
+Your own model's outputs use the generic `jsonl` format (see `_read_jsonl`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ Role = Literal["teacher", "rollout"]
 
 class RecordingConfig(StrictConfig):
     source: str  # the ingest source whose problems these outputs answer
-    format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions", "mathvision_outputs"]
+    format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions", "mathvision_outputs", "jsonl"]
     path: str  # relative to the run's data_root unless absolute
     teacher: str  # the model's label; gsm8k_solutions appends the solution key
     roles: list[Role] = Field(default_factory=lambda: ["teacher", "rollout"], min_length=1)
@@ -66,11 +67,32 @@ def _read_mathvision(path: Path, teacher: str) -> Iterator[Recorded]:
                 yield teacher, str(row["id"]), None, str(row.get("response") or "")
 
 
+def _read_jsonl(path: Path, teacher: str) -> Iterator[Recorded]:
+    """Any model's outputs, one JSON object a line: `source_id` (the problem's id in its source, text or
+    integer), `response` (the whole output, reasoning and final answer) and, optionally, `question` (when
+    given, a line whose question is not the problem's is not used). Several lines with one source id are
+    several samples. A line that breaks this is an error naming it: a recording is read whole at the start."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: not a JSON object ({error})") from None
+            source_id = row.get("source_id") if isinstance(row, dict) else None
+            if isinstance(source_id, bool) or not isinstance(source_id, str | int) or not isinstance(row.get("response"), str):
+                raise ValueError(f"{path}:{number}: needs a text or integer source_id and a text response")
+            question = row.get("question")
+            yield teacher, str(source_id), question if isinstance(question, str) else None, row["response"]
+
+
 _READERS = {
     "tabmwp_gpt3": _read_tabmwp_gpt3,
     "mathvista_responses": _read_mathvista,
     "gsm8k_solutions": _read_gsm8k,
     "mathvision_outputs": _read_mathvision,
+    "jsonl": _read_jsonl,
 }
 
 
