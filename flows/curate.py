@@ -58,8 +58,8 @@ def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
     ran = Counter(future.result()["pid"] for future in futures)
     write_json_atomic(run_dir / stage.name / WORKERS_FILE, {"shards_by_process": ran, "resources": released})
     logger = get_run_logger()
-    if released:
-        logger.info("%s: released %s", stage.name, "; ".join(f"{r['released']} in process {r['pid']}" for r in released))
+    if any(report["released"] for report in released):
+        logger.info("%s: released %s", stage.name, "; ".join(f"{r['released']} in process {r['pid']}" for r in released if r["released"]))
     logger.info("%s: %s", stage.name, summary["counts"])
     return summary
 
