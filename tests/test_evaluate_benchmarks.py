@@ -135,7 +135,7 @@ def test_evaluation_counts_skipped_rows_and_scores_the_rest(tmp_path, broken_log
     reasons = sorted(expected.values())
     assert document["rows_read"] == rows and document["rows_skipped"] == {reason: reasons.count(reason) for reason in reasons}
     summary = (tmp_path / "run" / "reports" / "comparison.md").read_text()
-    assert f"{len(expected)} of {rows} rows skipped" in summary and "image_missing 1" in summary
+    assert f"| {rows} rows, {len(expected)} skipped (" in summary and "image_missing 1" in summary
 
 
 def test_logicvista_is_a_decontamination_benchmark_of_the_default_run(data_root, logicvista):

@@ -252,6 +252,7 @@ def test_the_readme_train_command_on_the_default_sets(default_run, curated_sets)
     benchmarks, models = ["mathvision_testmini", "logicvista"], ["base", "sft", "grpo-vas"]
     assert [(row[0].strip(), row[1].strip()) for row in rows] == [(b, m) for b in benchmarks for m in models]
     assert all(row[2].strip() == "2" and row[5].strip() == "0" for row in rows)  # 2 problems each, no failed generation
+    assert all(row[6].strip().startswith("first 2 of ") for row in rows)  # says it is a subset
     for benchmark in benchmarks:
         report = json.loads((out / "evaluate" / "reports" / benchmark / "report.json").read_text())
         assert all(model["counts"]["images_dropped"] == 0 for model in report["models"].values())  # a VL model sees them

@@ -91,7 +91,7 @@ class Benchmark(ABC):
         if not self.path.is_file():
             raise BenchmarkError(f"benchmark {config.name}: no file at {self.path}")
         try:
-            self._count = self.adapter.count()
+            self.rows_in_file = self.adapter.count()  # the adapter reads the whole file; `limit` applies here
         except (OSError, ValueError) as error:  # the adapters' whole-file failures (unreadable, not a JSON document)
             raise BenchmarkError(f"benchmark {config.name}: {self.path} cannot be read: {error}") from None
 
@@ -109,12 +109,13 @@ class Benchmark(ABC):
         return [self.config.model_dump(mode="json"), stat.st_size, stat.st_mtime_ns]
 
     def count(self) -> int:
-        return self._count
+        """The rows evaluated: the file's, or its first `limit`."""
+        return self.rows_in_file if self.config.limit is None else min(self.rows_in_file, self.config.limit)
 
     def read(self, start: int, stop: int, with_images: bool = True) -> tuple[list[dict], list[QuarantinedRow]]:
         """The problems of rows [start, stop), and the rows that cannot be evaluated as published with their reason."""
         problems, skipped = [], []
-        for record in self.adapter.records(start, stop):
+        for record in self.adapter.records(start, min(stop, self.count())):
             try:
                 if record.parse_error:
                     raise RowError("invalid_json", record.parse_error)
@@ -152,7 +153,7 @@ class Benchmark(ABC):
 class MathVisionBenchmark(Benchmark):
     def source(self) -> SourceConfig:
         config = self.config
-        return SourceConfig(name=config.name, format="mathvision", path=config.path, domain=config.domain, limit=config.limit)
+        return SourceConfig(name=config.name, format="mathvision", path=config.path, domain=config.domain)
 
     def scoring(self, fields: ProblemFields, raw: dict) -> dict[str, Any]:
         return {
@@ -177,7 +178,6 @@ class LogicVistaBenchmark(Benchmark):
             path=config.path,
             image_root=str(Path(config.path).parent / "images"),
             domain=config.domain,
-            limit=config.limit,
             columns={"question": "question", "answer": "answer", "images": "imagename"},
         )
 

@@ -96,12 +96,13 @@ def _markdown(rows: list[list]) -> str:
 
 
 def skipped_note(meta: Mapping) -> str:
-    """What a benchmark's scores leave out: its rows that could not be evaluated as published, by reason."""
-    skipped = meta["rows_skipped"]
+    """What a benchmark's scores leave out: rows beyond a limit, and rows that could not be evaluated as published."""
+    read, skipped = meta["rows_read"], meta["rows_skipped"]
+    note = f"first {read} of {meta['rows_in_file']} rows" if read < meta["rows_in_file"] else f"{read} rows"
     if not skipped:
-        return f"all {meta['rows_read']} rows evaluated"
+        return note + ", all evaluated"
     reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.items())
-    return f"{sum(skipped.values())} of {meta['rows_read']} rows skipped ({reasons})"
+    return f"{note}, {sum(skipped.values())} skipped ({reasons})"
 
 
 def summary_table(documents: Mapping[str, Mapping[str, dict]], metas: Mapping[str, Mapping]) -> str:

@@ -211,6 +211,7 @@ def build_reports(stage: EvaluateStage, run_dir: Path, out_dir: Path) -> dict[st
             "samples_per_problem": config.samples,
             "confidence": config.confidence,
             "resamples": config.bootstrap_resamples,
+            "rows_in_file": benchmark.rows_in_file,
             "rows_read": benchmark.count(),
             "rows_skipped": dict(sorted(skipped.items())),
         }
