@@ -18,6 +18,10 @@ RUN ?= default
 # Train on the sets of run $(RUN): SFT on the cold-start set, GRPO + VAS from it, evaluation: make train SFT_STEPS=50 STEPS=20
 STEPS ?= 2
 SFT_STEPS ?= 2
+# ... then evaluates the checkpoints on the first EVAL_PROBLEMS problems of each benchmark with answers of up to EVAL_TOKENS
+# tokens (the tiny default model never stops early); EVAL_PROBLEMS= EVAL_TOKENS= evaluates all with the default length.
+EVAL_PROBLEMS ?= 10
+EVAL_TOKENS ?= 64
 
 .PHONY: install install-verl install-vllm test test-fast rl-data cold-start train serve bench clean
 
@@ -55,7 +59,8 @@ cold-start:
 
 train:
 	$(PY) -m flows.train --cold-start-dir runs/$(RUN)/datasets/cold_start --rl-dataset-dir runs/$(RUN)/datasets/rl \
-		--output-dir runs/$(RUN)/train --sft-steps $(SFT_STEPS) --max-steps $(STEPS)
+		--output-dir runs/$(RUN)/train --sft-steps $(SFT_STEPS) --max-steps $(STEPS) \
+		$(if $(EVAL_PROBLEMS),--eval-problems $(EVAL_PROBLEMS)) $(if $(EVAL_TOKENS),--eval-max-tokens $(EVAL_TOKENS))
 
 # Start a Prefect server on loopback and serve the deployments curate/cold-start, curate/rl, train/grpo-vas.
 serve:

@@ -136,7 +136,7 @@ def percent(cell: str) -> float:
 
 def compare(root: Path, run_dir: Path, stage: EvaluateStage, reports: dict, full: bool) -> tuple[list[dict], list[str]]:
     """Rows of gaps per (setting, scope) and the list of gaps beyond tolerance left unexplained."""
-    items = {p["source_id"]: {**p, "options": p["choices"] or []} for p in stage.benchmarks[BENCHMARK].problems(0, 10**9, with_images=False)}
+    items = {p["source_id"]: {**p, "options": p["choices"] or []} for p in stage.benchmarks[BENCHMARK].read(0, 10**9, with_images=False)[0]}
     ours = defaultdict(dict)
     for shard in stage.shards(BENCHMARK):
         for row in StageDir(run_dir, STAGE_NAME).read(shard).to_pylist():

@@ -94,7 +94,7 @@ def _trigger_training(config: RunConfig, published: dict[str, str]) -> None:
         "sft_steps": config.train.sft_steps,
         "max_steps": config.train.max_steps,
         "seed": config.seed,
-        "options": config.train.options,
+        "options": config.train.options.model_dump(mode="json", exclude_unset=True),  # only the keys the run set
         "data_root": str(config.data_root),
     }
     if config.train.mode == "subflow":

@@ -4,7 +4,8 @@ Thin by design: all logic is in `pipeline/train` and `pipeline/evaluate`. Each s
 (`stages`) and resumes: SFT/GRPO from their newest checkpoint, evaluation shard by shard (one task per shard), and a
 stage already finished with the same config is skipped. Served as `train/sft`, `train/grpo-vas`, `train/evaluate`
 and `train/all` (flows/deploy.py); the curate flow triggers it. `max_steps=0` for a training stage only checks that
-its set loads TRL-ready. Run it directly:
+its set loads TRL-ready. Its options are checked (unknown keys named with their nearest spelling) before any stage
+runs. Run it directly:
 
     python -m flows.train --cold-start-dir DIR --rl-dataset-dir DIR --output-dir OUT --sft-steps 20 --max-steps 20
 """
@@ -20,12 +21,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from pipeline.config_base import validate_config
-from pipeline.evaluate.stage import EvaluateStage, build_reports
+from pipeline.evaluate.stage import EvaluateConfig, EvaluateStage, build_reports
 from pipeline.paths import default_data_root
 from pipeline.stage import run_shard
 from pipeline.train.chain import (
     STAGES,
     TrainChainConfig,
+    TrainOptions,
     base_model,
     done_result,
     evaluate_config,
@@ -33,32 +35,35 @@ from pipeline.train.chain import (
     mark_stage_done,
     sft_config,
     stage_is_done,
+    stage_key,
 )
-from pipeline.train.run import run_training
+from pipeline.train.run import chosen_start, run_training
 from pipeline.train.sft import run_sft
 
 
-def _once(name: str, folder: Path, config, run) -> dict:
-    """Run a training stage unless its folder already records this config as finished."""
-    if stage_is_done(folder, config):
-        get_run_logger().info("%s: already finished with this config, skipped", name)
-        return done_result(folder)
+def _once(name: str, config, run, data_dir: Path, start: Path | None) -> dict:
+    """Run a training stage unless its folder records it finished on the same data, weights and settings."""
+    if not config.max_steps:  # a validation-only pass leaves nothing to reuse
+        return run(config).__dict__
+    key = stage_key(config, data_dir, start)
+    if stage_is_done(config.output_dir, key):
+        get_run_logger().info("%s: already finished on this data with this config, skipped", name)
+        return done_result(config.output_dir)
     result = run(config).__dict__
-    if getattr(config, "max_steps", 1):  # a validation-only pass leaves nothing to reuse
-        mark_stage_done(folder, config, result)
+    mark_stage_done(config.output_dir, key, result)
     return result
 
 
 @task(cache_policy=NO_CACHE, task_run_name="sft")
 def sft_task(chain: TrainChainConfig, base: Path | None) -> dict:
     config = sft_config(chain, base)
-    return _once("sft", config.output_dir, config, run_sft)
+    return _once("sft", config, run_sft, config.cold_start_dir, config.model_path)
 
 
 @task(cache_policy=NO_CACHE, task_run_name="grpo-vas")
 def grpo_task(chain: TrainChainConfig, base: Path | None) -> dict:
     config = grpo_config(chain, base)
-    return _once("grpo-vas", config.output_dir, config, run_training)
+    return _once("grpo-vas", config, run_training, config.rl_dataset_dir, chosen_start(config))
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, task_run_name="evaluate:{shard}")
@@ -96,24 +101,17 @@ def train_flow(
     options: dict[str, Any] | None = None,
     data_root: str | None = None,
 ) -> dict[str, Any]:
-    """`options`: {"sft": {SFTStageConfig fields}, "grpo": {TrainConfig fields, e.g. "start_from": "base"},
-    "evaluate": {EvaluateConfig fields}}; the flat arguments are the common knobs."""
-    options = options or {}
+    """`options`: TrainOptions as a mapping, {"sft": {SFTSettings fields}, "grpo": {GRPOSettings fields, e.g.
+    "start_from": "base"}, "evaluate": {EvaluateConfig fields}}; the flat arguments are the common knobs, which
+    `options` overrides."""
+    options = dict(options or {})
+    validate_config(TrainOptions, options)  # named misspellings before the flat knobs are merged in
+    sft = {"max_steps": sft_steps, "max_rows": max_rows, **options.get("sft", {})}
     grpo = {"max_steps": max_steps, "max_rows": max_rows, **options.get("grpo", {})}
     grpo["vas"] = {**({} if vas_lambda is None else {"vas_lambda": vas_lambda}), **grpo.get("vas", {})}
+    where = dict(output_dir=output_dir, cold_start_dir=cold_start_dir, rl_dataset_dir=rl_dataset_dir, model_path=model_path)
     chain = validate_config(
-        TrainChainConfig,
-        dict(
-        output_dir=output_dir,
-        cold_start_dir=cold_start_dir,
-        rl_dataset_dir=rl_dataset_dir,
-        stages=stages or list(STAGES),
-        model_path=model_path,
-        seed=seed,
-        sft={"max_steps": sft_steps, "max_rows": max_rows, **options.get("sft", {})},
-        grpo=grpo,
-        evaluate=options.get("evaluate", {}),
-        ),
+        TrainChainConfig, {**options, "sft": sft, "grpo": grpo, **where, "stages": stages or list(STAGES), "seed": seed}
     )
     logger = get_run_logger()
     base = base_model(chain)
@@ -145,12 +143,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vas-lambda", type=float, help="share of each batch drawn by VAS (default: VASConfig's)")
     parser.add_argument("--save-steps", type=int, default=0, help="checkpoint every N steps (0: none)")
     parser.add_argument("--start-from", default="sft", help="GRPO's start: sft (when there is one), base, or a model path")
+    parser.add_argument("--eval-problems", type=int, help="evaluate the first N problems of each benchmark (default: all)")
+    parser.add_argument("--eval-max-tokens", type=int, help="tokens per evaluation answer (default: EvaluateConfig's)")
     parser.add_argument("--options", type=json.loads, default={}, help='JSON, e.g. \'{"evaluate": {"samples": 4}}\'')
     args = parser.parse_args(argv)
     options = dict(args.options)
     for stage in ("sft", "grpo"):
         options[stage] = {"save_steps": args.save_steps, **options.get(stage, {})}
     options["grpo"].setdefault("start_from", args.start_from)
+    evaluate = options["evaluate"] = dict(options.get("evaluate", {}))
+    if args.eval_problems is not None:
+        evaluate.setdefault("problems_per_benchmark", args.eval_problems)
+    if args.eval_max_tokens is not None:  # on top of the evaluation's default sampling, not SamplingParams' defaults
+        evaluate["sampling"] = {**EvaluateConfig().sampling.model_dump(), "max_tokens": args.eval_max_tokens, **evaluate.get("sampling", {})}
     result = train_flow(
         args.output_dir, args.rl_dataset_dir, args.cold_start_dir, args.stages, args.model_path,
         args.max_steps, args.sft_steps, args.max_rows, 0, args.vas_lambda, options,

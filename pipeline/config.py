@@ -26,6 +26,7 @@ from pipeline.score.difficulty import ScoreConfig
 from pipeline.score.diversity import DiversityStageConfig
 from pipeline.score.problem_type import ProblemTypeConfig
 from pipeline.select.plan import SelectConfig
+from pipeline.train.config import StageName, TrainOptions
 from pipeline.verify.judge import VerifyStageConfig
 
 class TaskRunnerConfig(StrictConfig):
@@ -36,10 +37,12 @@ class TaskRunnerConfig(StrictConfig):
 
 class TrainTriggerConfig(StrictConfig):
     mode: Literal["none", "subflow", "deployment"] = "subflow"  # deployment: run_deployment("train/all")
-    stages: list[Literal["sft", "grpo-vas", "evaluate"]] = ["sft", "grpo-vas", "evaluate"]
+    stages: list[StageName] = ["sft", "grpo-vas", "evaluate"]
     sft_steps: int = 0  # 0: only validate that the cold-start set streams into SFT
     max_steps: int = 0  # GRPO steps; 0: only validate that the RL set loads as a TRL-ready dataset
-    options: dict = {}  # flows.train options: {"sft": {...}, "grpo": {...}, "evaluate": {...}}
+    # The train flow's options, checked with the rest of the run's config (a misspelled key fails before curation):
+    # {"sft": {SFTSettings}, "grpo": {GRPOSettings}, "evaluate": {EvaluateConfig}}; only the keys set are passed on.
+    options: TrainOptions = TrainOptions()
 
 
 class RunConfig(StrictConfig):

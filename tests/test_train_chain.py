@@ -4,7 +4,9 @@ Qwen2.5-VL with the real table images) -> GRPO + VAS from the SFT weights -> eva
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -215,7 +217,7 @@ def test_train_flow_chains_sft_grpo_and_evaluate_and_skips_finished_stages(tmp_p
     assert result["grpo-vas"]["model_path"] == str(tmp_path / "sft")  # GRPO started from the SFT output
     assert list(result["evaluate"]["mathvision_testmini"]) == ["base", "sft", "grpo-vas"]
     table = (tmp_path / "evaluate" / "reports" / "mathvision_testmini" / "comparison.md").read_text()
-    assert [line.split("|")[1].strip() for line in table.splitlines()[4:]] == ["base", "sft", "grpo-vas"]
+    assert [line.split("|")[1].strip() for line in table.splitlines()[6:]] == ["base", "sft", "grpo-vas"]
     # Rerun: both training stages are found finished with the same config, evaluation shards by their markers.
     sft_weights = (tmp_path / "sft" / "model.safetensors").read_bytes()
     again = train_flow(**kwargs)
@@ -223,6 +225,37 @@ def test_train_flow_chains_sft_grpo_and_evaluate_and_skips_finished_stages(tmp_p
     assert again["evaluate"]["mathvision_testmini"]["sft"]["counts"] == result["evaluate"]["mathvision_testmini"]["sft"]["counts"]
     only_evaluate = train_flow(**{**kwargs, "stages": ["evaluate"]})
     assert set(only_evaluate) == {"evaluate"}
+
+
+@pytest.mark.slow
+def test_the_readme_train_command_on_the_default_sets(default_run, curated_sets):
+    """`make train` as the README gives it, on the default run's mixed sets (diagram and text rows): a tiny
+    Qwen2.5-VL model, 2 SFT and 2 GRPO + VAS steps, then base, SFT and GRPO + VAS on both default benchmarks."""
+    from flows.train import main
+
+    run_dir = default_run[0]
+    make = subprocess.run(
+        ["make", "-n", "train", f"RUN={run_dir.name}", "SFT_STEPS=2", "STEPS=2", "EVAL_PROBLEMS=2", "EVAL_TOKENS=8"],
+        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+    )
+    command = shlex.split(make.stdout.replace("\\\n", " "))
+    argv = [arg.replace(f"runs/{run_dir.name}", str(run_dir)) for arg in command[command.index("flows.train") + 1 :]]
+    main(argv)
+    out = run_dir / "train"
+    sft, grpo = (json.loads((out / folder).read_text()) for folder in ("sft/sft_summary.json", "grpo-vas/summary.json"))
+    assert sft["steps"] == 2 and Path(sft["base_model"]).name == "tiny-vl"
+    rl = load_rl_dataset(curated_sets["rl"])
+    with_images = sum(bool(images) for images in rl["images"])
+    assert grpo["steps"] == 2 and grpo["rows"] == len(rl) and 0 < grpo["rows_with_images"] == with_images < len(rl)
+    table = (out / "evaluate" / "reports" / "comparison.md").read_text()
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[4:]]
+    benchmarks, models = ["mathvision_testmini", "logicvista"], ["base", "sft", "grpo-vas"]
+    assert [(row[0].strip(), row[1].strip()) for row in rows] == [(b, m) for b in benchmarks for m in models]
+    assert all(row[2].strip() == "2" and row[5].strip() == "0" for row in rows)  # 2 problems each, no failed generation
+    assert all(row[6].strip().startswith("first 2 of ") for row in rows)  # says it is a subset
+    for benchmark in benchmarks:
+        report = json.loads((out / "evaluate" / "reports" / benchmark / "report.json").read_text())
+        assert all(model["counts"]["images_dropped"] == 0 for model in report["models"].values())  # a VL model sees them
 
 
 @pytest.mark.gpu

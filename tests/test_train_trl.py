@@ -3,7 +3,6 @@ checkpoints and restores its VPS state, and the train flow validates a real RL s
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -12,13 +11,12 @@ import pytest
 from trl.trainer.utils import RepeatSampler
 
 from pipeline.models.tiny import build_tiny_text_lm, train_tokenizer
-from pipeline.prompts import chat_messages
 from pipeline.train.dataset import RLDatasetError, load_rl_dataset, load_validated_rl_dataset
 from pipeline.train.run import build_trainer, run_training
 from pipeline.train.config import TrainConfig, VASConfig
 from pipeline.train.trl_trainer import SAMPLER_DRAWS_FILE, VAS_HISTORY_FILE, VASGRPOTrainer, VASHistory
 from pipeline.train.vas import VPS_STATE_FILE, load_score_table
-from schemas import RL_SCHEMA
+from rl_rows import tabmwp_rl_rows, write_set
 
 SMOKE = dict(max_steps=2, max_rows=8, num_generations=2, prompts_per_step=2, max_completion_length=8)
 
@@ -31,35 +29,7 @@ def curated_rl_dir(curated_sets) -> Path:
 @pytest.fixture(scope="session")
 def tabmwp_rl_dir(tmp_path_factory, data_root) -> Path:
     """A few RL rows in the published columns, from real TabMWP problems and their table images."""
-    problems = json.loads((data_root / "tabmwp" / "problems.json").read_text(encoding="utf-8"))
-    rows = []
-    for source_id, problem in list(problems.items())[:6]:
-        png = (data_root / "tabmwp" / "tables" / f"{source_id}.png").read_bytes()
-        question_type = "multi_choice" if problem["ques_type"] == "multi_choice" else "free_form"
-        fields = {"question": problem["question"], "choices": problem["choices"], "unit": problem["unit"], "domain": "table_math"}
-        rows.append(
-            {
-                "problem_id": f"tabmwp-{source_id}",
-                "prompt": chat_messages(fields),
-                "images": [{"bytes": png, "path": None}],
-                "answer": problem["answer"],
-                "answer_type": {"integer_number": "integer", "decimal_number": "float"}.get(problem["ans_type"], "text"),
-                "question_type": question_type,
-                "choices": problem["choices"],
-                "precision": None,
-                "unit": problem["unit"],
-                "pass_rate": 0.5,
-                "num_rollouts": 0,
-                "source": "tabmwp",
-                "domain": "table_math",
-                "problem_type": "statistics",
-            }
-        )
-    features = datasets.Features.from_arrow_schema(RL_SCHEMA)
-    features["images"] = datasets.List(datasets.Image())
-    folder = tmp_path_factory.mktemp("tabmwp-rl")
-    datasets.Dataset.from_list(rows, features=features).to_parquet(str(folder / "data" / "train-00000-of-00001.parquet"))
-    return folder
+    return write_set(tabmwp_rl_rows(data_root, 6), tmp_path_factory.mktemp("tabmwp-rl"))
 
 
 @pytest.fixture(scope="session")

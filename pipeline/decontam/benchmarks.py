@@ -8,7 +8,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import field_validator
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from pipeline.config_base import StrictConfig
 from pipeline.dedupe.imagehash import phash_bytes
@@ -19,9 +21,13 @@ from pipeline.ingest.sources import ProblemFields, SourceAdapter, SourceConfig, 
 
 class BenchmarkConfig(StrictConfig):
     name: str  # becomes the column `contaminated_<name>`
-    format: str  # an ingest adapter: tabmwp, mathvista, gsm8k, hf
+    format: str  # an ingest adapter: tabmwp, mathvista, mathvision, gsm8k, or a generic one (json, jsonl, hf)
     path: str  # relative to the data root unless absolute
     limit: int | None = None
+    # For the generic adapters, as in SourceConfig: where the images are, and canonical field -> benchmark column.
+    image_root: str | None = None
+    columns: dict[str, str] = Field(default_factory=dict)
+    defaults: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -47,9 +53,7 @@ class BenchmarkItem:
 
 
 def adapter(config: BenchmarkConfig, data_root: Path) -> SourceAdapter:
-    source = SourceConfig(
-        name=config.name, format=config.format, path=config.path, domain="benchmark", limit=config.limit
-    )
+    source = SourceConfig(domain="benchmark", **config.model_dump())
     return make_adapter(source, data_root)
 
 

@@ -13,11 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 INTERVAL_METHOD = "percentile bootstrap over problems"
 REPORT_FILE, PLOT_FILE, TABLE_FILE = "report.json", "accuracy.png", "comparison.md"
@@ -86,14 +82,48 @@ def model_report(rows: Mapping[str, np.ndarray], confidence: float, resamples: i
 
 
 def comparison_table(reports: Mapping[str, dict]) -> str:
-    """Markdown: one row per model (checkpoint), overall then per level, accuracy [CI]."""
-    levels = sorted({level for report in reports.values() for level in report["by_level"]}, key=_natural)
-    header = "| model | problems | overall | " + " | ".join(f"level {level}" for level in levels) + " |"
-    lines = [header, "|" + " --- |" * (3 + len(levels))]
+    """Markdown: one row per model (checkpoint), overall then per level (level 0: none given), accuracy [CI]."""
+    levels = sorted({level for report in reports.values() for level in report["by_level"] if level != "0"}, key=_natural)
+    rows = [["model", "problems", "overall", *(f"level {level}" for level in levels)], ["---"] * (3 + len(levels))]
     for name, report in reports.items():
-        cells = [_cell(report["overall"])] + [_cell(report["by_level"][lv]) if lv in report["by_level"] else "-" for lv in levels]
-        lines.append(f"| {name} | {report['overall']['problems']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        by_level = [_cell(report["by_level"][lv]) if lv in report["by_level"] else "-" for lv in levels]
+        rows.append([name, str(report["overall"]["problems"]), _cell(report["overall"]), *by_level])
+    return _markdown(rows)
+
+
+def _markdown(rows: list[list]) -> str:
+    return "".join("| " + " | ".join(map(str, row)) + " |\n" for row in rows)
+
+
+def skipped_note(meta: Mapping) -> str:
+    """What a benchmark's scores leave out: rows beyond a limit, and rows that could not be evaluated as published."""
+    read, skipped = meta["rows_read"], meta["rows_skipped"]
+    note = f"first {read} of {meta['rows_in_file']} rows" if read < meta["rows_in_file"] else f"{read} rows"
+    if not skipped:
+        return note + ", all evaluated"
+    reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.items())
+    return f"{note}, {sum(skipped.values())} skipped ({reasons})"
+
+
+def summary_table(documents: Mapping[str, Mapping[str, dict]], metas: Mapping[str, Mapping]) -> str:
+    """Markdown over all benchmarks: one row per benchmark and checkpoint, as the paper's table reads."""
+    rows = [
+        ["benchmark", "model", "problems", "samples", "accuracy % [95% CI]", "failed generations", "benchmark rows"],
+        ["---", "---", "---:", "---:", "---", "---:", "---"],
+    ]
+    for benchmark, reports in documents.items():
+        for model, report in reports.items():
+            counts = report["counts"]
+            rows.append([benchmark, model, counts["problems"], counts["samples"], _cell(report["overall"]), counts["failed"],
+                         skipped_note(metas[benchmark])])
+    return _markdown(rows)
+
+
+def write_summary(out_dir: Path, documents: Mapping[str, Mapping[str, dict]], metas: Mapping[str, Mapping]) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / TABLE_FILE
+    path.write_text("# Evaluation\n\n" + summary_table(documents, metas), encoding="utf-8")
+    return path
 
 
 def _cell(accuracy: Mapping) -> str:
@@ -102,6 +132,10 @@ def _cell(accuracy: Mapping) -> str:
 
 def plot_by_subject(reports: Mapping[str, dict], path: Path, title: str) -> Path:
     """Grouped bars: accuracy per subject for each model, bootstrap CI as error bars; overall first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # here: configs import this package, and matplotlib takes a second
     subjects = ["overall"] + sorted({s for report in reports.values() for s in report["by_subject"]})
     width = 0.8 / max(1, len(reports))
     figure, axes = plt.subplots(figsize=(max(6, 0.6 * len(subjects) * max(1, len(reports)) ** 0.5 + 3), 4.5))
@@ -126,7 +160,8 @@ def write_reports(out_dir: Path, benchmark: str, reports: Mapping[str, dict], me
     out_dir.mkdir(parents=True, exist_ok=True)
     document = {"benchmark": benchmark, **meta, "interval": INTERVAL_METHOD, "models": dict(reports)}
     (out_dir / REPORT_FILE).write_text(json.dumps(document, indent=2), encoding="utf-8")
-    (out_dir / TABLE_FILE).write_text(f"# {benchmark}\n\n" + comparison_table(reports), encoding="utf-8")
+    table = f"# {benchmark}\n\n{skipped_note(meta)}\n\n" + comparison_table(reports)
+    (out_dir / TABLE_FILE).write_text(table, encoding="utf-8")
     plot_by_subject(reports, out_dir / PLOT_FILE, benchmark)
     return [out_dir / REPORT_FILE, out_dir / TABLE_FILE, out_dir / PLOT_FILE]
 

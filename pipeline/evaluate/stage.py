@@ -4,7 +4,8 @@ One shard is a slice of one benchmark (`<benchmark>-00000`), answered by every c
 samples (EVALUATION_SCHEMA). The backend is any of pipeline/generate (a vLLM server, vLLM in process,
 transformers, or recorded responses); each model to compare (base, SFT, GRPO + VAS checkpoints) is a teacher of
 it. A text-only model is asked without the images (counted as `images_dropped`), never given pixels it cannot
-read. Markers make finished shards free on a rerun; the report is rebuilt from the shards.
+read. A benchmark row that cannot be evaluated as published is quarantined with its reason (every model alike) and
+counted in the reports. Markers make finished shards free on a rerun; the report is rebuilt from the shards.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
 
-from pipeline.evaluate.benchmarks import BenchmarkConfig, open_benchmark
-from pipeline.evaluate.report import columns_by_model, model_report, write_reports
+from pipeline.evaluate.benchmarks import DEFAULT_BENCHMARKS, BenchmarkConfig, judge_labels, open_benchmark
+from pipeline.evaluate.report import columns_by_model, model_report, write_reports, write_summary
 from pipeline.generate.base import SamplingParams, TeacherConfig, build_request
 from pipeline.generate.factory import BackendConfig, backend_identity, make_backend
 from pipeline.io import StageDir, stable_hash
@@ -47,16 +48,24 @@ class EvalModel(StrictConfig):
         return "vision_config" in json.loads(config.read_text(encoding="utf-8"))
 
     def weights_identity(self) -> list:
-        """What a retrained checkpoint at the same path looks like (its weight files), so its scores are redone;
-        a served name stands for itself."""
-        folder = Path(self.path)
-        if not folder.is_dir():
-            return [self.path]
-        return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.glob("*.safetensors"))]
+        return weights_identity(self.path)
+
+
+def weights_identity(model: str | Path | None) -> list | None:
+    """What a retrained checkpoint at the same path looks like (its weight files by name, size and mtime; hashing
+    gigabytes of weights would cost more than it saves), so what was computed from it is redone; a name that is no
+    folder (a served model) stands for itself."""
+    if model is None:
+        return None
+    folder = Path(model)
+    if not folder.is_dir():
+        return [str(model)]
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.glob("*.safetensors"))]
 
 
 class EvaluateConfig(StrictConfig):
-    benchmarks: list[BenchmarkConfig] = Field(default_factory=lambda: [BenchmarkConfig()])
+    benchmarks: list[BenchmarkConfig] = Field(default_factory=lambda: list(DEFAULT_BENCHMARKS))
+    problems_per_benchmark: int | None = None  # the first N problems of every benchmark (over each one's own limit)
     models: list[EvalModel] = Field(default_factory=list)  # ignored by the recorded backend (its recordings are the models)
     backend: BackendConfig = BackendConfig(kind="transformers")
     samples: int = 1  # responses per problem and model
@@ -82,7 +91,7 @@ class EvaluateStage(Stage):
     def __init__(self, config: EvaluateConfig, data_root: Path):
         super().__init__(config)
         self.data_root = Path(data_root)
-        self.benchmarks = {b.name: open_benchmark(b, self.data_root) for b in config.benchmarks}
+        self.benchmarks = {b.name: open_benchmark(self._capped(b), self.data_root) for b in config.benchmarks}
         backend = config.backend.model_copy(update={"teachers": config.teachers()})
         self.recorded = backend.kind == "recorded"
         self.text_only = set() if self.recorded else {m.name for m in config.models if not m.is_vision()}
@@ -94,6 +103,10 @@ class EvaluateStage(Stage):
             "backend": build_logged(functools.partial(make_backend, self.backend_config, self.data_root)),
             "verifier": build_logged(functools.partial(Verifier, VerifierConfig(workers=self.config.verifier_workers))),
         }
+
+    def _capped(self, benchmark: BenchmarkConfig) -> BenchmarkConfig:
+        limits = [n for n in (benchmark.limit, self.config.problems_per_benchmark) if n is not None]
+        return benchmark.model_copy(update={"limit": min(limits)}) if limits else benchmark
 
     def fingerprint(self) -> str:
         benchmarks = {name: b.identity() for name, b in sorted(self.benchmarks.items())}
@@ -117,8 +130,8 @@ class EvaluateStage(Stage):
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         name, index = shard.rsplit("-", 1)
         start = int(index) * self.config.shard_size
-        benchmark = self.benchmarks[name]
-        problems = {p["problem_id"]: p for p in benchmark.problems(start, start + self.config.shard_size, not self.recorded)}
+        read, skipped = self.benchmarks[name].read(start, start + self.config.shard_size, not self.recorded)
+        problems = {p["problem_id"]: p for p in read}
         backend = self.resources["backend"]
         requests = [request for problem in problems.values() for request in self._requests(backend, problem)]
         results = {r.request_id: r for r in backend.stream(requests, self.config.chunk_size)}
@@ -128,7 +141,8 @@ class EvaluateStage(Stage):
         rows, stats = [], Counter(problems=len(problems), samples=len(requests))
         for request in requests:
             problem, result, verdict = problems[request.problem_id], results[request.request_id], verdicts.get(request.request_id)
-            stats["correct" if verdict and verdict.correct else "failed" if verdict is None else "wrong"] += 1
+            correct, reason = _decision(verdict, problem)
+            stats["correct" if correct else "failed" if verdict is None else "wrong"] += 1
             rows.append(
                 {
                     "benchmark": name,
@@ -141,13 +155,14 @@ class EvaluateStage(Stage):
                     "response": result.text,
                     "extracted": verdict.extracted if verdict else None,
                     "extraction_method": verdict.method if verdict else None,
-                    "correct": bool(verdict and verdict.correct),
-                    "reason": verdict.reason if verdict else "generation_failed",
+                    "correct": correct,
+                    "reason": reason,
                     "error": result.error,
                     "images_dropped": request.teacher in self.text_only and bool(problem["images"]),
                 }
             )
-        return ShardResult(pa.Table.from_pylist(rows, schema=EVALUATION_SCHEMA), stats=stats)
+        table = pa.Table.from_pylist(rows, schema=EVALUATION_SCHEMA)
+        return ShardResult(table, quarantined=skipped, stats=stats)
 
 
 def _item(text: str, problem: Mapping) -> VerifyItem:
@@ -160,21 +175,50 @@ def _item(text: str, problem: Mapping) -> VerifyItem:
     )
 
 
+def _decision(verdict, problem: Mapping) -> tuple[bool, str]:
+    """(correct, reason) of one sample: option labels are judged as a set, everything else by the verifier."""
+    if verdict is None:
+        return False, "generation_failed"
+    if problem["answer_labels"] is not None:
+        return judge_labels(verdict.extracted, problem["answer_labels"])
+    return verdict.correct, verdict.reason
+
+
+def skipped_rows(stage_dir: StageDir, shards: list[str]) -> Counter:
+    """The benchmark rows left out of a benchmark's shards, by reason (from the shard markers)."""
+    skipped = Counter()
+    for shard in shards:
+        stats = stage_dir.marker(shard).stats
+        skipped.update({key.removeprefix("quarantined_"): n for key, n in stats.items() if key.startswith("quarantined_")})
+    return skipped
+
+
 def build_reports(stage: EvaluateStage, run_dir: Path, out_dir: Path) -> dict[str, dict]:
-    """One report folder per benchmark (report.json, accuracy.png, comparison.md) from the finished shards."""
+    """One report folder per benchmark (report.json, accuracy.png, comparison.md) from the finished shards, and
+    `comparison.md` over all of them: one row per benchmark and checkpoint."""
     config: EvaluateConfig = stage.config
-    stage_dir, documents = StageDir(run_dir, STAGE_NAME), {}
+    stage_dir, documents, metas = StageDir(run_dir, STAGE_NAME), {}, {}
     columns = ["model", "problem_id", "subject", "level", "correct", "error", "images_dropped"]
-    for name in stage.benchmarks:
-        rows = [row for shard in stage.shards(name) for row in stage_dir.read(shard, columns=columns).to_pylist()]
+    for name, benchmark in stage.benchmarks.items():
+        shards = stage.shards(name)
+        rows = [row for shard in shards for row in stage_dir.read(shard, columns=columns).to_pylist()]
         by_model = columns_by_model(rows)
         reports = {
             model: model_report(values, config.confidence, config.bootstrap_resamples, seed=config.sampling.seed or 0)
             for model, values in by_model.items()
         }
-        meta = {"samples_per_problem": config.samples, "confidence": config.confidence, "resamples": config.bootstrap_resamples}
-        write_reports(out_dir / name, name, reports, meta)
+        skipped = skipped_rows(stage_dir, shards)
+        metas[name] = {
+            "samples_per_problem": config.samples,
+            "confidence": config.confidence,
+            "resamples": config.bootstrap_resamples,
+            "rows_in_file": benchmark.rows_in_file,
+            "rows_read": benchmark.count(),
+            "rows_skipped": dict(sorted(skipped.items())),
+        }
+        write_reports(out_dir / name, name, reports, metas[name])
         documents[name] = reports
+    write_summary(out_dir, documents, metas)
     return documents
 
 

@@ -1,13 +1,16 @@
 """Generation with transformers `generate`, for small CPU runs and as vLLM's throughput baseline.
 
 Each request is sampled on its own with its seed, so its text does not depend on what it was
-batched with. Text-only: a request with images fails with a stated reason (use vLLM for images).
+batched with. A vision-language model (its config has a `vision_config`) gets the request's images through its
+processor, laid out as TRL lays them out in training (ahead of the user's text); a text model given images fails
+the request with a stated reason.
 The reply's thinking is split off as for every backend (`GenerationResult.of_reply`); reasoning tokens
 are not counted here.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 from pipeline.config_base import StrictConfig
@@ -31,21 +34,32 @@ class TransformersBackend(GenerationBackend):
         self._models: dict[str, tuple] = {}
 
     def _load(self, model: str):
+        """(processor or tokenizer, model, whether it reads images), loaded once per model."""
         if model not in self._models:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            import pipeline.models  # noqa: F401  registers the tiny Qwen2.5-VL processor with AutoProcessor
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=self.config.trust_remote_code)
-            network = AutoModelForCausalLM.from_pretrained(model, trust_remote_code=self.config.trust_remote_code)
-            self._models[model] = (tokenizer, network.to(self.config.device).eval())
+            remote = self.config.trust_remote_code
+            vision = hasattr(AutoConfig.from_pretrained(model, trust_remote_code=remote), "vision_config")
+            processor_class, model_class = (AutoProcessor, AutoModelForImageTextToText) if vision else (AutoTokenizer, AutoModelForCausalLM)
+            network = model_class.from_pretrained(model, trust_remote_code=remote)
+            self._models[model] = (processor_class.from_pretrained(model, trust_remote_code=remote), network.to(self.config.device).eval(), vision)
         return self._models[model]
 
     def _one(self, request: GenerationRequest) -> GenerationResult:
         import torch
 
-        if request.images:
-            return GenerationResult(request.request_id, None, error="unsupported: the transformers backend is text-only")
-        tokenizer, model = self._load(request.model)
-        prompt = tokenizer.apply_chat_template(request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        processor, model, vision = self._load(request.model)
+        if request.images and not vision:
+            return GenerationResult(request.request_id, None, error="unsupported: a text-only model was given images")
+        messages = request.messages
+        if vision:
+            from PIL import Image
+            from trl import prepare_multimodal_messages
+
+            messages = prepare_multimodal_messages(messages, images=[Image.open(io.BytesIO(data)) for data in request.images])
+        tokenizer = getattr(processor, "tokenizer", processor)
+        prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_tensors="pt", return_dict=True)
         prompt = {k: v.to(self.config.device) for k, v in prompt.items()}
         generator_seed = request.seed if request.seed is not None else 0
         torch.manual_seed(generator_seed)

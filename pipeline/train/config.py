@@ -1,4 +1,5 @@
-"""Typed configs: VAS sampling (shared by the TRL trainer and the verl adapter), its peers, one GRPO + VAS run."""
+"""Typed configs: VAS sampling (shared by the TRL trainer and the verl adapter), its peers, what a run sets for SFT and
+for GRPO + VAS (`TrainOptions`, checked with a curate run's config), one GRPO + VAS run."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config_base import StrictConfig
+from pipeline.config_base import StrictConfig, runtime
+from pipeline.evaluate.stage import EvaluateConfig
 from pipeline.train.peers import DynamicSamplingConfig, GRESOConfig
 from pipeline.train.rewards import ACCURACY, RewardConfig
 from pipeline.train.vas import PosteriorConfig, VPSConfig
 
 Scorer = Literal["posterior", "vps"]
+StageName = Literal["sft", "grpo-vas", "evaluate"]  # the train chain's stages, in order
+STAGES: tuple[StageName, ...] = ("sft", "grpo-vas", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -53,17 +57,37 @@ def common_trainer_args(device: str, save_steps: int) -> dict:
     )
 
 
-class TrainConfig(StrictConfig):
-    rl_dataset_dir: Path
-    output_dir: Path
-    model_path: Path | None = None  # the base model; None: build a tiny one (VL when the set has images) under output_dir
+class SFTSettings(StrictConfig):
+    """What a run sets for cold-start SFT (`train.options.sft`); the chain adds the folders, base model and seed."""
+
+    max_steps: int = 2  # the set is a stream: steps, not epochs, bound the run (it wraps around at the end)
+    max_rows: int | None = None  # train on the first rows only (smoke runs, repeated-batch checks)
+    batch_size: int = 2
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 2e-5
+    lr_scheduler_type: str = "cosine"
+    warmup_steps: int = 0
+    max_length: int | None = 2048  # tokens per example, prompt + completion (image tokens included)
+    shuffle_buffer: int = 256  # seeded shuffle of the stream; 0 keeps the published order
+    save_steps: int = runtime(0)  # > 0: checkpoint that often (exact resume with `resume`)
+    resume: bool = runtime(False)  # continue from the newest checkpoint: the same model as an uninterrupted run
+    device: Literal["cpu", "auto"] = "cpu"
+
+    @model_validator(mode="after")
+    def _positive(self) -> SFTSettings:
+        if self.max_steps < 0 or self.batch_size < 1:
+            raise ValueError("max_steps must be >= 0 and batch_size >= 1")
+        return self
+
+
+class GRPOSettings(StrictConfig):
+    """What a run sets for GRPO + VAS (`train.options.grpo`); the chain adds the folders, base model and seed."""
+
     # Where GRPO starts: "sft" = the run's SFT output (`sft_model_dir`) when it holds a model, else the base model;
     # "base" = the base model; a path = that model folder.
     start_from: Literal["base", "sft"] | Path = "sft"
-    sft_model_dir: Path | None = None
     max_steps: int = 2  # 0: validate the RL set only
     max_rows: int | None = None  # train on the first rows only (smoke runs)
-    seed: int = 0
     num_generations: int = 4  # G, rollouts per prompt
     prompts_per_step: int = 2  # unique prompts per optimiser step (per device)
     max_completion_length: int = 32
@@ -72,8 +96,8 @@ class TrainConfig(StrictConfig):
     temperature: float = 1.0
     beta: float = 0.0  # KL coefficient; 0 skips the reference model
     max_grad_norm: float = 1.0
-    save_steps: int = 0  # > 0: checkpoint (weights + VPS state + sampler draws) that often
-    resume: bool = False  # continue from the newest checkpoint in output_dir, if there is one
+    save_steps: int = runtime(0)  # > 0: checkpoint (weights + VPS state + sampler draws) that often
+    resume: bool = runtime(False)  # continue from the newest checkpoint in output_dir: the same run as uninterrupted
     # On CPU, TRL's vLLM mode fails at the first weight sync: generate with transformers there.
     use_vllm: bool = False
     device: Literal["cpu", "auto"] = "cpu"
@@ -85,12 +109,28 @@ class TrainConfig(StrictConfig):
     pre_rollout_skip: GRESOConfig | None = None
 
     @model_validator(mode="after")
-    def _steps_non_negative(self) -> TrainConfig:
+    def _steps_non_negative(self) -> GRPOSettings:
         if self.max_steps < 0:
             raise ValueError("max_steps must be >= 0")
         if self.pre_rollout_skip is not None and self.vas.vas_lambda > 0:
             raise ValueError("pre_rollout_skip replaces the prompt sampler: set vas.vas_lambda = 0")
         return self
+
+
+class TrainOptions(StrictConfig):
+    """Per-stage settings of the train chain: `train.options` of a curate run, `options` of the train flow."""
+
+    sft: SFTSettings = SFTSettings()
+    grpo: GRPOSettings = GRPOSettings()
+    evaluate: EvaluateConfig = EvaluateConfig()  # `models` empty: the chain's checkpoints
+
+
+class TrainConfig(GRPOSettings):
+    rl_dataset_dir: Path
+    output_dir: Path
+    model_path: Path | None = None  # the base model; None: build a tiny one (VL when the set has images) under output_dir
+    sft_model_dir: Path | None = None
+    seed: int = 0
 
     def grpo_args(self):
         """TRL's GRPOConfig for this run (imported here: TRL is heavy and validation-only runs skip it)."""

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 
 Streak = Literal["easy", "hard"]
 
@@ -56,6 +55,8 @@ def _pad_value(key: str, pad_token_id: int) -> int:
 def concat_rollout_rows(outputs: Sequence[Mapping], rows: Sequence[tuple[int, int]], pad_token_id: int) -> dict:
     """The rows `(output, row)` of several TRL rollout batches as one batch: per-row tensors selected and re-padded
     (prompt side on the left, completion side on the right, as TRL pads them), `num_items_in_batch` recounted."""
+    import torch  # here: configs import this module, and importing torch takes seconds
+
     first = outputs[0]
     merged: dict = {}
     for key, value in first.items():

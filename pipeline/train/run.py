@@ -44,15 +44,19 @@ def is_model_dir(path: Path | None) -> bool:
     return path is not None and (Path(path) / "config.json").exists()
 
 
-def start_model(config: TrainConfig, report: RLDatasetReport) -> Path:
-    """The weights GRPO starts from (see TrainConfig.start_from)."""
+def chosen_start(config: TrainConfig) -> Path | None:
+    """The weights GRPO starts from (see TrainConfig.start_from); None: a tiny model, built for the set."""
     if isinstance(config.start_from, Path):
         if not is_model_dir(config.start_from):
             raise FileNotFoundError(f"start_from={config.start_from}: no model there (config.json missing)")
         return config.start_from
     if config.start_from == "sft" and is_model_dir(config.sft_model_dir):
         return config.sft_model_dir
-    return config.model_path or ensure_model(config.output_dir, config.seed, vision=bool(report.rows_with_images))
+    return config.model_path
+
+
+def start_model(config: TrainConfig, report: RLDatasetReport) -> Path:
+    return chosen_start(config) or ensure_model(config.output_dir, config.seed, vision=bool(report.rows_with_images))
 
 
 def save_trained_model(trainer, base: Path, out_dir: Path) -> Path:

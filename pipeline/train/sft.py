@@ -16,40 +16,18 @@ from pathlib import Path
 from typing import Literal
 
 import datasets
-from pydantic import model_validator
-
-from pipeline.config_base import StrictConfig
-
-from pipeline.train.config import common_trainer_args
+from pipeline.train.config import SFTSettings, common_trainer_args
 from pipeline.train.run import ensure_model, is_vision_model, load_processing_class, save_trained_model
 
 SFT_SUMMARY_FILE = "sft_summary.json"
 SFT_METRICS_FILE = "sft_metrics.jsonl"
 
 
-class SFTStageConfig(StrictConfig):
+class SFTStageConfig(SFTSettings):
     cold_start_dir: Path
     output_dir: Path
     model_path: Path | None = None  # None: a tiny model (VL when the set has images) under output_dir
-    max_steps: int = 2  # the set is a stream: steps, not epochs, bound the run (it wraps around at the end)
-    max_rows: int | None = None  # train on the first rows only (smoke runs, repeated-batch checks)
-    batch_size: int = 2
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 2e-5
-    lr_scheduler_type: str = "cosine"
-    warmup_steps: int = 0
-    max_length: int | None = 2048  # tokens per example, prompt + completion (image tokens included)
-    shuffle_buffer: int = 256  # seeded shuffle of the stream; 0 keeps the published order
     seed: int = 0
-    save_steps: int = 0  # > 0: checkpoint that often (exact resume with `resume`)
-    resume: bool = False
-    device: Literal["cpu", "auto"] = "cpu"
-
-    @model_validator(mode="after")
-    def _positive(self) -> SFTStageConfig:
-        if self.max_steps < 0 or self.batch_size < 1:
-            raise ValueError("max_steps must be >= 0 and batch_size >= 1")
-        return self
 
     def sft_args(self):
         from trl import SFTConfig

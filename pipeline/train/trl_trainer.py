@@ -67,6 +67,21 @@ class VASHistory:
         return cls(**values)
 
 
+def with_image_lists(rows: list[dict]) -> list[dict]:
+    """Rows as TRL reads a VL batch: a row without images holds `images: []`. The published set stores null there,
+    and TRL takes a batch for text-only only when every row's list is empty (then no processor sees images)."""
+    if not rows or "images" not in rows[0]:
+        return rows
+    return [row if row["images"] is not None else {**row, "images": []} for row in rows]
+
+
+def processor_image_lists(images: list | None) -> list | None:
+    """TRL's per-prompt image lists as its generation returns them (None for a prompt without images, what its vLLM
+    path wants) -> what a transformers processor takes for a mixed batch: [] for a prompt without images (it
+    rejects None). TRL 1.16 hands the former to the processor for the training forward pass."""
+    return None if images is None else [prompt_images or [] for prompt_images in images]
+
+
 def zero_variance_fraction(groups: list[list[float]]) -> float:
     """Share of rollout groups whose rewards are all equal (GRPO's advantage is 0 for every rollout in them)."""
     return float(np.mean([max(g) - min(g) <= 1e-9 for g in groups])) if groups else math.nan
@@ -149,12 +164,20 @@ class VASGRPOTrainer(GRPOTrainer):
             )
         return self._vas_sampler
 
+    def _rollout(self, inputs):
+        """TRL's generation and scoring of one batch of rows (any mix of rows with and without images)."""
+        return super()._generate_and_score_completions(with_image_lists(inputs))
+
+    def _generate(self, prompts):
+        *outputs, images, tool_images = super()._generate(prompts)
+        return (*outputs, processor_image_lists(images), tool_images)
+
     def _generate_and_score_completions(self, inputs):
         if not self.model.training or self._scoring:
-            return super()._generate_and_score_completions(inputs)
+            return self._rollout(inputs)
         self._step_groups = []
         if self.dynamic_sampling is None:
-            output = super()._generate_and_score_completions(inputs)
+            output = self._rollout(inputs)
         else:
             output = self._dynamically_sampled(inputs)
         started = time.perf_counter()
@@ -170,7 +193,7 @@ class VASGRPOTrainer(GRPOTrainer):
         outputs, rounds = [], []
         candidates = inputs
         for round_number in range(self.dynamic_sampling.max_rounds):
-            outputs.append(super()._generate_and_score_completions(candidates))
+            outputs.append(self._rollout(candidates))
             rounds.append(self._last_informative)
             if sum(sum(flags) for flags in rounds) >= batch:
                 break
