@@ -43,9 +43,7 @@ OWN_DATA_ROWS = 8  # rows of each "your own data" source
 COMMAND_TIMEOUT_S = 600
 # A block that fails on this branch for a reason fixed elsewhere: its test is xfail(strict=True), so it
 # fails the suite the moment it starts to pass, and the entry goes (key: the block's first command).
-EXPECTED_TO_FAIL = {
-    "make train RUN=default SFT_STEPS=50 STEPS=20": "fixed on branch train",
-}
+EXPECTED_TO_FAIL: dict[str, str] = {}  # block name -> why it fails for now (xfail, strict)
 
 _MARKER = re.compile(r"^<!--\s*(not runnable|runnable)\s*(?::\s*(.*?))?\s*-->$")
 _FENCE = re.compile(r"^(\s*)```(\S*)\s*$")
