@@ -123,6 +123,7 @@ RL_SCHEMA = pa.schema(
         ("unit", pa.string()),
         ("pass_rate", pa.float64()),
         ("num_rollouts", pa.int32()),
+        ("num_correct", pa.int32()),  # the counts behind pass_rate: VAS seeds its scores from them
         ("source", pa.string()),
         ("domain", pa.string()),
         ("problem_type", pa.string()),

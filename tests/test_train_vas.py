@@ -114,6 +114,20 @@ def test_score_table_seeded_pass_rates_and_fixed_prior():
     assert table.scores["b"].pass_rate == pytest.approx(0.75)
 
 
+def test_seeding_from_counts_weighs_the_evidence_the_curated_rollouts_are():
+    vps = VPSScoreTable(VPSConfig())
+    vps.seed_counts("two", 1, 2)  # stopped early: one right, one wrong
+    vps.seed_counts("none", 0, 0)  # no counted rollout: stays unscored
+    assert vps.scores["two"].pass_rate == pytest.approx(0.5) and "none" not in vps.scores
+    vps.seed_counts("easy", 2, 2)  # the posterior mean, not the raw 1.0: OVS stays positive
+    assert vps.scores["easy"].pass_rate == pytest.approx(0.75)
+    posterior = PosteriorScoreTable(PosteriorConfig(seed_rollouts=8.0))
+    posterior.seed_counts("few", 1, 2)
+    posterior.seed_pass_rate("many", 0.5)  # a bare pass rate counts as seed_rollouts rollouts
+    assert (posterior.scores["few"].right, posterior.scores["few"].wrong) == (1.0, 1.0)
+    assert (posterior.scores["many"].right, posterior.scores["many"].wrong) == (4.0, 4.0)
+
+
 def test_score_table_save_load_round_trip(tmp_path):
     config = VPSConfig(ovs_weight=0.7, tds_weight=0.3, diversity=DiversityConfig("self_bleu", 3))
     table = VPSScoreTable(config)

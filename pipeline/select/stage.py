@@ -97,6 +97,7 @@ class RLStage(_PlannedStage):
                     **{name: problem[name] for name in ANSWER_FIELDS},
                     "pass_rate": score["pass_rate"],
                     "num_rollouts": score["num_rollouts"],
+                    "num_correct": score["num_correct"],
                     "source": problem["source"],
                     "domain": problem["domain"],
                     "problem_type": problem_type,

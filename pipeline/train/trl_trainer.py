@@ -122,7 +122,11 @@ class VASGRPOTrainer(GRPOTrainer):
         self.score_table = self._new_score_table()
         self.skip_state = GRESOState(pre_rollout_skip) if pre_rollout_skip is not None else None
         self.prompt_ids: list[str] = [str(x) for x in self.train_dataset[vas.prompt_id_column]]
-        if vas.seed_from_pass_rate and vas.scoring_rollouts == 0 and "pass_rate" in self.train_dataset.column_names:
+        columns = self.train_dataset.column_names
+        if vas.seed_from_pass_rate and vas.scoring_rollouts == 0 and {"num_correct", "num_rollouts"} <= set(columns):
+            for prompt_id, right, rollouts in zip(self.prompt_ids, self.train_dataset["num_correct"], self.train_dataset["num_rollouts"]):
+                self.score_table.seed_counts(prompt_id, right or 0, rollouts or 0)
+        elif vas.seed_from_pass_rate and vas.scoring_rollouts == 0 and "pass_rate" in columns:  # a set published without counts
             for prompt_id, pass_rate in zip(self.prompt_ids, self.train_dataset["pass_rate"]):
                 self.score_table.seed_pass_rate(prompt_id, pass_rate)
         self.vas_history = VASHistory()

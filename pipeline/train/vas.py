@@ -143,6 +143,12 @@ class VPSScoreTable:
         """Initialise p from an offline estimate (the RL set's `pass_rate`); TDS stays unknown until rollouts."""
         if prompt_id not in self.scores and pass_rate is not None and not math.isnan(pass_rate):
             self.scores[prompt_id] = PromptScore(float(pass_rate), None, 0)
+
+    def seed_counts(self, prompt_id: str, num_correct: int, num_rollouts: int) -> None:
+        """Initialise p from the curated rollouts as counts: their posterior mean under a flat prior, so a pass rate
+        from two rollouts (generation stops once selection is settled) starts less extreme than one from sixteen."""
+        if prompt_id not in self.scores and num_rollouts:
+            self.scores[prompt_id] = PromptScore((num_correct + 1) / (num_rollouts + 2), None, 0)
             self._version += 1
 
     def update(self, prompt_id: str, rewards: Sequence[float], completion_token_ids: Sequence[TokenIds]) -> None:
@@ -309,6 +315,11 @@ class PosteriorScoreTable:
         if prompt_id not in self.scores and pass_rate is not None and not math.isnan(pass_rate):
             k = self.config.seed_rollouts
             self.scores[prompt_id] = PosteriorScore(float(pass_rate) * k, (1 - float(pass_rate)) * k, self.batches)
+
+    def seed_counts(self, prompt_id: str, num_correct: int, num_rollouts: int) -> None:
+        """The curated rollouts are evidence as they are: right and wrong counts, weighing as many as there were."""
+        if prompt_id not in self.scores and num_rollouts:
+            self.scores[prompt_id] = PosteriorScore(float(num_correct), float(num_rollouts - num_correct), self.batches)
 
     def update(self, prompt_id: str, rewards: Sequence[float], completion_token_ids: Sequence[TokenIds] = ()) -> None:
         """Fold one group in: its rewards (clipped to [0, 1]) add to the right and wrong counts."""
