@@ -8,7 +8,7 @@ the difficulty stage:
   random order in which sampling could have met the same replies;
 - the bench_scale stub corpus, whose stub policy has a per-problem accuracy drawn from Beta(a, b) (`--spread`) and
   whose stub teacher also solves half of what the policy misses (stated in the output), `--rollouts` rollouts and
-  `--teacher-samples` teacher samples a problem.
+  `--teacher-samples` teacher samples a problem (its replies are drawn from the request ids, so one order).
 Reported per adaptive run against its fixed run: policy rollouts and teacher requests made (and the ratio), tokens
 made per role (prompt + completion + reasoning; the recordings count completion words, the stub ~4 chars a token),
 the generate stage's wall time, agreement of the RL-set eligibility and of the cold-start difficulty band, the
@@ -76,9 +76,10 @@ def generate(base: Path, run_dir: Path, shards: list[str], make_stage: Callable[
     difficulty, verified = {}, Counter()
     for shard in shards:
         run_shard(DifficultyStage(CONFIG.score), run_dir, shard)
-        difficulty |= {d["problem_id"]: (d["num_correct"], d["num_rollouts"]) for d in StageDir(run_dir, "difficulty").read(shard).to_pylist()}
+        # by shard and problem: an exact copy in another shard (the stub corpus plants them) is another row
+        difficulty |= {(shard, d["problem_id"]): (d["num_correct"], d["num_rollouts"]) for d in StageDir(run_dir, "difficulty").read(shard).to_pylist()}
         rows = StageDir(run_dir, "generations").read(shard, columns=["problem_id", "role", "correct", "quality_ok"]).to_pylist()
-        verified.update(r["problem_id"] for r in rows if r["role"] == "teacher" and r["correct"] and r["quality_ok"])
+        verified.update((shard, r["problem_id"]) for r in rows if r["role"] == "teacher" and r["correct"] and r["quality_ok"])
     return {"stats": stats, "wall_s": wall, "difficulty": difficulty, "verified": verified}
 
 
@@ -148,7 +149,7 @@ def stub(args: argparse.Namespace, work: Path) -> dict:
         identity = {"stub": [args.cot_chars, args.spread, args.rollouts, args.teacher_samples]}
         return StubGenerateStage(CONFIG.generate, factory, identity, run_dir, verify=CONFIG.verify, rules=rules)
 
-    return side_by_side("stub", base, shards, make_stage, args.orders, work)
+    return side_by_side("stub", base, shards, make_stage, 1, work)  # the stub draws from request ids: one order only
 
 
 def summary_line(name: str, runs: list[dict]) -> str:
@@ -178,7 +179,7 @@ def print_runs(name: str, runs: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--orders", type=int, default=5, help="adaptive runs, each with another seed (replay / sampling order)")
+    parser.add_argument("--orders", type=int, default=5, help="adaptive runs on the recordings, each with another replay order (seed)")
     parser.add_argument("--mathvision-problems", type=int, default=None, help="the first N MATH-V problems (default: all 3,040)")
     parser.add_argument("--stub-problems", type=int, default=20_000)
     parser.add_argument("--spread", type=float, nargs=2, default=[1.0, 1.0], metavar=("A", "B"),
