@@ -76,8 +76,10 @@ def stage_summary_line(summary: Mapping) -> str:
 
 
 class QuietConsoleFilter(logging.Filter):
-    """The console's filter in flows/logging.yml: when quiet (`MMR_QUIET`), only summary lines and warnings pass;
-    the run's other lines still reach the Prefect API and the run's log file."""
+    """The console's filter in flows/logging.yml: when quiet (`MMR_QUIET`), Prefect's own lines below WARNING pass
+    only if they are summary lines; they still reach the Prefect API and the run's log file. Loggers a user turned
+    on for the console (e.g. `PREFECT_LOGGING_ROOT_LEVEL=INFO`) are left alone."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not quiet_by_default() or record.levelno >= logging.WARNING or bool(getattr(record, "mmr_summary", False))
+        chatter = record.name.startswith("prefect") and record.levelno < logging.WARNING
+        return not (chatter and quiet_by_default()) or bool(getattr(record, "mmr_summary", False))

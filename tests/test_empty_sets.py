@@ -9,6 +9,7 @@ and none qualifies for the RL set."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ import yaml
 
 from pipeline.io import StageDir
 from pipeline.paths import REPO_ROOT
+from pipeline.progress import QUIET_ENV, SUMMARY as LINE, QuietConsoleFilter, stage_summary_line
 from pipeline.publish import PublishConfig, publish_dataset
 from pipeline.publish.dataset import published_empty_reason, published_rows
 from pipeline.publish.empty import empty_set_reason
@@ -76,6 +78,25 @@ def test_an_empty_set_is_published_loadable_with_its_features_and_exports_nothin
     assert export_published("rl", folder) is None and not stale.exists()
     assert export_for_trainers(None, folder, tmp_path / "exports") == {"verl": f"skipped, the rl set is empty: {reason}"}
     assert not (tmp_path / "exports" / "verl").exists()
+
+
+def test_quiet_console_keeps_summaries_warnings_and_loggers_a_user_turned_on(monkeypatch):
+    def record(name, level, **extra):
+        entry = logging.LogRecord(name, level, __file__, 0, "line", None, None)
+        entry.__dict__.update(extra)
+        return entry
+
+    records = [record("prefect.flow_runs", logging.INFO), record("prefect.flow_runs", logging.INFO, **LINE),
+               record("prefect.flow_runs", logging.WARNING), record("prefect", logging.INFO), record("pipeline.stage", logging.INFO)]
+    console = QuietConsoleFilter()
+    monkeypatch.setenv(QUIET_ENV, "0")
+    assert [console.filter(r) for r in records] == [True] * 5
+    monkeypatch.setenv(QUIET_ENV, "1")
+    assert [console.filter(r) for r in records] == [False, True, True, False, True]
+    counts = {"rows_in": 5, "rows_out": 4, "dropped_duplicate": 1, "near_duplicates": 0, "representatives": 1200}
+    assert stage_summary_line({"stage": "dedupe", "shards": 1, "counts": counts}) == (
+        "dedupe: 5 rows in, 4 out, 1 shard; dropped_duplicate 1, representatives 1,200"
+    )
 
 
 # --- the flow, run directly as a user runs it -----------------------------------------------------------------
