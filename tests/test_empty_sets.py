@@ -28,7 +28,8 @@ from pipeline.publish.dataset import published_empty_reason, published_rows
 from pipeline.publish.empty import empty_set_reason
 from pipeline.publish.exports import export_for_trainers, export_published
 from pipeline.select.plan import SelectConfig
-from schemas import RL_SCHEMA, hf_features
+from pipeline.stage import run_shard
+from schemas import PROBLEM_SCHEMA, RL_SCHEMA, hf_features
 
 SETTINGS = SelectConfig().model_dump()
 
@@ -78,6 +79,16 @@ def test_an_empty_set_is_published_loadable_with_its_features_and_exports_nothin
     assert export_published("rl", folder) is None and not stale.exists()
     assert export_for_trainers(None, folder, tmp_path / "exports") == {"verl": f"skipped, the rl set is empty: {reason}"}
     assert not (tmp_path / "exports" / "verl").exists()
+
+
+def test_a_run_without_problems_clusters_nothing_instead_of_failing(tmp_path):
+    from pipeline.score.diversity import ClusterCentroids, DiversityStage, DiversityStageConfig
+
+    StageDir(tmp_path, "problems").write("a", PROBLEM_SCHEMA.empty_table(), "h", {})
+    config = DiversityStageConfig()
+    index = ClusterCentroids(config).prepare(tmp_path, ["a"])
+    marker = run_shard(DiversityStage(config, index), tmp_path, "a")
+    assert marker.rows == 0 and StageDir(tmp_path, "diversity").read("a").num_rows == 0
 
 
 def test_quiet_console_keeps_summaries_warnings_and_loggers_a_user_turned_on(monkeypatch):
