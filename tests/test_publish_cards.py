@@ -97,7 +97,7 @@ def published(folder, columns):
 
 
 def statistic(value: float) -> str:
-    return f"{round(value, 1):g}"
+    return f"{value:.1f}".removesuffix(".0")
 
 
 def p90(values: list[int]) -> float:

@@ -208,7 +208,8 @@ def file_groups(shard_bytes: list[int], max_bytes: int) -> list[list[int]]:
 
 
 def _statistic(value: float) -> str:
-    return f"{round(float(value), 1):g}"
+    """To one decimal, without a trailing ".0"."""
+    return f"{float(value):.1f}".removesuffix(".0")
 
 
 def publish_dataset(
