@@ -17,14 +17,18 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.progress import wait_with_progress
+from flows.progress import run_log_file, wait_with_progress
 from flows.runners import release_on_workers, task_runner_for, workers_api
 from pipeline.config import RunConfig, load_config, save_resolved
+from pipeline.generate.cost import generation_cost, write_cost
+from pipeline.generate.stage import GenerateStage
 from pipeline.graph import SETS, curation_graph
 from pipeline.index import GlobalStep
 from pipeline.io import write_json_atomic
-from pipeline.progress import QUIET_ENV
+from pipeline.progress import QUIET_ENV, SUMMARY, stage_summary_line
 from pipeline.publish import publish_dataset, push_folder
+from pipeline.publish.dataset import published_empty_reason, published_rows
+from pipeline.publish.empty import empty_set_reason
 from pipeline.publish.exports import export_published
 from pipeline.stage import Stage, run_shard, summarise_stage
 from schemas import COLD_START_SCHEMA, RL_SCHEMA
@@ -60,7 +64,7 @@ def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
     logger = get_run_logger()
     if any(report["released"] for report in released):
         logger.info("%s: released %s", stage.name, "; ".join(f"{r['released']} in process {r['pid']}" for r in released if r["released"]))
-    logger.info("%s: %s", stage.name, summary["counts"])
+    logger.info(stage_summary_line(summary), extra=SUMMARY)
     return summary
 
 
@@ -69,10 +73,21 @@ def _publish(config: RunConfig, stage: Stage, shards: list[str], lineage: list[d
         "cold_start": (COLD_START_SCHEMA, config.publish.cold_start_repo_id),
         "rl": (RL_SCHEMA, config.publish.rl_repo_id),
     }[which]
+    """Publish the set; an empty one is published too, its card saying why, and nothing is exported or pushed
+    (a push would replace the repository's last set with no rows)."""
     licenses = {source.name: source.license for source in config.sources}
-    folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards, licenses)
-    if config.publish.trainer_exports:
-        get_run_logger().info("%s: trainer export at %s", stage.name, export_published(stage.name, folder))
+    empty = lineage[-1]["counts"]["rows_out"] == 0
+    reason = empty_set_reason(stage.name, lineage, config.select.model_dump()) if empty else None
+    generated = next(s["counts"] for s in lineage if s["stage"] == GenerateStage.name)
+    cost = generation_cost(config.run_dir, shards, generated)
+    write_cost(config.run_dir, cost)
+    folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards, licenses, reason, cost)
+    export = export_published(stage.name, folder) if config.publish.trainer_exports else None  # None when empty
+    if empty:
+        get_run_logger().warning("%s: empty set at %s, trainer export and Hub push skipped: %s", stage.name, folder, reason)
+        return str(folder)
+    line = f"{stage.name}: {lineage[-1]['counts']['rows_out']:,} rows published at {folder}"
+    get_run_logger().info(f"{line}; trainer export at {export}" if export else line, extra=SUMMARY)
     if config.publish.push_to_hub and repo_id:
         push_folder(
             folder,
@@ -84,12 +99,24 @@ def _publish(config: RunConfig, stage: Stage, shards: list[str], lineage: list[d
     return str(folder)
 
 
+TRAINS = {"cold_start": "SFT", "rl": "GRPO + VAS"}  # what the train chain does with each set
+
+
 def _trigger_training(config: RunConfig, published: dict[str, str]) -> None:
-    """The train chain on the sets just published: SFT on the cold-start set (when built), GRPO + VAS on the RL set."""
+    """The train chain on the sets just published: SFT on the cold-start set (when built), GRPO + VAS on the RL set.
+    An empty set is left out, with the reason its card gives; with neither set to train on, nothing starts."""
+    usable = {}
+    for name, folder in published.items():
+        if published_rows(folder):
+            usable[name] = folder
+        else:
+            get_run_logger().warning("train: %s skipped, the %s set is empty: %s", TRAINS[name], name, published_empty_reason(folder))
+    if not usable:
+        return
     parameters = {
         "output_dir": str(config.run_dir / "train"),
-        "rl_dataset_dir": published["rl"],
-        "cold_start_dir": published.get("cold_start"),
+        "rl_dataset_dir": usable.get("rl"),
+        "cold_start_dir": usable.get("cold_start"),
         "stages": list(config.train.stages),
         "sft_steps": config.train.sft_steps,
         "max_steps": config.train.max_steps,
@@ -145,12 +172,12 @@ def main() -> None:
     parser.add_argument("--target", choices=["all", "cold_start", "rl"], default="all")
     parser.add_argument("--config", help="YAML run config (default: the embedded one on the shared data)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. run_name=demo ingest.shard_size=200")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars (the Prefect artifacts are still published)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars; only the stage summaries and the published folders")
     args = parser.parse_args()
     if args.quiet:
         os.environ[QUIET_ENV] = "1"
     config = load_config(args.config, args.overrides)
-    with workers_api(config.task_runner) as api_url:
+    with workers_api(config.task_runner) as api_url, run_log_file(config.run_dir / "logs" / "curate.log"):
         runner = task_runner_for(config.task_runner, api_url)
         published = curate.with_options(task_runner=runner)(args.target, args.config, args.overrides)
     for name, folder in published.items():

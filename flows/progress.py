@@ -1,11 +1,24 @@
-"""A stage's shard tasks as they finish: a terminal bar, and a Prefect progress artifact in the UI."""
+"""What a run shows while it works: a stage's shard tasks as they finish (a terminal bar, and a Prefect
+progress artifact in the UI), and the run's log file.
+
+The console itself is configured in flows/logging.yml (Prefect's logging settings): per-task lines go to
+the Prefect API, not the terminal.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
+from prefect.logging.formatters import PrefectFormatter
 
 from pipeline.progress import ShardProgress
+
+RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 
 
 def wait_with_progress(stage: str, futures: list[PrefectFuture]) -> None:
@@ -14,6 +27,32 @@ def wait_with_progress(stage: str, futures: list[PrefectFuture]) -> None:
     progress = ShardProgress(stage, len(futures), on_update=lambda p: update_progress_artifact(artifact, p.percent, p.describe()))
     try:
         for future in as_completed(futures):
+            future.wait()  # keeps the final state on the future: `state` would otherwise ask the API, which may lag
             progress.shard_done(future.result()["rows"] if future.state.is_completed() else 0)
     finally:
         progress.close()
+
+
+@contextmanager
+def run_log_file(path: Path) -> Iterator[Path]:
+    """Every flow-run and task-run line of this process, appended to `path` while the block runs (the lines the
+    terminal leaves out included), with Prefect's own formatter and the date. Task runs on Dask or Ray workers
+    log in their own processes: their lines are in the Prefect API."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        PrefectFormatter(
+            format="%(asctime)s | %(levelname)-7s | %(name)s - %(message)s",
+            flow_run_fmt="%(asctime)s | %(levelname)-7s | Flow run %(flow_run_name)r - %(message)s",
+            task_run_fmt="%(asctime)s | %(levelname)-7s | Task run %(task_run_name)r - %(message)s",
+        )
+    )
+    loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield path
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        handler.close()

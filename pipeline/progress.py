@@ -1,15 +1,18 @@
-"""Progress of a stage's shards: done / total, rows/s and ETA, as a terminal bar and through a callback.
+"""Progress of a stage's shards: done / total, rows/s and ETA, as a terminal bar and through a callback;
+and the one summary line a stage leaves on the console.
 
 Pure bookkeeping: the flow turns the callback into a Prefect progress artifact, a direct run only
-draws the bar. `MMR_QUIET=1` (or `quiet=True`) turns the bar off, e.g. in CI logs.
+draws the bar. `MMR_QUIET=1` (or `quiet=True`) turns the bar off, e.g. in CI logs, and leaves only the
+summary lines on the console (`QuietConsoleFilter`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from tqdm import tqdm
 
@@ -56,3 +59,27 @@ class ShardProgress:
 
     def close(self) -> None:
         self._bar.close()
+
+
+# `extra` of the log records a quiet console still shows: one summary line per stage, the published sets.
+SUMMARY = {"mmr_summary": True}
+
+
+def stage_summary_line(summary: Mapping) -> str:
+    """A stage's stats (`pipeline.stage.summarise_stage`) in one line: rows in and out, its other non-zero counts."""
+    counts = dict(summary["counts"])
+    rows_in, rows_out = counts.pop("rows_in", 0), counts.pop("rows_out", 0)
+    rest = ", ".join(f"{name} {value:,}" for name, value in counts.items() if value)
+    shards = summary["shards"]
+    line = f"{summary['stage']}: {rows_in:,} rows in, {rows_out:,} out, {shards} shard{'' if shards == 1 else 's'}"
+    return f"{line}; {rest}" if rest else line
+
+
+class QuietConsoleFilter(logging.Filter):
+    """The console's filter in flows/logging.yml: when quiet (`MMR_QUIET`), Prefect's own lines below WARNING pass
+    only if they are summary lines; they still reach the Prefect API and the run's log file. Loggers a user turned
+    on for the console (e.g. `PREFECT_LOGGING_ROOT_LEVEL=INFO`) are left alone."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        chatter = record.name.startswith("prefect") and record.levelno < logging.WARNING
+        return not (chatter and quiet_by_default()) or bool(getattr(record, "mmr_summary", False))

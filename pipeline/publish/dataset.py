@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from pipeline.config_base import StrictConfig
+from pipeline.generate.cost import total_tokens
 from pipeline.io import PARQUET_OPTIONS, StageDir
 from pipeline.paths import REPO_ROOT
 from schemas import hf_features
@@ -39,9 +40,14 @@ class PublishConfig(StrictConfig):
     trainer_exports: bool = True  # also write LLaMA-Factory / verl layouts beside the folders (publish/exports.py)
 
 
-def _with_features(table: pa.Table, schema: pa.Schema) -> pa.Table:
+EMPTY_REASON_KEY = b"mmr_empty_reason"  # Parquet key-value metadata of an empty set's file
+
+
+def _with_features(table: pa.Table, schema: pa.Schema, empty_reason: str | None = None) -> pa.Table:
     features = hf_features(schema)
     metadata = {b"huggingface": json.dumps({"info": {"features": features.to_dict()}}).encode()}
+    if empty_reason:
+        metadata[EMPTY_REASON_KEY] = empty_reason.encode()
     return table.replace_schema_metadata(metadata)
 
 
@@ -78,11 +84,21 @@ def _plot_cluster_sizes(sizes: dict[str, int], title: str, path: Path) -> None:
         axis.bar(range(len(ordered)), ordered, color="#8172b2")
 
 
-def _plot_histograms(groups: dict[str, list[float]], title: str, xlabel: str, path: Path, value_range=None) -> None:
-    """One outlined histogram per group (source, teacher) on shared bins."""
+def _plot_histograms(groups: dict[str, list[float]], title: str, xlabel: str, path: Path) -> None:
+    """One outlined histogram per group (teacher) on shared bins."""
     with _figure(path, title, xlabel) as axis:
         for name in sorted(groups):
-            axis.hist(groups[name], bins=20 if value_range is None else 10, range=value_range, histtype="step", linewidth=1.5, label=f"{name} ({len(groups[name])})")
+            axis.hist(groups[name], bins=20, histtype="step", linewidth=1.5, label=f"{name} ({len(groups[name])})")
+        axis.legend(fontsize=7)
+
+
+def _plot_pass_rates(bins: dict[str, Counter[int]], title: str, path: Path) -> None:
+    """Rows per pass-rate bin, one outline per source: the card's table, drawn."""
+    edges = np.linspace(0.0, 1.0, PASS_RATE_BINS + 1)
+    with _figure(path, title, "pass rate") as axis:
+        for name in sorted(bins):
+            counts = [bins[name][i] for i in range(PASS_RATE_BINS)]
+            axis.stairs(counts, edges, linewidth=1.5, label=f"{name} ({sum(counts)})")
         axis.legend(fontsize=7)
 
 
@@ -102,31 +118,55 @@ def hub_license(licenses: dict[str, str | None]) -> str:
 
 @lru_cache(maxsize=1)
 def _token_counter():
-    """The packaged MiniLM WordPiece tokenizer: a fixed, offline yardstick for CoT lengths."""
+    """The packaged MiniLM WordPiece tokenizer: a fixed, offline yardstick for CoT lengths. Its tokenizer.json
+    pads and truncates every text to 128 tokens (MiniLM's input width): both are switched off here, and a reply
+    that writes "[PAD]" or "[CLS]" (a CoT naming a polygon) is text, not one special token."""
     from tokenizers import Tokenizer
 
     from pipeline.score.diversity import DiversityStageConfig, model_folder
 
     tokenizer = Tokenizer.from_file(str(model_folder(DiversityStageConfig()) / "tokenizer.json"))
+    tokenizer.no_padding()
     tokenizer.no_truncation()
+    tokenizer.encode_special_tokens = True
     return tokenizer
 
 
-COT_SAMPLE_PER_SHARD = 256
+# Tokenising every reply was 90% of publishing (0.7 ms a 2,000-character CoT); the median and p90 need only a
+# sample: every k-th row of the set, k = ceil(rows / COT_SAMPLE) (every row up to COT_SAMPLE rows).
+COT_SAMPLE = 20_000
 
 
 def token_lengths(texts: list[str]) -> list[int]:
-    return [len(encoding.ids) - 2 for encoding in _token_counter().encode_batch(texts)]  # minus [CLS], [SEP]
+    """WordPiece tokens per text, without [CLS] / [SEP]."""
+    return [len(encoding.ids) for encoding in _token_counter().encode_batch(texts, add_special_tokens=False)]
+
+
+PASS_RATE_BINS = 10
+
+
+def pass_rate_bin(rate: float) -> int:
+    """The tenth of [0, 1] a pass rate falls in, 1.0 in the last; rounding first so that 3/10 is in [0.3, 0.4),
+    where float arithmetic (and np.histogram's float edges) would put it below 0.3."""
+    return min(math.floor(round(rate * PASS_RATE_BINS, 9)), PASS_RATE_BINS - 1)
+
+
+def pass_rate_label(index: int) -> str:
+    low, high = index / PASS_RATE_BINS, (index + 1) / PASS_RATE_BINS
+    return f"[{low:.1f}, {high:.1f}" + ("]" if index == PASS_RATE_BINS - 1 else ")")
 
 
 class _Composition:
-    """Counts a card shows, accumulated shard by shard."""
+    """Counts a card shows, accumulated shard by shard over a set of `rows` rows."""
 
-    def __init__(self) -> None:
+    def __init__(self, rows: int) -> None:
         self.by = {name: Counter() for name in ("source", "domain", "problem_type", "teacher")}
         self.images_per_row: Counter[int] = Counter()
-        self.pass_rates: dict[str, list[float]] = {}
+        self.pass_rate_bins: dict[str, Counter[int]] = {}  # by source; null pass rates are not binned
+        self.unknown_pass_rate = 0
         self.cot_tokens: dict[str, list[int]] = {}
+        self.cot_every = max(1, math.ceil(rows / COT_SAMPLE))
+        self._offset = 0  # rows of the set before the next table
 
     def add(self, table: pa.Table) -> None:
         for name, counter in self.by.items():
@@ -135,16 +175,23 @@ class _Composition:
         self.images_per_row.update(pc.fill_null(pc.list_value_length(table.column("images")), 0).to_pylist())
         if "pass_rate" in table.column_names:
             for source, rate in zip(table.column("source").to_pylist(), table.column("pass_rate").to_pylist()):
-                if rate is not None:
-                    self.pass_rates.setdefault(source, []).append(rate)
+                if rate is None:
+                    self.unknown_pass_rate += 1
+                else:
+                    self.pass_rate_bins.setdefault(source, Counter())[pass_rate_bin(rate)] += 1
         if "messages" in table.column_names:
-            # Tokenising every reply was 90% of publishing (0.7 ms a 2,000-character CoT); the median and
-            # p90 need only a sample: every k-th row of each shard, at most COT_SAMPLE_PER_SHARD of them.
-            every = max(1, math.ceil(table.num_rows / COT_SAMPLE_PER_SHARD))
-            sample = table.select(["teacher", "messages"]).take(np.arange(0, table.num_rows, every))
+            first = -self._offset % self.cot_every  # the set's rows 0, k, 2k, ... that fall in this table
+            sample = table.select(["teacher", "messages"]).take(np.arange(first, table.num_rows, self.cot_every))
             replies = [messages[-1]["content"] for messages in sample.column("messages").to_pylist()]
             for teacher, length in zip(sample.column("teacher").to_pylist(), token_lengths(replies)):
                 self.cot_tokens.setdefault(teacher, []).append(length)
+        self._offset += table.num_rows
+
+    def pass_rate_histogram(self) -> dict[str, int]:
+        """Rows per pass-rate bin over all sources (every bin, empty ones too), then rows without a pass rate."""
+        total = sum(self.pass_rate_bins.values(), Counter())
+        histogram = {pass_rate_label(i): total[i] for i in range(PASS_RATE_BINS)}
+        return histogram | {"no pass rate": self.unknown_pass_rate}
 
 
 def file_groups(shard_bytes: list[int], max_bytes: int) -> list[list[int]]:
@@ -161,6 +208,11 @@ def file_groups(shard_bytes: list[int], max_bytes: int) -> list[list[int]]:
     return groups
 
 
+def _statistic(value: float) -> str:
+    """To one decimal, without a trailing ".0"."""
+    return f"{float(value):.1f}".removesuffix(".0")
+
+
 def publish_dataset(
     run_dir: Path,
     stage: str,
@@ -169,10 +221,16 @@ def publish_dataset(
     stage_stats: list[dict],
     shards: list[str],
     licenses: dict[str, str | None],
+    empty_reason: str | None = None,
+    cost: dict | None = None,
 ) -> Path:
     """Write `<out_dir>/<stage>/` from the stage's finished shards and return its path.
 
     `licenses` maps each source to its license (from the source config); the card lists those the set uses.
+    `cost` (pipeline.generate.cost) puts the run's generation requests and tokens on the card.
+    A set without rows is still published: one Parquet file with the features and no row group, and a card
+    that says why it is empty (`empty_reason`, see `pipeline.publish.empty`), also kept in the file's
+    metadata for tools (`published_empty_reason`).
     """
     out_root = Path(config.out_dir) if config.out_dir else Path(run_dir) / "datasets"
     final = out_root / stage
@@ -180,28 +238,32 @@ def publish_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "data").mkdir(parents=True)
     source_dir = StageDir(run_dir, stage)
-    non_empty = [s for s in shards if source_dir.marker(s).rows > 0]
-    composition = _Composition()
-    groups = file_groups([source_dir.shard_path(s).stat().st_size for s in non_empty], config.max_file_bytes)
+    shard_rows = {s: source_dir.marker(s).rows for s in shards}
+    non_empty = [s for s in shards if shard_rows[s] > 0]
+    rows = sum(shard_rows.values())
+    empty_reason = None if rows else (empty_reason or "no rows were selected")
+    composition = _Composition(rows)
+    # An empty set still gets one file, with no row group: the schema, readable by any Parquet reader.
+    groups = file_groups([source_dir.shard_path(s).stat().st_size for s in non_empty], config.max_file_bytes) or [[]]
     for index, group in enumerate(groups):
         name = f"train-{index:05d}-of-{len(groups):05d}.parquet"
         options = dict(PARQUET_OPTIONS)
         row_group_size = options.pop("row_group_size")  # an option of each write, not of the writer
-        with pq.ParquetWriter(staging / "data" / name, _with_features(schema.empty_table(), schema).schema, **options) as writer:
+        file_schema = _with_features(schema.empty_table(), schema, empty_reason).schema
+        with pq.ParquetWriter(staging / "data" / name, file_schema, **options) as writer:
             for position in group:  # one stage shard in memory at a time
                 table = source_dir.read(non_empty[position])
                 composition.add(table)
                 writer.write_table(_with_features(table, schema), row_group_size=row_group_size)
     by_source = composition.by["source"]
-    rows = sum(by_source.values())
     plots = []
     if rows:
         for key, label in (("domain", "domain"), ("source", "source"), ("problem_type", "problem type"), ("teacher", "teacher")):
             if composition.by[key]:
                 _plot_counts(dict(composition.by[key]), f"{stage}: rows by {label}", staging / f"{key}s.png")
                 plots.append(f"{key}s.png")
-    if composition.pass_rates:
-        _plot_histograms(composition.pass_rates, f"{stage}: policy pass rate, by source", "pass rate", staging / "difficulty.png", (0.0, 1.0))
+    if composition.pass_rate_bins:
+        _plot_pass_rates(composition.pass_rate_bins, f"{stage}: policy pass rate, by source", staging / "difficulty.png")
         plots.append("difficulty.png")
     if composition.cot_tokens:
         _plot_histograms(composition.cot_tokens, f"{stage}: chain-of-thought length, by teacher", "tokens (MiniLM WordPiece)", staging / "cot_tokens.png")
@@ -216,17 +278,25 @@ def publish_dataset(
     card = environment.get_template(f"{stage}.md.j2").render(
         rows=rows,
         files=len(groups),
+        empty_reason=empty_reason,
         by_source=dict(sorted(by_source.items())),
         by_domain=dict(sorted(composition.by["domain"].items())),
         by_problem_type=dict(sorted(composition.by["problem_type"].items(), key=lambda kv: (-kv[1], str(kv[0])))),
         by_teacher=dict(sorted(composition.by["teacher"].items())),
         images_per_row=dict(sorted(composition.images_per_row.items())),
         image_share=with_images / rows if rows else 0.0,
-        cot_tokens={t: {"median": int(np.median(v)), "p90": int(np.percentile(v, 90)), "measured": len(v)} for t, v in sorted(composition.cot_tokens.items())},
-        cot_sample_per_shard=COT_SAMPLE_PER_SHARD,
+        pass_rates=composition.pass_rate_histogram() if "pass_rate" in schema.names else {},
+        cot_tokens={
+            teacher: {"median": _statistic(np.median(lengths)), "p90": _statistic(np.percentile(lengths, 90)), "measured": len(lengths)}
+            for teacher, lengths in sorted(composition.cot_tokens.items())
+        },
+        cot_every=composition.cot_every,
+        cot_sample=COT_SAMPLE,
         licenses=used_licenses,
         hub={"license": hub_license(used_licenses), "size_category": size_category(rows)},
         stages=stage_stats,
+        cost=cost,
+        cost_total=total_tokens(cost) if cost else 0,
         plots=plots,
     )
     (staging / "README.md").write_text(card)
@@ -236,4 +306,13 @@ def publish_dataset(
 
 
 def published_rows(folder: Path) -> int:
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted((folder / "data").glob("*.parquet")))
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted((Path(folder) / "data").glob("*.parquet")))
+
+
+def published_empty_reason(folder: Path) -> str | None:
+    """Why a published set has no rows (None: it has rows, or it was published before empty sets said why)."""
+    files = sorted((Path(folder) / "data").glob("*.parquet"))
+    if not files or published_rows(folder):
+        return None
+    reason = pq.read_schema(files[0]).metadata.get(EMPTY_REASON_KEY)
+    return reason.decode() if reason else None

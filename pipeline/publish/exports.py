@@ -25,6 +25,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.publish.dataset import published_empty_reason, published_rows
+
 IMAGE_TAG = "<image>"
 SHAREGPT_FILE = "cold_start.jsonl"
 DATASET_INFO_FILE = "dataset_info.json"
@@ -182,22 +184,32 @@ def export_verl(rl_dir: Path, out_dir: Path) -> list[Path]:
 EXPORTS = {"cold_start": ("llamafactory", export_sharegpt), "rl": ("verl", export_verl)}
 
 
-def export_published(set_name: str, published_dir: Path) -> Path:
-    """The trainer export of a published set, beside it: `<datasets>/<set>-<format>/`."""
+def export_published(set_name: str, published_dir: Path) -> Path | None:
+    """The trainer export of a published set, beside it: `<datasets>/<set>-<format>/`. An empty set has none
+    (None), and the export of an earlier run's set is removed: it would no longer match the set."""
     kind, export = EXPORTS[set_name]
     out_dir = Path(published_dir).parent / f"{set_name}-{kind}"
+    if not published_rows(published_dir):
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return None
     export(published_dir, out_dir)
     return out_dir
 
 
 def export_for_trainers(cold_start_dir: Path | None, rl_dir: Path | None, out_dir: Path) -> dict[str, str]:
-    """Both exports under `out_dir` (`llamafactory/`, `verl/`), for the sets that exist."""
+    """Both exports under `out_dir` (`llamafactory/`, `verl/`), for the sets that exist; an empty set is not
+    exported, its entry says why (the reason on its card)."""
     done = {}
     for set_name, published in (("cold_start", cold_start_dir), ("rl", rl_dir)):
-        if published is not None:
-            kind, export = EXPORTS[set_name]
-            export(published, Path(out_dir) / kind)
-            done[kind] = str(Path(out_dir) / kind)
+        if published is None:
+            continue
+        kind, export = EXPORTS[set_name]
+        _shards(published)  # a folder that is not a published set is an error, not an empty set
+        if not published_rows(published):
+            done[kind] = f"skipped, the {set_name} set is empty: {published_empty_reason(published)}"
+            continue
+        export(published, Path(out_dir) / kind)
+        done[kind] = str(Path(out_dir) / kind)
     return done
 
 

@@ -202,6 +202,8 @@ class Embedder:
             vectors[empty] = 0
             vectors[empty, 0] = 1
             return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).astype(np.float32)
+        if not texts:
+            return np.zeros((0, model.get_embedding_dimension()), np.float32)
         vectors = model.encode(
             list(texts),
             batch_size=config.batch_size,
@@ -239,6 +241,8 @@ def sample_rows(sizes: Sequence[int], sample_size: int, seed: int) -> list[np.nd
 
 def nearest(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Index of and distance to the nearest centroid, per vector."""
+    if not len(vectors):  # an empty shard, or a run without problems (and so without centroids)
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
     squared = (vectors**2).sum(1)[:, None] - 2 * vectors @ centroids.T + (centroids**2).sum(1)[None, :]
     cluster = squared.argmin(axis=1)
     return cluster, np.sqrt(np.maximum(squared[np.arange(len(vectors)), cluster], 0))
@@ -263,8 +267,11 @@ class ClusterCentroids(GlobalStep):
         for shard, rows in sampled:
             texts += problems.read(shard, columns=["question"]).column("question").take(pa.array(rows)).to_pylist()
         vectors = embed(texts, config)
-        kmeans = MiniBatchKMeans(n_clusters=min(config.clusters, len(texts)), random_state=config.seed, n_init=3)
-        centroids = kmeans.fit(vectors).cluster_centers_.astype(np.float32)
+        if texts:
+            kmeans = MiniBatchKMeans(n_clusters=min(config.clusters, len(texts)), random_state=config.seed, n_init=3)
+            centroids = kmeans.fit(vectors).cluster_centers_.astype(np.float32)
+        else:  # no problem left: no clusters, and every shard of the stage is empty (a result, not an error)
+            centroids = np.zeros((0, vectors.shape[1]), np.float32)
         np.save(staging / "centroids.npy", centroids)
         (staging / SAMPLE_DIR).mkdir()
         start = 0
