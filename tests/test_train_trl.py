@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from trl.trainer.utils import RepeatSampler
 
@@ -132,3 +134,16 @@ def test_resume_from_checkpoint_continues_exactly_as_the_uninterrupted_run(tmp_p
     histories = [VASHistory.load(folder / VAS_HISTORY_FILE) for folder in (interrupted, straight)]
     assert histories[0].zero_variance_fraction == histories[1].zero_variance_fraction
     assert histories[0].vps_snapshots == histories[1].vps_snapshots
+
+
+def test_two_sets_published_to_folders_of_the_same_name_load_as_themselves(tmp_path, monkeypatch):
+    """`datasets` caches a local folder by its name and layout: the RL loader keys its cache by the files instead."""
+    from pipeline.paths import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    for run, rows in (("a", 2), ("b", 3)):
+        folder = tmp_path / run / "rl" / "data"
+        folder.mkdir(parents=True)
+        pq.write_table(pa.table({"problem_id": [f"{run}{i}" for i in range(rows)]}), folder / "train-00000-of-00001.parquet")
+    assert load_rl_dataset(tmp_path / "a" / "rl")["problem_id"] == ["a0", "a1"]
+    assert load_rl_dataset(tmp_path / "b" / "rl")["problem_id"] == ["b0", "b1", "b2"]
