@@ -186,7 +186,7 @@ def test_a_direct_run_prints_a_bar_and_a_summary_per_stage_and_logs_tasks_to_the
 
     run_dir, _, stderr, quiet = logicvista_runs
     stages = sorted(p.parent.name for p in run_dir.glob("*/stats.json"))
-    assert {"problems", "verified", "diversity", "cold_start", "rl"} <= set(stages)
+    assert {"problems", "generations", "diversity", "cold_start", "rl"} <= set(stages)
     lines = stderr.replace("\r", "\n").splitlines()
     summaries = [SUMMARY.search(line).group(1) for line in lines if SUMMARY.search(line)]
     assert sorted(summaries) == stages  # one summary line per stage
