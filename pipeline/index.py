@@ -17,15 +17,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from pipeline.config_base import identity
 from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic
-from pipeline.stage import Stage
+from pipeline.stage import C, Stage
 
 MANIFEST = "manifest.json"
+G = TypeVar("G", bound=BaseModel)  # a global step's config type
 
 
 def load_manifest(index_dir: Path | str) -> dict[str, Any]:
@@ -48,11 +49,11 @@ def _building(index_dir: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class GlobalStep(ABC):
+class GlobalStep(ABC, Generic[G]):
     name: ClassVar[str]  # the index folder is <run>/<name>_index/<key>/
     upstream: tuple[str, ...] = ()  # stages whose finished shards the index is built from (per instance where config decides)
 
-    def __init__(self, config: BaseModel):
+    def __init__(self, config: G):
         self.config = config
 
     def identity(self) -> Any:
@@ -88,10 +89,10 @@ class GlobalStep(ABC):
         return index_dir
 
 
-class IndexedStage(Stage):
+class IndexedStage(Stage[C]):
     """A per-shard stage that reads a global step's index: what it writes depends on the index's content."""
 
-    def __init__(self, config: BaseModel | None, index_dir: Path | str):
+    def __init__(self, config: C, index_dir: Path | str):
         super().__init__(config)
         self.index_dir = Path(index_dir)
         self.manifest = load_manifest(self.index_dir)

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel
@@ -38,6 +38,8 @@ from pipeline.io import QuarantinedRow, ShardMarker, StageDir, quarantine_dir, q
 from schemas import validate_table
 
 T = TypeVar("T")
+# A stage's config type: `self.config.x` type-checks in each subclass (None for stages that have no config).
+C = TypeVar("C", bound=BaseModel | None)
 log = logging.getLogger(__name__)
 REASON_KINDS = ("dropped", "skipped", "quarantined")  # stats `<kind>_<reason>`: rows by why
 
@@ -49,7 +51,7 @@ class ShardResult:
     stats: Counter[str] = field(default_factory=Counter)
 
 
-class Stage(ABC):
+class Stage(ABC, Generic[C]):
     name: ClassVar[str]
     # Declared per instance (the class gives the default; a stage whose inputs or schema follow its config sets them
     # in __init__): the graph (pipeline/graph.py) checks these before any work.
@@ -57,7 +59,7 @@ class Stage(ABC):
     main_input: str | None = None  # whose rows `rows_in` counts; None: the first input
     output_schema: pa.Schema
 
-    def __init__(self, config: BaseModel | None):
+    def __init__(self, config: C):
         self.config = config
         # Names this stage's resources in every worker process: pickled copies of the stage keep it.
         self.worker_key = uuid.uuid4().hex

@@ -7,7 +7,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import Field, field_validator

@@ -175,7 +175,7 @@ def _annotation(
     )
 
 
-class DedupeIndex(GlobalStep):
+class DedupeIndex(GlobalStep[DedupeConfig]):
     """Clusters every row of the problems shards at once; one annotation part per shard."""
 
     name = "dedupe"
@@ -208,7 +208,7 @@ class DedupeIndex(GlobalStep):
         return {"stats": dict(stats)}
 
 
-class DedupeStage(IndexedStage):
+class DedupeStage(IndexedStage[DedupeConfig]):
     name = "dedupe"
     inputs = ("problems",)
     output_schema = DEDUPE_SCHEMA

@@ -21,7 +21,6 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
-
 from pipeline.evaluate.benchmarks import DEFAULT_BENCHMARKS, BenchmarkConfig, judge_labels, open_benchmark
 from pipeline.evaluate.report import columns_by_model, model_report, write_reports, write_summary
 from pipeline.generate.base import SamplingParams, TeacherConfig, build_request
@@ -84,7 +83,7 @@ def blind(problem: Mapping) -> dict:
     return {**problem, "images": []}
 
 
-class EvaluateStage(Stage):
+class EvaluateStage(Stage[EvaluateConfig]):
     name = STAGE_NAME
     output_schema = EVALUATION_SCHEMA
 

@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
@@ -69,7 +68,7 @@ def generation_row(request: GenerationRequest, result: GenerationResult) -> dict
     }
 
 
-class GenerateStage(Stage):
+class GenerateStage(Stage[GenerateConfig]):
     name = "generations"
     inputs = ("problems",)
     output_schema = GENERATION_SCHEMA

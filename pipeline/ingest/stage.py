@@ -37,7 +37,7 @@ def shard_name(source: str, index: int) -> str:
     return f"{source}-{index:05d}"
 
 
-class IngestStage(Stage):
+class IngestStage(Stage[IngestConfig]):
     name = "problems"
     output_schema = PROBLEM_SCHEMA
 

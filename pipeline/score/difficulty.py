@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Literal
 
 import pyarrow as pa
-
 from pydantic import Field
 from scipy.stats import beta
 
@@ -64,7 +63,7 @@ def rollout_outcome(row: Mapping, truncated_rollouts: str) -> bool | None:
     return bool(row["correct"])
 
 
-class DifficultyStage(Stage):
+class DifficultyStage(Stage[ScoreConfig]):
     name = "difficulty"
     inputs = ("problems", "generations")
     output_schema = DIFFICULTY_SCHEMA

@@ -244,7 +244,7 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.
     return cluster, np.sqrt(np.maximum(squared[np.arange(len(vectors)), cluster], 0))
 
 
-class ClusterCentroids(GlobalStep):
+class ClusterCentroids(GlobalStep[DiversityStageConfig]):
     """k-means centroids fitted on a seeded sample of every problems shard."""
 
     name = "diversity"
@@ -276,7 +276,7 @@ class ClusterCentroids(GlobalStep):
         return {"sample": len(texts), "sample_cluster_sizes": cluster_sizes.tolist()}
 
 
-class DiversityStage(IndexedStage):
+class DiversityStage(IndexedStage[DiversityStageConfig]):
     name = "diversity"
     inputs = ("problems",)
     output_schema = DIVERSITY_SCHEMA

@@ -74,7 +74,7 @@ def _embeddings(table: pa.Table) -> np.ndarray:
     return column.values.to_numpy().reshape(len(column), -1) if len(column) else np.zeros((0, 0), np.float32)
 
 
-class TypeClassifier(GlobalStep):
+class TypeClassifier(GlobalStep[ProblemTypeConfig]):
     """The classifier, fitted on the embeddings of every problem its source labelled."""
 
     name = "problem_type"
@@ -94,7 +94,7 @@ class TypeClassifier(GlobalStep):
         return {"types": names, "training_counts": dict(sorted(Counter(labels).items()))}
 
 
-class ProblemTypeStage(IndexedStage):
+class ProblemTypeStage(IndexedStage[ProblemTypeConfig]):
     name = "problem_type"
     inputs = ("problems", "diversity")
     output_schema = PROBLEM_TYPE_SCHEMA

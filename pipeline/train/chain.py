@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig
