@@ -64,11 +64,13 @@ class GlobalStep(ABC, Generic[G]):
         """Per shard, the content hash of each upstream stage's output; an unfinished one is an error."""
         hashes = []
         for shard in shards if self.upstream else ():
-            markers = [(stage, StageDir(run_dir, stage).marker(shard)) for stage in self.upstream]
-            for stage, marker in markers:
+            content = []
+            for stage in self.upstream:
+                marker = StageDir(run_dir, stage).marker(shard)
                 if marker is None:
                     raise FileNotFoundError(f"{self.name}: upstream shard {stage}/{shard} is not finished")
-            hashes.append([shard, [marker.content_sha256 for _, marker in markers]])
+                content.append(marker.content_sha256)
+            hashes.append([shard, content])
         return hashes
 
     @abstractmethod

@@ -110,7 +110,7 @@ def run_shard(stage: Stage, run_dir: Path | str, shard: str) -> ShardMarker:
     out = StageDir(run_dir, stage.name)
     config_hash = shard_config_hash(stage, run_dir, shard)
     if out.is_done(shard, config_hash):
-        return out.marker(shard)
+        return out.finished(shard)
     started = time.perf_counter()
     WORKER_RESOURCES.acquire(stage)  # this worker's engines, pools, models: set up once per process, before its first shard
     inputs = {name: StageDir(run_dir, name).read(shard) for name in stage.inputs}
@@ -134,14 +134,12 @@ def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str])
     out = StageDir(run_dir, stage_name)
     totals: Counter[str] = Counter()
     for shard in shards:
-        marker = out.marker(shard)
-        if marker is None:
-            raise FileNotFoundError(f"{stage_name}/{shard} has no completion marker")
-        totals.update(marker.stats)
+        totals.update(out.finished(shard).stats)
     totals.pop("milliseconds", None)  # timings are run metadata, kept in the markers, not in stats
-    summary = {"stage": stage_name, "shards": len(shards), "counts": dict(sorted(totals.items()))}
+    counts = dict(sorted(totals.items()))
+    summary: dict[str, Any] = {"stage": stage_name, "shards": len(shards), "counts": counts}
     for kind in REASON_KINDS:
-        summary[kind] = {k: v for k, v in summary["counts"].items() if k.startswith(f"{kind}_")}
+        summary[kind] = {k: v for k, v in counts.items() if k.startswith(f"{kind}_")}
     write_json_atomic(out.path / "stats.json", summary)
     return summary
 

@@ -46,7 +46,7 @@ class EvalModel(StrictConfig):
             raise ValueError(f"model {self.name}: say `vision` explicitly, {config} does not exist")
         return "vision_config" in json.loads(config.read_text(encoding="utf-8"))
 
-    def weights_identity(self) -> list:
+    def weights_identity(self) -> list | None:
         return weights_identity(self.path)
 
 
@@ -185,9 +185,9 @@ def _decision(verdict, problem: Mapping) -> tuple[bool, str]:
 
 def skipped_rows(stage_dir: StageDir, shards: list[str]) -> Counter:
     """The benchmark rows left out of a benchmark's shards, by reason (from the shard markers)."""
-    skipped = Counter()
+    skipped: Counter[str] = Counter()
     for shard in shards:
-        stats = stage_dir.marker(shard).stats
+        stats = stage_dir.finished(shard).stats
         skipped.update({key.removeprefix("quarantined_"): n for key, n in stats.items() if key.startswith("quarantined_")})
     return skipped
 

@@ -257,7 +257,7 @@ class ClusterCentroids(GlobalStep[DiversityStageConfig]):
         from sklearn.cluster import MiniBatchKMeans
 
         config, shards, problems = self.config, sorted(shards), StageDir(run_dir, "problems")
-        sizes = [problems.marker(shard).rows for shard in shards]
+        sizes = [problems.finished(shard).rows for shard in shards]
         texts: list[str] = []
         sampled = [(shard, rows) for shard, rows in zip(shards, sample_rows(sizes, config.sample_size, config.seed)) if len(rows)]
         for shard, rows in sampled:
