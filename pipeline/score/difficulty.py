@@ -70,7 +70,7 @@ class DifficultyStage(Stage[ScoreConfig]):
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         correct: dict[str, list[bool]] = defaultdict(list)
-        stats = Counter()
+        stats: Counter[str] = Counter()
         for row in inputs["generations"].select(["problem_id", "role", "correct", "verdict_reason"]).to_pylist():
             if row["role"] == "rollout" and row["verdict_reason"] == TRUNCATED:
                 stats["skipped_truncated_rollout" if self.config.truncated_rollouts == "excluded" else "truncated_rollout_counted_wrong"] += 1

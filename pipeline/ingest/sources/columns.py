@@ -29,8 +29,8 @@ class ColumnMappedFields:
 
     config: SourceConfig
 
-    @property
-    def id_field(self) -> str | None:
+    @property  # read-only here: a generic source names its id column in its config
+    def id_field(self) -> str | None:  # type: ignore[override]
         return self.config.columns.get("source_id")
 
     def _get(self, row: dict, name: str) -> Any:
