@@ -46,12 +46,12 @@ def fit_classifier(vectors: np.ndarray, labels: Sequence[str], config: ProblemTy
     lbfgs is deterministic, so the same rows give the same weights."""
     from sklearn.linear_model import LogisticRegression
 
-    labels = np.asarray(labels)
-    names = sorted(n for n, count in Counter(labels.tolist()).items() if count >= config.min_examples_per_type)
-    keep = np.isin(labels, names)
+    label_array = np.asarray(labels)
+    names = sorted(n for n, count in Counter(label_array.tolist()).items() if count >= config.min_examples_per_type)
+    keep = np.isin(label_array, names)
     if len(names) < 2:  # one type (or none): nothing to tell apart
         return names, np.zeros((len(names), vectors.shape[1] + 1), np.float32)
-    model = LogisticRegression(C=config.regularisation, max_iter=config.max_iter).fit(vectors[keep], labels[keep])
+    model = LogisticRegression(C=config.regularisation, max_iter=config.max_iter).fit(vectors[keep], label_array[keep])
     coefficients, intercepts = model.coef_, model.intercept_
     if len(names) == 2:  # scikit-learn keeps one row for two classes: the second class's log-odds
         coefficients, intercepts = np.vstack([-coefficients, coefficients]) / 2, np.concatenate([-intercepts, intercepts]) / 2

@@ -30,7 +30,7 @@ class ColumnMappedFields:
     config: SourceConfig
 
     @property  # read-only here: a generic source names its id column in its config
-    def id_field(self) -> str | None:  # type: ignore[override]
+    def id_field(self) -> str | None:
         return self.config.columns.get("source_id")
 
     def _get(self, row: dict, name: str) -> Any:
