@@ -44,7 +44,7 @@ class TransformersBackend(GenerationBackend):
             vision = hasattr(AutoConfig.from_pretrained(model, trust_remote_code=remote), "vision_config")
             processor_class, model_class = (AutoProcessor, AutoModelForImageTextToText) if vision else (AutoTokenizer, AutoModelForCausalLM)
             network = model_class.from_pretrained(model, trust_remote_code=remote)
-            self._models[model] = (processor_class.from_pretrained(model, trust_remote_code=remote), network.to(self.config.device).eval(), vision)
+            self._models[model] = (processor_class.from_pretrained(model, trust_remote_code=remote), network.to(self.config.device).eval(), vision)  # type: ignore[arg-type]  # transformers types .to through a wrapper
         return self._models[model]
 
     def _one(self, request: GenerationRequest) -> GenerationResult:
