@@ -169,7 +169,7 @@ def _annotation(
             "cluster_size": pa.array(sizes[near], pa.int32()),
             "is_representative": pa.array(representative),
             "duplicate_of": pc.if_else(pa.array(representative), None, near_cluster),
-            "duplicate_kind": pa.array(np.where(representative, None, kind), pa.string()),
+            "duplicate_kind": pa.array(kind, pa.string(), mask=representative),  # null for representatives
         },
         schema=DEDUPE_SCHEMA,
     )
