@@ -30,6 +30,13 @@ class LocatedAnswer:
     end: int
     extraction: Extraction
 
+    @property
+    def answer(self) -> str:
+        """The located text: every located answer has one (an Extraction's is None only for a refusal or a miss)."""
+        if self.extraction.answer is None:
+            raise ValueError(f"a located answer at {self.start}-{self.end} without text")
+        return self.extraction.answer
+
 
 def find_marked_answer(text: str) -> Extraction | None:
     """The explicitly marked final answer, if any."""
