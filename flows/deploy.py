@@ -29,7 +29,7 @@ def deployments(config_path: str | None = None):
     # Served flows always have a server: their cluster workers report to it.
     runner = task_runner_for(load_config(config_path).task_runner, PREFECT_API_URL.value())
     flow = curate.with_options(task_runner=runner)
-    defaults = {"config_path": config_path, "overrides": []}
+    defaults: dict[str, object] = {"config_path": config_path, "overrides": []}
     return [
         flow.to_deployment(name="cold-start", parameters={"target": "cold_start", **defaults}),
         flow.to_deployment(name="rl", parameters={"target": "rl", **defaults}),

@@ -29,6 +29,7 @@ from pipeline.select.plan import SelectConfig
 from pipeline.train.config import StageName, TrainOptions
 from pipeline.verify.judge import VerifyStageConfig
 
+
 class TaskRunnerConfig(StrictConfig):
     kind: Literal["threads", "dask", "ray"] = runtime("threads")
     max_workers: int = runtime(2)

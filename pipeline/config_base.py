@@ -14,9 +14,10 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import JsonDict
 from pydantic_core import to_jsonable_python
 
-_RUNTIME = {"runtime": True}
+_RUNTIME: JsonDict = {"runtime": True}
 _UNKNOWN_KEY_ERRORS = {"extra_forbidden", "unexpected_keyword_argument"}
 
 

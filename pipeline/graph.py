@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import RunConfig
 from pipeline.decontam.stage import BenchmarkSnapshot, DecontamStage
@@ -43,7 +44,7 @@ class Step:
 
     name: str  # the stage folder its shards write
     inputs: tuple[str, ...]  # the stage folders its shards read
-    build: Callable[[Path | None], Stage]  # the stage, given its index folder (None: no index)
+    build: Callable[[Any], Stage]  # the stage, given its index folder (a Path; None for a step with no index)
     index: GlobalStep | None = None  # built over all shards first, from its own upstream folders
     publishes: str | None = None  # the set ("cold_start", "rl") published from its output
 
@@ -87,7 +88,10 @@ class StageGraph:
 
     def shards(self) -> list[str]:
         """Every stage's shard names: the source slices of the step that reads nothing (ingest)."""
-        return self.steps[0].stage(None).shards()
+        ingest = self.steps[0].stage(None)
+        if not isinstance(ingest, IngestStage):
+            raise GraphError(f"the first step must be ingest, which names the shards, not {ingest.name}")
+        return ingest.shards()
 
 
 def order(steps: Sequence[Step]) -> list[Step]:

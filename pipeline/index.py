@@ -17,15 +17,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
 from pipeline.config_base import identity
 from pipeline.io import StageDir, file_sha256, stable_hash, write_json_atomic
-from pipeline.stage import Stage
+from pipeline.stage import C, Stage
 
 MANIFEST = "manifest.json"
+G = TypeVar("G", bound=BaseModel)  # a global step's config type
 
 
 def load_manifest(index_dir: Path | str) -> dict[str, Any]:
@@ -48,11 +49,11 @@ def _building(index_dir: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-class GlobalStep(ABC):
+class GlobalStep(ABC, Generic[G]):
     name: ClassVar[str]  # the index folder is <run>/<name>_index/<key>/
     upstream: tuple[str, ...] = ()  # stages whose finished shards the index is built from (per instance where config decides)
 
-    def __init__(self, config: BaseModel):
+    def __init__(self, config: G):
         self.config = config
 
     def identity(self) -> Any:
@@ -63,11 +64,13 @@ class GlobalStep(ABC):
         """Per shard, the content hash of each upstream stage's output; an unfinished one is an error."""
         hashes = []
         for shard in shards if self.upstream else ():
-            markers = [(stage, StageDir(run_dir, stage).marker(shard)) for stage in self.upstream]
-            for stage, marker in markers:
+            content = []
+            for stage in self.upstream:
+                marker = StageDir(run_dir, stage).marker(shard)
                 if marker is None:
                     raise FileNotFoundError(f"{self.name}: upstream shard {stage}/{shard} is not finished")
-            hashes.append([shard, [marker.content_sha256 for _, marker in markers]])
+                content.append(marker.content_sha256)
+            hashes.append([shard, content])
         return hashes
 
     @abstractmethod
@@ -88,10 +91,10 @@ class GlobalStep(ABC):
         return index_dir
 
 
-class IndexedStage(Stage):
+class IndexedStage(Stage[C]):
     """A per-shard stage that reads a global step's index: what it writes depends on the index's content."""
 
-    def __init__(self, config: BaseModel | None, index_dir: Path | str):
+    def __init__(self, config: C, index_dir: Path | str):
         super().__init__(config)
         self.index_dir = Path(index_dir)
         self.manifest = load_manifest(self.index_dir)

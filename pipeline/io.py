@@ -101,6 +101,13 @@ class StageDir:
         except (FileNotFoundError, ValueError, TypeError):
             return None
 
+    def finished(self, shard: str) -> ShardMarker:
+        """The marker of a shard that must be finished: a clear error, not a None to trip over, where it is not."""
+        marker = self.marker(shard)
+        if marker is None:
+            raise FileNotFoundError(f"{self.stage}/{shard} has no completion marker")
+        return marker
+
     def is_done(self, shard: str, config_hash: str) -> bool:
         marker = self.marker(shard)
         return (

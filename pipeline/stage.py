@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import pyarrow as pa
 from pydantic import BaseModel
@@ -38,6 +38,8 @@ from pipeline.io import QuarantinedRow, ShardMarker, StageDir, quarantine_dir, q
 from schemas import validate_table
 
 T = TypeVar("T")
+# A stage's config type: `self.config.x` type-checks in each subclass (None for stages that have no config).
+C = TypeVar("C", bound=BaseModel | None)
 log = logging.getLogger(__name__)
 REASON_KINDS = ("dropped", "skipped", "quarantined")  # stats `<kind>_<reason>`: rows by why
 
@@ -49,7 +51,7 @@ class ShardResult:
     stats: Counter[str] = field(default_factory=Counter)
 
 
-class Stage(ABC):
+class Stage(ABC, Generic[C]):
     name: ClassVar[str]
     # Declared per instance (the class gives the default; a stage whose inputs or schema follow its config sets them
     # in __init__): the graph (pipeline/graph.py) checks these before any work.
@@ -57,7 +59,7 @@ class Stage(ABC):
     main_input: str | None = None  # whose rows `rows_in` counts; None: the first input
     output_schema: pa.Schema
 
-    def __init__(self, config: BaseModel | None):
+    def __init__(self, config: C):
         self.config = config
         # Names this stage's resources in every worker process: pickled copies of the stage keep it.
         self.worker_key = uuid.uuid4().hex
@@ -108,7 +110,7 @@ def run_shard(stage: Stage, run_dir: Path | str, shard: str) -> ShardMarker:
     out = StageDir(run_dir, stage.name)
     config_hash = shard_config_hash(stage, run_dir, shard)
     if out.is_done(shard, config_hash):
-        return out.marker(shard)
+        return out.finished(shard)
     started = time.perf_counter()
     WORKER_RESOURCES.acquire(stage)  # this worker's engines, pools, models: set up once per process, before its first shard
     inputs = {name: StageDir(run_dir, name).read(shard) for name in stage.inputs}
@@ -132,14 +134,12 @@ def summarise_stage(run_dir: Path | str, stage_name: str, shards: Sequence[str])
     out = StageDir(run_dir, stage_name)
     totals: Counter[str] = Counter()
     for shard in shards:
-        marker = out.marker(shard)
-        if marker is None:
-            raise FileNotFoundError(f"{stage_name}/{shard} has no completion marker")
-        totals.update(marker.stats)
+        totals.update(out.finished(shard).stats)
     totals.pop("milliseconds", None)  # timings are run metadata, kept in the markers, not in stats
-    summary = {"stage": stage_name, "shards": len(shards), "counts": dict(sorted(totals.items()))}
+    counts = dict(sorted(totals.items()))
+    summary: dict[str, Any] = {"stage": stage_name, "shards": len(shards), "counts": counts}
     for kind in REASON_KINDS:
-        summary[kind] = {k: v for k, v in summary["counts"].items() if k.startswith(f"{kind}_")}
+        summary[kind] = {k: v for k, v in counts.items() if k.startswith(f"{kind}_")}
     write_json_atomic(out.path / "stats.json", summary)
     return summary
 

@@ -5,6 +5,7 @@ that callers can quarantine it with a reason instead of crashing.
 """
 
 from schemas.records import (
+    ANSWER_TYPES,
     COLD_START_SCHEMA,
     EVALUATION_SCHEMA,
     GENERATION_ROLES,
@@ -14,9 +15,8 @@ from schemas.records import (
     PROBLEM_SCHEMA,
     PROBLEM_TYPES,
     QUARANTINE_SCHEMA,
-    RL_SCHEMA,
-    ANSWER_TYPES,
     QUESTION_TYPES,
+    RL_SCHEMA,
     hf_features,
     validate_problem,
     validate_table,

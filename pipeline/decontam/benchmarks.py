@@ -7,7 +7,6 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -15,7 +14,7 @@ from pydantic import Field, field_validator
 from pipeline.config_base import StrictConfig
 from pipeline.dedupe.imagehash import phash_bytes
 from pipeline.errors import RowError
-from pipeline.ingest.images import ImageLimits, normalise_image, read_image_file
+from pipeline.ingest.images import ImageLimits, normalise_image
 from pipeline.ingest.sources import ProblemFields, SourceAdapter, SourceConfig, check_format, make_adapter
 
 
@@ -62,7 +61,7 @@ def image_phashes(reader: SourceAdapter, fields: ProblemFields, phash_size: int)
     hashes = []
     for ref in fields.images:
         try:
-            data = ref.data if ref.data is not None else read_image_file(reader.image_root, ref.path, ImageLimits())
+            data = ref.read(reader.image_root, ImageLimits())
             image = normalise_image(data, path=ref.path or "", limits=ImageLimits())
         except RowError:
             continue
@@ -73,7 +72,8 @@ def image_phashes(reader: SourceAdapter, fields: ProblemFields, phash_size: int)
 def read_items(config: BenchmarkConfig, data_root: Path, phash_size: int) -> tuple[list[BenchmarkItem], Counter]:
     """Every readable test item of one benchmark, and the reasons of the rows that were not."""
     reader = adapter(config, data_root)
-    items, skipped = [], Counter()
+    items: list[BenchmarkItem] = []
+    skipped: Counter[str] = Counter()
     for record in reader.records(0, reader.count()):
         try:
             if record.parse_error:

@@ -80,7 +80,7 @@ def decontam_schema(config: DecontamConfig) -> pa.Schema:
     )
 
 
-class BenchmarkSnapshot(GlobalStep):
+class BenchmarkSnapshot(GlobalStep[DecontamConfig]):
     """Every benchmark's test items, normalised once; keyed by the benchmark files, not by any shard."""
 
     name = "decontam"
@@ -190,7 +190,7 @@ def _signatures(texts: list[str], config: DecontamConfig) -> np.ndarray:
     return text_signatures(texts, config.shingle_chars, config.num_perm, config.seed)
 
 
-class DecontamStage(IndexedStage):
+class DecontamStage(IndexedStage[DecontamConfig]):
     name = "decontam"
     inputs = ("problems",)
 

@@ -59,7 +59,7 @@ def _write_signatures(run_dir: Path, shard: str, config_json: str) -> None:
     """One shard's signatures (a process-pool task: arguments are plain values)."""
     config = DedupeConfig.model_validate_json(config_json)
     problems = StageDir(run_dir, "problems")
-    config_hash = _signature_hash(config, problems.marker(shard).content_sha256)
+    config_hash = _signature_hash(config, problems.finished(shard).content_sha256)
     out = _signature_dir(run_dir)
     if not out.is_done(shard, config_hash):
         table = shard_signatures(problems.read(shard, columns=PROBLEM_COLUMNS), config)
@@ -81,7 +81,7 @@ def _load_rows(run_dir: Path, shards: Sequence[str], config: DedupeConfig) -> tu
     """All rows' keys and unsalted LSH band keys (one preallocated array, filled shard by shard), their
     id columns (+ image_cluster), the shard boundaries, and image statistics."""
     signatures = _signature_dir(run_dir)
-    sizes = [signatures.marker(shard).rows for shard in shards]
+    sizes = [signatures.finished(shard).rows for shard in shards]
     bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64).tolist()
     keys = np.empty((bounds[-1], config.bands), dtype=np.uint64)
     columns = ["problem_id", "source", "source_id", "solution_chars", "exact_key", "answer_key", "numbers_key"]
@@ -169,13 +169,13 @@ def _annotation(
             "cluster_size": pa.array(sizes[near], pa.int32()),
             "is_representative": pa.array(representative),
             "duplicate_of": pc.if_else(pa.array(representative), None, near_cluster),
-            "duplicate_kind": pa.array(np.where(representative, None, kind), pa.string()),
+            "duplicate_kind": pa.array(kind, pa.string(), mask=representative),  # null for representatives
         },
         schema=DEDUPE_SCHEMA,
     )
 
 
-class DedupeIndex(GlobalStep):
+class DedupeIndex(GlobalStep[DedupeConfig]):
     """Clusters every row of the problems shards at once; one annotation part per shard."""
 
     name = "dedupe"
@@ -208,7 +208,7 @@ class DedupeIndex(GlobalStep):
         return {"stats": dict(stats)}
 
 
-class DedupeStage(IndexedStage):
+class DedupeStage(IndexedStage[DedupeConfig]):
     name = "dedupe"
     inputs = ("problems",)
     output_schema = DEDUPE_SCHEMA

@@ -50,12 +50,12 @@ def accuracy_of(correct: np.ndarray, problem_index: np.ndarray, confidence: floa
 
 
 def grouped_accuracy(
-    correct: np.ndarray, problem_index: np.ndarray, groups: Sequence, confidence: float, resamples: int, seed: int
+    correct: np.ndarray, problem_index: np.ndarray, groups: Sequence | np.ndarray, confidence: float, resamples: int, seed: int
 ) -> dict[str, Accuracy]:
-    groups = np.asarray([str(g) for g in groups])
+    group_names = np.asarray([str(g) for g in groups])
     return {
-        name: accuracy_of(correct[groups == name], problem_index[groups == name], confidence, resamples, seed)
-        for name in sorted(set(groups.tolist()), key=_natural)
+        name: accuracy_of(correct[group_names == name], problem_index[group_names == name], confidence, resamples, seed)
+        for name in sorted(set(group_names.tolist()), key=_natural)
     }
 
 

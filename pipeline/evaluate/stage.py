@@ -21,7 +21,6 @@ import pyarrow as pa
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
-
 from pipeline.evaluate.benchmarks import DEFAULT_BENCHMARKS, BenchmarkConfig, judge_labels, open_benchmark
 from pipeline.evaluate.report import columns_by_model, model_report, write_reports, write_summary
 from pipeline.generate.base import SamplingParams, TeacherConfig, build_request
@@ -47,7 +46,7 @@ class EvalModel(StrictConfig):
             raise ValueError(f"model {self.name}: say `vision` explicitly, {config} does not exist")
         return "vision_config" in json.loads(config.read_text(encoding="utf-8"))
 
-    def weights_identity(self) -> list:
+    def weights_identity(self) -> list | None:
         return weights_identity(self.path)
 
 
@@ -84,7 +83,7 @@ def blind(problem: Mapping) -> dict:
     return {**problem, "images": []}
 
 
-class EvaluateStage(Stage):
+class EvaluateStage(Stage[EvaluateConfig]):
     name = STAGE_NAME
     output_schema = EVALUATION_SCHEMA
 
@@ -186,9 +185,9 @@ def _decision(verdict, problem: Mapping) -> tuple[bool, str]:
 
 def skipped_rows(stage_dir: StageDir, shards: list[str]) -> Counter:
     """The benchmark rows left out of a benchmark's shards, by reason (from the shard markers)."""
-    skipped = Counter()
+    skipped: Counter[str] = Counter()
     for shard in shards:
-        stats = stage_dir.marker(shard).stats
+        stats = stage_dir.finished(shard).stats
         skipped.update({key.removeprefix("quarantined_"): n for key, n in stats.items() if key.startswith("quarantined_")})
     return skipped
 

@@ -26,7 +26,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import httpx
 from pydantic import Field
@@ -150,13 +150,15 @@ def chat_payload(request: GenerationRequest, server_kind: str) -> dict:
     if request.seed is not None:
         payload["seed"] = request.seed
     if sampling.thinking_budget is not None:
+        if shape.thinking_budget is None:  # the config check refuses this before any request is built
+            raise ValueError(f"a {server_kind} server takes no thinking_budget in tokens")
         payload |= shape.thinking_budget(sampling.thinking_budget)
     if sampling.reasoning_effort is not None:
         payload |= shape.reasoning_effort(sampling.reasoning_effort)
     return payload
 
 
-def parse_completion(request_id: str, body: object) -> GenerationResult:
+def parse_completion(request_id: str, body: Any) -> GenerationResult:
     """The reply's final content and thinking, apart, with the token counts the server reports. A reply
     cut off by its token limit is a result whatever it holds (retrying would pay for the same overrun)."""
     try:
@@ -344,8 +346,8 @@ class OpenAIServerBackend(GenerationBackend):
     def _raise_if_all_down(self, model: str) -> None:
         """EndpointsDown once every endpoint of `model` has refused connections for `endpoints_down_after_s`."""
         endpoints = self._endpoints_for(model)
-        outages = [self._outages.get(e.url) for e in endpoints]
-        if all(outages):
+        outages = [outage for e in endpoints if (outage := self._outages.get(e.url)) is not None]
+        if len(outages) == len(endpoints):
             down_for = time.monotonic() - max(outage.since for outage in outages)
             if down_for >= self.config.endpoints_down_after_s:
                 urls = ", ".join(e.url for e in endpoints)

@@ -25,6 +25,7 @@ from pipeline.text import normalise_text
 
 GSM8K_SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 Role = Literal["teacher", "rollout"]
+ROLES: tuple[Role, ...] = ("teacher", "rollout")
 
 
 class RecordingConfig(StrictConfig):
@@ -32,7 +33,7 @@ class RecordingConfig(StrictConfig):
     format: Literal["tabmwp_gpt3", "mathvista_responses", "gsm8k_solutions", "mathvision_outputs", "jsonl"]
     path: str  # relative to the run's data_root unless absolute
     teacher: str  # the model's label; gsm8k_solutions appends the solution key
-    roles: list[Role] = Field(default_factory=lambda: ["teacher", "rollout"], min_length=1)
+    roles: list[Role] = Field(default_factory=lambda: list(ROLES), min_length=1)
 
 
 # (teacher, source_id, question or None, text)

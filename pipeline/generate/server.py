@@ -83,14 +83,14 @@ class VLLMServer:
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache: enough for tests, fits CI
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self._wait_ready()
+        self._wait_ready(self.process)
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, process: subprocess.Popen) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with code {self.process.returncode} (log: {self.log_path})")
+            if process.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with code {process.returncode} (log: {self.log_path})")
             try:
                 healthy = httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=2).status_code == 200
                 if healthy and httpx.get(f"{self.base_url}/models", timeout=5).status_code == 200:
@@ -135,7 +135,8 @@ def main() -> None:
     with server:
         print(f"serving {server.served_name} at {server.base_url} (Ctrl-C stops it)", flush=True)
         try:
-            server.process.wait()
+            if server.process is not None:  # started by `with`
+                server.process.wait()
         except KeyboardInterrupt:
             pass
 

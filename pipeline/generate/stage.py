@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig, runtime
@@ -69,9 +68,9 @@ def generation_row(request: GenerationRequest, result: GenerationResult) -> dict
     }
 
 
-class GenerateStage(Stage):
+class GenerateStage(Stage[GenerateConfig]):
     name = "generations"
-    inputs = ("problems",)
+    inputs: tuple[str, ...] = ("problems",)  # and the annotation stages, set per instance
     output_schema = GENERATION_SCHEMA
 
     def __init__(
@@ -117,7 +116,7 @@ class GenerateStage(Stage):
             if wanted and problem["problem_id"] not in rounds:
                 requests = self.backend.requests_for(problem)
                 candidates += requests
-                rounds[problem["problem_id"]] = ProblemRounds(*(self._in_sampling_order(requests, role) for role in ("rollout", "teacher")))
+                rounds[problem["problem_id"]] = ProblemRounds(self._in_sampling_order(requests, "rollout"), self._in_sampling_order(requests, "teacher"))
         journal = self.journal_path(shard)
         drop_torn_tail(journal)
         journaled = read_journal(journal)

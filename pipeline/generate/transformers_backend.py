@@ -36,14 +36,15 @@ class TransformersBackend(GenerationBackend):
     def _load(self, model: str):
         """(processor or tokenizer, model, whether it reads images), loaded once per model."""
         if model not in self._models:
-            import pipeline.models  # noqa: F401  registers the tiny Qwen2.5-VL processor with AutoProcessor
             from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText, AutoProcessor, AutoTokenizer
+
+            import pipeline.models  # noqa: F401  registers the tiny Qwen2.5-VL processor with AutoProcessor
 
             remote = self.config.trust_remote_code
             vision = hasattr(AutoConfig.from_pretrained(model, trust_remote_code=remote), "vision_config")
             processor_class, model_class = (AutoProcessor, AutoModelForImageTextToText) if vision else (AutoTokenizer, AutoModelForCausalLM)
             network = model_class.from_pretrained(model, trust_remote_code=remote)
-            self._models[model] = (processor_class.from_pretrained(model, trust_remote_code=remote), network.to(self.config.device).eval(), vision)
+            self._models[model] = (processor_class.from_pretrained(model, trust_remote_code=remote), network.to(self.config.device).eval(), vision)  # type: ignore[arg-type]  # transformers types .to through a wrapper
         return self._models[model]
 
     def _one(self, request: GenerationRequest) -> GenerationResult:

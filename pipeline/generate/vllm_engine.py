@@ -11,6 +11,7 @@ budget and counts the reasoning tokens with that parser, as `vllm serve --reason
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline.config_base import StrictConfig
 from pipeline.generate.base import GenerationBackend, GenerationRequest, GenerationResult, TeacherConfig
@@ -50,13 +51,13 @@ class VLLMEngineBackend(GenerationBackend):
     def __init__(self, teachers: Sequence[TeacherConfig], config: VLLMEngineConfig, policy: Sequence[TeacherConfig] = ()):
         super().__init__(teachers, policy)
         self.config = config
-        self._engines: dict[str, object] = {}
-        self._parsers: dict[str, object] = {}  # per model: the reasoning parser that counts reasoning tokens
+        self._engines: dict[str, Any] = {}  # vllm.LLM per model (vllm is untyped, and absent where this module is imported)
+        self._parsers: dict[str, Any] = {}  # per model: the reasoning parser that counts reasoning tokens
 
     def _engine(self, model: str):
         if model not in self._engines:
             vllm = _import_vllm()
-            optional = {} if self.config.enable_chunked_prefill is None else {"enable_chunked_prefill": self.config.enable_chunked_prefill}
+            optional: dict[str, Any] = {} if self.config.enable_chunked_prefill is None else {"enable_chunked_prefill": self.config.enable_chunked_prefill}
             if self.config.reasoning_parser:
                 optional["reasoning_parser"] = self.config.reasoning_parser
             self._engines[model] = vllm.LLM(

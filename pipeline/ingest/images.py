@@ -109,7 +109,7 @@ def normalise_image(data: bytes, *, path: str, limits: ImageLimits) -> Normalise
         raise RowError("image_decompression_bomb", str(error)) from None
     except Exception as error:  # PIL raises many types for corrupt data; all mean "undecodable"
         raise RowError("image_undecodable", f"{type(error).__name__}: {error}") from None
-    if keep_bytes:
+    if image is None:  # kept as it came
         encoded = data
     else:
         if scale < 1.0:

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from pipeline.config_base import StrictConfig
 from pipeline.errors import RowError
-from pipeline.ingest.images import ImageLimits, normalise_image, read_image_file
+from pipeline.ingest.images import ImageLimits, normalise_image
 from pipeline.ingest.sources import ProblemFields, RawRecord, SourceAdapter, SourceConfig, make_adapter
 from pipeline.io import QuarantinedRow, stable_hash
 from pipeline.stage import ShardResult, Stage
@@ -37,7 +37,7 @@ def shard_name(source: str, index: int) -> str:
     return f"{source}-{index:05d}"
 
 
-class IngestStage(Stage):
+class IngestStage(Stage[IngestConfig]):
     name = "problems"
     output_schema = PROBLEM_SCHEMA
 
@@ -68,7 +68,9 @@ class IngestStage(Stage):
         source, index = shard.rsplit("-", 1)
         adapter = self.adapter(source)
         start = int(index) * self.config.shard_size
-        rows, quarantined, stats = [], [], Counter()
+        rows: list[dict] = []
+        quarantined: list[QuarantinedRow] = []
+        stats: Counter[str] = Counter()
         for record in adapter.records(start, start + self.config.shard_size):
             stats["rows_in"] += 1
             try:
@@ -121,7 +123,7 @@ class IngestStage(Stage):
         limits = self.config.images
         for ref in fields.images:
             try:
-                data = ref.data if ref.data is not None else read_image_file(adapter.image_root, ref.path, limits)
+                data = ref.read(adapter.image_root, limits)
             except RowError as error:
                 if error.reason == "image_missing" and adapter.config.allow_missing_images:
                     continue

@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -127,11 +128,25 @@ def train_tokenizer(
     return wrapped
 
 
-def _special_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
+class _SpecialIds(TypedDict):
+    bos_token_id: int
+    eos_token_id: int
+    pad_token_id: int
+
+
+def _token_id(tokenizer: PreTrainedTokenizerFast, token: str) -> int:
+    """The id of one token (`convert_tokens_to_ids` also takes and returns lists)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if not isinstance(token_id, int):
+        raise TypeError(f"{token!r}: expected one token id, got {token_id!r}")
+    return token_id
+
+
+def _special_ids(tokenizer: PreTrainedTokenizerFast) -> _SpecialIds:
     return {
-        "bos_token_id": tokenizer.convert_tokens_to_ids(ENDOFTEXT),
-        "eos_token_id": tokenizer.convert_tokens_to_ids(IM_END),
-        "pad_token_id": tokenizer.convert_tokens_to_ids(ENDOFTEXT),
+        "bos_token_id": _token_id(tokenizer, ENDOFTEXT),
+        "eos_token_id": _token_id(tokenizer, IM_END),
+        "pad_token_id": _token_id(tokenizer, ENDOFTEXT),
     }
 
 
@@ -201,7 +216,7 @@ def _pil_image_processor(config: TinyVisionConfig):
     try:  # transformers >= 5: the PIL backend has its own class
         from transformers import Qwen2VLImageProcessorPil as ImageProcessor
     except ImportError:  # older: the default ("slow") class is the PIL/numpy one
-        from transformers import Qwen2VLImageProcessor as ImageProcessor
+        from transformers import Qwen2VLImageProcessor as ImageProcessor  # type: ignore[assignment]  # the same role, older name
     return ImageProcessor(
         min_pixels=config.min_pixels,
         max_pixels=config.max_pixels,
@@ -260,12 +275,13 @@ def build_tiny_qwen2_5_vl(
     model_config = Qwen2_5_VLConfig(
         text_config=text_config,
         vision_config=vision_config,
-        image_token_id=tokenizer.convert_tokens_to_ids("<|image_pad|>"),
-        video_token_id=tokenizer.convert_tokens_to_ids("<|video_pad|>"),
-        vision_start_token_id=tokenizer.convert_tokens_to_ids("<|vision_start|>"),
-        vision_end_token_id=tokenizer.convert_tokens_to_ids("<|vision_end|>"),
+        image_token_id=_token_id(tokenizer, "<|image_pad|>"),
+        video_token_id=_token_id(tokenizer, "<|video_pad|>"),
+        vision_start_token_id=_token_id(tokenizer, "<|vision_start|>"),
+        vision_end_token_id=_token_id(tokenizer, "<|vision_end|>"),
         tie_word_embeddings=True,
-        **ids,
+        # not in the typed signature, but kept at the top level of config.json too (readers look there)
+        **ids,  # type: ignore[misc]
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(model_config)

@@ -15,7 +15,6 @@ from collections.abc import Mapping
 from typing import Literal
 
 import pyarrow as pa
-
 from pydantic import Field
 from scipy.stats import beta
 
@@ -64,14 +63,14 @@ def rollout_outcome(row: Mapping, truncated_rollouts: str) -> bool | None:
     return bool(row["correct"])
 
 
-class DifficultyStage(Stage):
+class DifficultyStage(Stage[ScoreConfig]):
     name = "difficulty"
     inputs = ("problems", "generations")
     output_schema = DIFFICULTY_SCHEMA
 
     def process(self, shard: str, inputs: Mapping[str, pa.Table]) -> ShardResult:
         correct: dict[str, list[bool]] = defaultdict(list)
-        stats = Counter()
+        stats: Counter[str] = Counter()
         for row in inputs["generations"].select(["problem_id", "role", "correct", "verdict_reason"]).to_pylist():
             if row["role"] == "rollout" and row["verdict_reason"] == TRUNCATED:
                 stats["skipped_truncated_rollout" if self.config.truncated_rollouts == "excluded" else "truncated_rollout_counted_wrong"] += 1

@@ -248,7 +248,7 @@ def nearest(vectors: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.
     return cluster, np.sqrt(np.maximum(squared[np.arange(len(vectors)), cluster], 0))
 
 
-class ClusterCentroids(GlobalStep):
+class ClusterCentroids(GlobalStep[DiversityStageConfig]):
     """k-means centroids fitted on a seeded sample of every problems shard."""
 
     name = "diversity"
@@ -261,7 +261,7 @@ class ClusterCentroids(GlobalStep):
         from sklearn.cluster import MiniBatchKMeans
 
         config, shards, problems = self.config, sorted(shards), StageDir(run_dir, "problems")
-        sizes = [problems.marker(shard).rows for shard in shards]
+        sizes = [problems.finished(shard).rows for shard in shards]
         texts: list[str] = []
         sampled = [(shard, rows) for shard, rows in zip(shards, sample_rows(sizes, config.sample_size, config.seed)) if len(rows)]
         for shard, rows in sampled:
@@ -283,7 +283,7 @@ class ClusterCentroids(GlobalStep):
         return {"sample": len(texts), "sample_cluster_sizes": cluster_sizes.tolist()}
 
 
-class DiversityStage(IndexedStage):
+class DiversityStage(IndexedStage[DiversityStageConfig]):
     name = "diversity"
     inputs = ("problems",)
     output_schema = DIVERSITY_SCHEMA

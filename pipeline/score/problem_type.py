@@ -46,12 +46,12 @@ def fit_classifier(vectors: np.ndarray, labels: Sequence[str], config: ProblemTy
     lbfgs is deterministic, so the same rows give the same weights."""
     from sklearn.linear_model import LogisticRegression
 
-    labels = np.asarray(labels)
-    names = sorted(n for n, count in Counter(labels.tolist()).items() if count >= config.min_examples_per_type)
-    keep = np.isin(labels, names)
+    label_array = np.asarray(labels)
+    names = sorted(n for n, count in Counter(label_array.tolist()).items() if count >= config.min_examples_per_type)
+    keep = np.isin(label_array, names)
     if len(names) < 2:  # one type (or none): nothing to tell apart
         return names, np.zeros((len(names), vectors.shape[1] + 1), np.float32)
-    model = LogisticRegression(C=config.regularisation, max_iter=config.max_iter).fit(vectors[keep], labels[keep])
+    model = LogisticRegression(C=config.regularisation, max_iter=config.max_iter).fit(vectors[keep], label_array[keep])
     coefficients, intercepts = model.coef_, model.intercept_
     if len(names) == 2:  # scikit-learn keeps one row for two classes: the second class's log-odds
         coefficients, intercepts = np.vstack([-coefficients, coefficients]) / 2, np.concatenate([-intercepts, intercepts]) / 2
@@ -74,7 +74,7 @@ def _embeddings(table: pa.Table) -> np.ndarray:
     return column.values.to_numpy().reshape(len(column), -1) if len(column) else np.zeros((0, 0), np.float32)
 
 
-class TypeClassifier(GlobalStep):
+class TypeClassifier(GlobalStep[ProblemTypeConfig]):
     """The classifier, fitted on the embeddings of every problem its source labelled."""
 
     name = "problem_type"
@@ -94,7 +94,7 @@ class TypeClassifier(GlobalStep):
         return {"types": names, "training_counts": dict(sorted(Counter(labels).items()))}
 
 
-class ProblemTypeStage(IndexedStage):
+class ProblemTypeStage(IndexedStage[ProblemTypeConfig]):
     name = "problem_type"
     inputs = ("problems", "diversity")
     output_schema = PROBLEM_TYPE_SCHEMA

@@ -146,7 +146,7 @@ def _rl_candidates(run_dir: Path, shard: str, config: SelectConfig, stages: Sequ
     return pa.Table.from_pylist(rows) if rows else None
 
 
-class SelectionPlan(GlobalStep):
+class SelectionPlan(GlobalStep[SelectConfig]):
     """`plan.parquet` (shard, key) of one set; its manifest holds drops by reason and the composition."""
 
     name = "select_plan"

@@ -35,7 +35,7 @@ def solution_text(raw_text: str | None, answer: str, reasoning: str | None = Non
     return f"{THINK_OPEN}\n{text.strip()}\n{THINK_CLOSE}\n\n\\boxed{{{answer}}}"
 
 
-class _PlannedStage(IndexedStage):
+class _PlannedStage(IndexedStage[None]):
     """The plan decides every row: another set's settings, or a runtime knob, change nothing here."""
 
     def __init__(self, plan_dir: Path | str):

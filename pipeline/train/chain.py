@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig
@@ -34,12 +36,12 @@ class TrainChainConfig(TrainOptions):
 
 
 def sft_config(chain: TrainChainConfig, base: Path | None) -> SFTStageConfig:
-    where = dict(cold_start_dir=chain.cold_start_dir, output_dir=chain.output_dir / "sft", model_path=base, seed=chain.seed)
+    where: dict[str, Any] = dict(cold_start_dir=chain.cold_start_dir, output_dir=chain.output_dir / "sft", model_path=base, seed=chain.seed)
     return SFTStageConfig(**{**chain.sft.model_dump(), "resume": True}, **where)
 
 
 def grpo_config(chain: TrainChainConfig, base: Path | None) -> TrainConfig:
-    where = dict(rl_dataset_dir=chain.rl_dataset_dir, output_dir=chain.output_dir / "grpo-vas", model_path=base)
+    where: dict[str, Any] = dict(rl_dataset_dir=chain.rl_dataset_dir, output_dir=chain.output_dir / "grpo-vas", model_path=base)
     where |= dict(sft_model_dir=chain.output_dir / "sft", seed=chain.seed)
     return TrainConfig(**{**chain.grpo.model_dump(), "resume": True}, **where)
 

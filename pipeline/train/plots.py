@@ -28,12 +28,11 @@ def vps_transition_matrix(
 ) -> np.ndarray:
     """Row-normalised counts of prompts moving from VPS bin i (before) to bin j (after), over the prompts
     scored at both times (None/NaN = unscored); empty rows stay 0."""
-    before, after = _as_floats(before), _as_floats(after)
-    both = ~np.isnan(before) & ~np.isnan(after)
-    before, after = before[both], after[both]
+    old, new = _as_floats(before), _as_floats(after)
+    both = ~np.isnan(old) & ~np.isnan(new)
     bins = len(edges) - 1
-    start = np.clip(np.digitize(before, edges[1:-1]), 0, bins - 1)
-    end = np.clip(np.digitize(after, edges[1:-1]), 0, bins - 1)
+    start = np.clip(np.digitize(old[both], edges[1:-1]), 0, bins - 1)
+    end = np.clip(np.digitize(new[both], edges[1:-1]), 0, bins - 1)
     counts = np.zeros((bins, bins))
     np.add.at(counts, (start, end), 1)
     totals = counts.sum(axis=1, keepdims=True)
@@ -45,7 +44,7 @@ def plot_vps_histogram(snapshots: Sequence[tuple[int, Sequence[float | None]]], 
     for step, values in (snapshots[0], snapshots[-1]) if len(snapshots) > 1 else snapshots[:1]:
         scored = _as_floats(values)
         scored = scored[~np.isnan(scored)]
-        axis.hist(scored, bins=np.linspace(edges[0], edges[-1], 21), alpha=0.6, label=f"step {step} ({scored.size} scored)")
+        axis.hist(scored, bins=np.linspace(edges[0], edges[-1], 21).tolist(), alpha=0.6, label=f"step {step} ({scored.size} scored)")
     axis.set_xlabel("VPS")
     axis.set_ylabel("prompts")
     axis.legend()

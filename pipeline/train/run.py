@@ -75,8 +75,9 @@ def is_vision_model(model_path: Path) -> bool:
 
 def load_processing_class(model_path: Path):
     """A VL model's processor (the tiny one is registered by importing pipeline.models), else its tokenizer."""
-    import pipeline.models  # noqa: F401  registers the tiny processor with AutoProcessor
     from transformers import AutoProcessor, AutoTokenizer
+
+    import pipeline.models  # noqa: F401  registers the tiny processor with AutoProcessor
 
     return (AutoProcessor if is_vision_model(model_path) else AutoTokenizer).from_pretrained(model_path)
 

@@ -99,6 +99,8 @@ class VASRepeatSampler(Sampler[int]):
         started = time.perf_counter()
         if self.draw_fn is not None:
             drawn = [int(i) for i in self.draw_fn(count, seed)]
+        elif self.weights_fn is None:  # __init__ refuses this already
+            raise ValueError("vas_lambda > 0 needs weights_fn or draw_fn")
         else:
             weights = torch.as_tensor(self.weights_fn(), dtype=torch.float64)
             if weights.shape != (self.num_samples,) or not torch.isfinite(weights).all() or (weights < 0).any():

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import datasets
+
 from pipeline.train.config import SFTSettings, common_trainer_args
 from pipeline.train.run import ensure_model, is_vision_model, load_processing_class, save_trained_model
 

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate.utils import gather_object
-from transformers import TrainerCallback
-from trl import GRPOTrainer
+from datasets import Dataset
+from transformers import PreTrainedModel, TrainerCallback
+from trl import GRPOConfig, GRPOTrainer
 
 from pipeline.train.config import VASConfig
 from pipeline.train.peers import (
@@ -103,7 +104,21 @@ class _ScoringCallback(TrainerCallback):
             self.trainer.score_all_prompts()
 
 
+def _resolved(value: int | None, name: str) -> int:
+    """A GRPOConfig size that its __post_init__ always fills in (typed optional because a user may leave it unset)."""
+    if value is None:
+        raise ValueError(f"GRPOConfig.{name} is unset")
+    return value
+
+
 class VASGRPOTrainer(GRPOTrainer):
+    # What GRPOTrainer's __init__ sets, as this trainer always has it (TRL types them as the base Trainer's optionals).
+    args: GRPOConfig
+    model: PreTrainedModel
+    train_dataset: Dataset
+    num_generations: int
+    num_generations_eval: int
+
     def __init__(
         self,
         *args: Any,
@@ -136,6 +151,10 @@ class VASGRPOTrainer(GRPOTrainer):
         self._last_informative: list[bool] = []  # per group of the last rollout batch
         self.add_callback(_ScoringCallback(self))
 
+    @property
+    def _generation_batch_size(self) -> int:
+        return _resolved(self.args.generation_batch_size, "generation_batch_size")
+
     def _new_score_table(self) -> ScoreTable:
         if self.vas.scorer == "posterior":
             return PosteriorScoreTable(self.vas.posterior, group_size=self.num_generations)
@@ -145,6 +164,8 @@ class VASGRPOTrainer(GRPOTrainer):
         return self.score_table.weights(self.prompt_ids)
 
     def _thompson_draw(self, count: int, seed: int) -> list[int]:
+        if not isinstance(self.score_table, PosteriorScoreTable):
+            raise TypeError(f"Thompson draws need vas.scorer='posterior', not {self.vas.scorer!r}")
         return self.score_table.draw(self.prompt_ids, count, seed)
 
     def _get_train_sampler(self, dataset=None) -> VASRepeatSampler:
@@ -152,13 +173,13 @@ class VASGRPOTrainer(GRPOTrainer):
         shape = dict(
             data_source=dataset,
             mini_repeat_count=self.num_generations,
-            batch_size=self.args.generation_batch_size // self.num_generations,
-            repeat_count=self.num_iterations * self.args.steps_per_generation,
+            batch_size=self._generation_batch_size // self.num_generations,
+            repeat_count=self.num_iterations * _resolved(self.args.steps_per_generation, "steps_per_generation"),
             shuffle=self.shuffle_dataset,
             seed=self.args.seed,
         )
-        if self.skip_state is not None:
-            self._vas_sampler = SkipSampler(**shape, skip_fn=lambda: self.skip_state.skip_probabilities(self.prompt_ids))
+        if (skip_state := self.skip_state) is not None:
+            self._vas_sampler = SkipSampler(**shape, skip_fn=lambda: skip_state.skip_probabilities(self.prompt_ids))
         else:
             self._vas_sampler = VASRepeatSampler(
                 **shape,
@@ -256,7 +277,7 @@ class VASGRPOTrainer(GRPOTrainer):
 
     def score_all_prompts(self) -> None:
         """Roll out every prompt `scoring_rollouts` times with the current policy; the hook updates the table."""
-        rollouts, batch_prompts = self.vas.scoring_rollouts, max(1, self.args.generation_batch_size // self.num_generations)
+        rollouts, batch_prompts = self.vas.scoring_rollouts, max(1, self._generation_batch_size // self.num_generations)
         saved_eval_generations, self.num_generations_eval = self.num_generations_eval, rollouts
         was_training, self._scoring = self.model.training, True
         self.model.eval()
@@ -277,8 +298,9 @@ class VASGRPOTrainer(GRPOTrainer):
     def close_rewards(self) -> None:
         """Stop reward functions that hold worker processes (the verifier's math-verify pool)."""
         for reward_func in self.reward_funcs:
-            if hasattr(reward_func, "close"):
-                reward_func.close()
+            close = getattr(reward_func, "close", None)
+            if close is not None:
+                close()
 
     def vas_seconds(self) -> float:
         """Everything VAS added: table updates plus weighted draws."""

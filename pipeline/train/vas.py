@@ -70,7 +70,7 @@ def self_bleu_diversity(sequences: Sequence[TokenIds], max_n: int = 4) -> float:
     """1 - mean BLEU of each rollout against the others: 0 for identical rollouts (self-BLEU is a similarity)."""
     if len(sequences) < 2:
         return 0.0
-    bleus = [_sentence_bleu(seq, sequences[:i] + sequences[i + 1 :], max_n) for i, seq in enumerate(sequences)]
+    bleus = [_sentence_bleu(seq, [*sequences[:i], *sequences[i + 1 :]], max_n) for i, seq in enumerate(sequences)]
     return 1.0 - float(np.mean(bleus))
 
 

@@ -131,7 +131,8 @@ def _dataset_rows(data_source: Any, prompt_id_column: str) -> tuple[list[str], l
     if "extra_info" not in columns:
         return prompt_ids, None
     indices = [(info or {}).get(INDEX_KEY) for info in frame["extra_info"]]
-    return prompt_ids, (None if any(index is None for index in indices) else [int(index) for index in indices])
+    present = [int(index) for index in indices if index is not None]
+    return prompt_ids, (present if len(present) == len(indices) else None)
 
 
 class VerlVASSampler(Sampler[int]):
@@ -182,7 +183,7 @@ def vas_trainer_class(base: type) -> type:
 
         def _init_dataloader(self) -> None:
             super()._init_dataloader()
-            loader = self.train_dataloader  # verl's, with create_rl_sampler's sampler: rebuilt around the VAS one
+            loader = self.train_dataloader  # type: ignore[has-type]  # set by verl's _init_dataloader, untyped there; verl's, with create_rl_sampler's sampler: rebuilt around the VAS one
             self.vas_sampler = VerlVASSampler(loader.dataset, self.config.data)
             self.train_dataloader = type(loader)(
                 dataset=loader.dataset,

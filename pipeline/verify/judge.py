@@ -48,8 +48,9 @@ def verifier_resources(config: VerifyStageConfig) -> dict[str, object]:
     resources: dict[str, object] = {}
     extractor = None
     if config.model_extractor.enabled:
-        resources["judge_backend"] = build_logged(functools.partial(make_backend, config.model_extractor.backend, Path(config.data_root)))
-        extractor = ModelExtractor(resources["judge_backend"], config.model_extractor)
+        backend = build_logged(functools.partial(make_backend, config.model_extractor.backend, Path(config.data_root)))
+        resources["judge_backend"] = backend
+        extractor = ModelExtractor(backend, config.model_extractor)
     resources["verifier"] = build_logged(functools.partial(start_verifier, config, extractor))
     return resources
 

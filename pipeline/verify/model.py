@@ -75,8 +75,8 @@ class AnswerSpec:
         cls,
         gold: str,
         *,
-        answer_type: str = "text",
-        question_type: str = "free_form",
+        answer_type: str | None = "text",  # None (a missing field): the default
+        question_type: str | None = "free_form",
         choices=None,
         precision: int | float | None = None,
         unit: str | None = None,

@@ -21,7 +21,6 @@ from pathlib import Path
 from pydantic import Field
 
 from pipeline.config_base import StrictConfig
-
 from pipeline.generate.base import GenerationBackend, GenerationRequest, SamplingParams, request_ids
 from pipeline.generate.factory import BackendConfig
 from pipeline.generate.journal import append_journal, read_journal

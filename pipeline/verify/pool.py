@@ -17,11 +17,11 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 TIMEOUT = "timeout"
 WORKER_DIED = "worker_died"
@@ -53,18 +53,30 @@ def _encode(value: object) -> object:
     raise TypeError(f"cannot send {type(value).__name__} to a worker")
 
 
-def write_message(stream: BinaryIO, message: object) -> None:
+def write_message(stream: IO[bytes], message: object) -> None:
     payload = json.dumps(message, default=_encode).encode("utf-8")
     stream.write(_HEADER.pack(len(payload)) + payload)
     stream.flush()
 
 
-def read_message(stream: BinaryIO) -> object:
-    """The next message; EOFError when the other side has gone, ValueError when it is garbled."""
+def read_message(stream: IO[bytes]) -> Any:
+    """The next message (JSON, shaped by the protocol); EOFError when the other side has gone, ValueError when it is garbled."""
     header = stream.read(_HEADER.size)
     if len(header) < _HEADER.size:
         raise EOFError
     return json.loads(stream.read(_HEADER.unpack(header)[0]))
+
+
+def _piped(stream: IO[bytes] | None) -> IO[bytes]:
+    if stream is None:  # never: the worker is started with both pipes
+        raise RuntimeError("verify worker started without its pipes")
+    return stream
+
+
+def _readable(streams: Iterable[IO[bytes]], timeout: float) -> list[IO[bytes]]:
+    """The streams with something to read; multiprocessing's `wait` takes any object with a fileno(), though it is
+    typed for its own connections."""
+    return wait(list(streams), timeout=timeout)  # type: ignore[arg-type, return-value]
 
 
 class _Worker:
@@ -76,6 +88,7 @@ class _Worker:
             stdout=subprocess.PIPE,
             env=env,
         )
+        self.requests, self.replies = _piped(self.process.stdin), _piped(self.process.stdout)
         self.ready = False
 
     def await_ready(self) -> None:
@@ -89,17 +102,13 @@ class _Worker:
             raise RuntimeError(f"verify worker failed to start (exit code {self.process.returncode}); see its stderr")
         self.ready = True
 
-    @property
-    def replies(self) -> BinaryIO:
-        return self.process.stdout
-
     def send(self, message: object) -> None:
-        write_message(self.process.stdin, message)
+        write_message(self.requests, message)
 
     def kill(self) -> None:
         self.process.kill()
         self.process.wait()
-        for stream in (self.process.stdin, self.process.stdout):
+        for stream in (self.requests, self.replies):
             stream.close()
 
     def stop(self) -> None:
@@ -163,7 +172,7 @@ class KillablePool:
         pending = deque(range(len(arg_tuples)))
         idle = deque(worker for worker in self._workers if worker.ready)
         starting = {worker.replies: worker for worker in self._workers if not worker.ready}
-        running: dict[BinaryIO, tuple[_Worker, int, float]] = {}
+        running: dict[IO[bytes], tuple[_Worker, int, float]] = {}
         while pending or running:
             while idle and pending:
                 worker, index = idle.popleft(), pending.popleft()
@@ -178,7 +187,7 @@ class KillablePool:
                 running[worker.replies] = (worker, index, time.monotonic() + self.timeout_s)
             deadline = min((deadline for _, _, deadline in running.values()), default=None)
             timeout = STARTUP_TIMEOUT_S if deadline is None else max(0.0, deadline - time.monotonic())
-            ready_streams = wait([*running, *starting], timeout=timeout)
+            ready_streams = _readable([*running, *starting], timeout)
             if not ready_streams and not running:
                 raise RuntimeError(f"no verify worker started within {STARTUP_TIMEOUT_S} s")
             for stream in ready_streams:

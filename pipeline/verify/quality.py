@@ -160,7 +160,7 @@ def _covered_by_repeats(ids: np.ndarray, weights: np.ndarray, min_count: int) ->
                 repeats[order[run_start + 1 : position]] = True
             run_start = position
     covered, last = 0, -ngram
-    for start in np.flatnonzero(repeats):
+    for start in np.flatnonzero(repeats):  # type: ignore[assignment]  # numba: int64 here, an int in the loop above
         covered += min(start - last, ngram)
         last = start
     return covered

@@ -90,12 +90,11 @@ class Verifier:
 
     def decide_many(self, answers: Sequence[str | None], specs: Sequence[AnswerSpec]) -> list[Decision]:
         """Fast paths inline, math-verify in the workers for what they leave open."""
-        decisions = [decide_fast(answer, spec) for answer, spec in zip(answers, specs)]
-        leftovers = [i for i, decision in enumerate(decisions) if decision is None]
-        slow = self.math_verify_many([(answers[i], comparable_gold(specs[i])) for i in leftovers])
-        for index, decision in zip(leftovers, slow):
-            decisions[index] = decision
-        return decisions
+        fast = [decide_fast(answer, spec) for answer, spec in zip(answers, specs)]
+        leftovers = [i for i, decision in enumerate(fast) if decision is None]
+        # `or ""` only for the type: decide_fast decides every missing or empty answer itself
+        slow = dict(zip(leftovers, self.math_verify_many([(answers[i] or "", comparable_gold(specs[i])) for i in leftovers])))
+        return [slow[i] if decision is None else decision for i, decision in enumerate(fast)]
 
     def math_verify_many(self, pairs: Sequence[tuple[str, str]]) -> list[Decision]:
         """math-verify decisions for (pred, gold) pairs, each under the outer timeout."""
@@ -144,7 +143,7 @@ def _judge_one(extraction: Extraction, spec: AnswerSpec, verifier: Verifier | No
 def _decide_one(answer: str | None, spec: AnswerSpec, verifier: Verifier | None) -> Decision:
     decision = decide_fast(answer, spec)
     if decision is None:
-        decision = (verifier or shared_verifier()).math_verify_many([(answer, comparable_gold(spec))])[0]
+        decision = (verifier or shared_verifier()).math_verify_many([(answer or "", comparable_gold(spec))])[0]  # answer: never None here
     return decision
 
 

@@ -29,7 +29,7 @@ class ColumnMappedFields:
 
     config: SourceConfig
 
-    @property
+    @property  # read-only here: a generic source names its id column in its config
     def id_field(self) -> str | None:
         return self.config.columns.get("source_id")
 
@@ -76,11 +76,12 @@ class ColumnMappedFields:
         )
 
 
-class GenericJsonLinesAdapter(ColumnMappedFields, JsonLinesAdapter):
+# ColumnMappedFields reads `id_field` from the source's config: the readers' class attribute becomes read-only here.
+class GenericJsonLinesAdapter(ColumnMappedFields, JsonLinesAdapter):  # type: ignore[override]
     """Any JSON-lines file, read line by line so one malformed row cannot fail the whole source."""
 
 
-class GenericJsonAdapter(ColumnMappedFields, JsonDocumentAdapter):
+class GenericJsonAdapter(ColumnMappedFields, JsonDocumentAdapter):  # type: ignore[override]
     """Any JSON document of rows (an array, or an object keyed by id), streamed (see JsonDocumentAdapter)."""
 
 

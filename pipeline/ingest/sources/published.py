@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from pipeline.errors import RowError
 from pipeline.ingest.sources.readers import JsonLinesAdapter, JsonObjectAdapter
@@ -18,6 +20,11 @@ from pipeline.ingest.sources.records import (
 )
 
 
+def _named(value: Any, names: Mapping[str, str]) -> str | None:
+    """What `names` calls a text field's value; None for a missing, unknown or non-text value (a list would not hash)."""
+    return names.get(value) if isinstance(value, str) else None
+
+
 class TabMWPAdapter(JsonObjectAdapter):
     """TabMWP problems.json + tables/{id}.png (the table image is the multimodal input)."""
 
@@ -25,7 +32,7 @@ class TabMWPAdapter(JsonObjectAdapter):
 
     def to_fields(self, record: RawRecord) -> ProblemFields:
         row = record_object(record.value)
-        question_type = {"multi_choice": "multi_choice", "free_text": "free_form"}.get(row.get("ques_type"))
+        question_type = _named(row.get("ques_type"), {"multi_choice": "multi_choice", "free_text": "free_form"})
         if question_type is None:
             raise RowError("invalid_field", f"ques_type: {row.get('ques_type')!r}")
         unit = row.get("unit")
@@ -33,7 +40,7 @@ class TabMWPAdapter(JsonObjectAdapter):
             source_id=record.source_id,
             question=text_field(row.get("question"), "question", numbers_allowed=False),
             answer=text_field(row.get("answer"), "answer"),
-            answer_type=self.ANSWER_TYPES.get(row.get("ans_type"), "text"),
+            answer_type=_named(row.get("ans_type"), self.ANSWER_TYPES) or "text",
             question_type=question_type,
             images=[ImageRef(path=f"tables/{record.source_id}.png")],
             choices=choices_field(row.get("choices")),
@@ -66,7 +73,7 @@ class MathVistaAdapter(JsonObjectAdapter):
             choices=choices_field(row.get("choices")),
             precision=optional_int(row.get("precision"), "precision"),
             unit=text_field(unit, "unit") if unit else None,
-            metadata=row.get("metadata") if isinstance(row.get("metadata"), dict) else {},
+            metadata=metadata if isinstance(metadata := row.get("metadata"), dict) else {},
         )
 
 

@@ -4,9 +4,11 @@ raw field that every adapter shares (a bad value is a `RowError`: the row is qua
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pipeline.errors import RowError
+from pipeline.ingest.images import ImageLimits, read_image_file
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,14 @@ class ImageRef:
 
     path: str | None = None
     data: bytes | None = None
+
+    def read(self, root: Path, limits: ImageLimits) -> bytes:
+        """The image's bytes: inline, else the file at `path` below `root`; a reference to neither is a row error."""
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise RowError("image_missing", "an image with neither a path nor inline bytes")
+        return read_image_file(root, self.path, limits)
 
 
 @dataclass

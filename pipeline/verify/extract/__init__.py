@@ -44,7 +44,7 @@ def extract_answer(
     if located:
         best = located[0].extraction
         stated_beside = rival(tail, located)
-        answer = numeric_core(best.answer) if numeric else best.answer
+        answer = numeric_core(located[0].answer) if numeric else best.answer
         rivals = () if stated_beside is None else (numeric_core(stated_beside) if numeric else stated_beside,)
         return Extraction(answer, best.method, rivals)
     if _is_short_single_line(tail) and (not numeric or parse_number(tail) is not None):

@@ -43,18 +43,18 @@ def extract_choice(tail: str, located: list[LocatedAnswer], choices: list[str]) 
     it declines to answer or names several options)."""
     options_say_none = any(NO_OPTION.search(choice) or REFUSAL.search(choice) for choice in choices)
     for position, located_answer in enumerate(located):
-        candidate = located_answer.extraction
+        candidate, answer = located_answer.extraction, located_answer.answer
         if not options_say_none and NO_OPTION.search(tail, located_answer.start):
             return Extraction(None, "refusal")
-        if names_several_options(candidate.answer, choices) and candidate.answer.strip() not in choices:
+        if names_several_options(answer, choices) and answer.strip() not in choices:
             return Extraction(None, _SEVERAL)
-        matched = match_choice(candidate.answer, choices)
+        matched = match_choice(answer, choices)
         if matched is not None:
-            rivals = (_letter_rival(candidate.answer, matched, choices), rival(tail, located[position:]))
+            rivals = (_letter_rival(answer, matched, choices), rival(tail, located[position:]))
             return _choice_extraction(matched, choices, candidate.method, tuple(r for r in rivals if r))
-        if REFUSAL.search(candidate.answer):
+        if REFUSAL.search(answer):
             return Extraction(None, "refusal")
-        if _VALUE_SIGN.search(candidate.answer):
+        if _VALUE_SIGN.search(answer):
             return candidate  # a stated answer that is none of the options
         # a marker that announces no answer itself ("the answer is shown below"): look further back
     closing_lines = [line for line in tail.strip().splitlines() if line.strip()][-_CLOSING_LINES:]
@@ -235,7 +235,8 @@ def _contains_phrase(text: str, phrase: str) -> bool:
     pattern = _phrase_pattern(phrase)
     if not phrase[0].isdigit():
         return pattern.search(text) is not None
-    thousands = len(_LEADING_DIGITS.match(phrase)[0]) == 3  # "404" may be the tail of "10,404"
+    # (isdigit() also takes "²", which \d does not match)
+    thousands = (leading := _LEADING_DIGITS.match(phrase)) is not None and len(leading[0]) == 3  # "404" may be the tail of "10,404"
     for match in pattern.finditer(text):
         start = match.start()
         before = text[max(0, start - _OPERATOR_LOOKBEHIND_CHARS) : start]

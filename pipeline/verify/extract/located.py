@@ -15,7 +15,10 @@ from pipeline.verify.normalize import normalize_text
 
 _CONDITIONAL = re.compile(r"\W*(?:if|unless|when|suppose)\b", re.IGNORECASE)  # "If x > 3, the answer is A."
 # Where an answer phrase ends: a sentence stop, a clause break or an explanation.
-_SPAN_END = re.compile(r"[.!?](?:\s|$)|\$?\.(?=The\b)|[;。，]|,\s(?!\(?[A-Z]\)?(?:,|\s+(?:and|or)\b|\.|$)|(?:and|or)\s+\(?[A-Z]\b)|\s(?:because|since|which|as|so|and therefore)\s", re.IGNORECASE)
+_SPAN_END = re.compile(
+    r"[.!?](?:\s|$)|\$?\.(?=The\b)|[;。，]|,\s(?!\(?[A-Z]\)?(?:,|\s+(?:and|or)\b|\.|$)|(?:and|or)\s+\(?[A-Z]\b)|\s(?:because|since|which|as|so|and therefore)\s",
+    re.IGNORECASE,
+)
 _SPAN_GAP_MAX_CHARS = 150  # a stated answer this close before the final one is stated alongside it
 ALNUM = re.compile(r"\w")
 _PRONOUNS = frozenset({"this", "that", "it", "which", "this option", "that option", "this choice", "so"})
@@ -26,6 +29,13 @@ class LocatedAnswer:
     start: int
     end: int
     extraction: Extraction
+
+    @property
+    def answer(self) -> str:
+        """The located text: every located answer has one (an Extraction's is None only for a refusal or a miss)."""
+        if self.extraction.answer is None:
+            raise ValueError(f"a located answer at {self.start}-{self.end} without text")
+        return self.extraction.answer
 
 
 def find_marked_answer(text: str) -> Extraction | None:
