@@ -12,7 +12,7 @@ import argparse
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -23,7 +23,7 @@ from pipeline.config import RunConfig, load_config, save_resolved
 from pipeline.generate.cost import generation_cost, write_cost
 from pipeline.generate.stage import GenerateStage
 from pipeline.graph import SETS, curation_graph
-from pipeline.index import GlobalStep
+from pipeline.index import GlobalStep, IndexedStage
 from pipeline.io import write_json_atomic
 from pipeline.progress import QUIET_ENV, SUMMARY, stage_summary_line
 from pipeline.publish import publish_dataset, push_folder
@@ -113,7 +113,7 @@ def _trigger_training(config: RunConfig, published: dict[str, str]) -> None:
             get_run_logger().warning("train: %s skipped, the %s set is empty: %s", TRAINS[name], name, published_empty_reason(folder))
     if not usable:
         return
-    parameters = {
+    parameters: dict[str, Any] = {
         "output_dir": str(config.run_dir / "train"),
         "rl_dataset_dir": usable.get("rl"),
         "cold_start_dir": usable.get("cold_start"),
@@ -151,6 +151,7 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
         if step.publishes is None:
             lineage.append(summary)
         else:
+            assert isinstance(stage, IndexedStage)  # a set is materialised from its selection plan (the step's index)
             published[step.publishes] = _publish(config, stage, shards, lineage + [_with_plan(summary, stage.manifest)], step.publishes)
     if "rl" in published and config.train.mode != "none":
         _trigger_training(config, published)

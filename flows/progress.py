@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.futures import PrefectFuture, as_completed
@@ -24,7 +25,11 @@ RUN_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 def wait_with_progress(stage: str, futures: list[PrefectFuture]) -> None:
     """Return once every future is done (failures are left for the caller to raise)."""
     artifact = create_progress_artifact(0.0, key=f"{stage.replace('_', '-')}-progress", description=f"{stage}: starting")
-    progress = ShardProgress(stage, len(futures), on_update=lambda p: update_progress_artifact(artifact, p.percent, p.describe()))
+    assert isinstance(artifact, UUID)  # called from a sync flow, Prefect's sync-compatible call returns the id itself
+    def report(progress: ShardProgress) -> None:
+        update_progress_artifact(artifact, progress.percent, progress.describe())  # sync: a flow run, not a coroutine
+
+    progress = ShardProgress(stage, len(futures), on_update=report)
     try:
         for future in as_completed(futures):
             future.wait()  # keeps the final state on the future: `state` would otherwise ask the API, which may lag

@@ -10,6 +10,7 @@ import json
 import math
 import shutil
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -84,7 +85,7 @@ def _plot_cluster_sizes(sizes: dict[str, int], title: str, path: Path) -> None:
         axis.bar(range(len(ordered)), ordered, color="#8172b2")
 
 
-def _plot_histograms(groups: dict[str, list[float]], title: str, xlabel: str, path: Path) -> None:
+def _plot_histograms(groups: Mapping[str, Sequence[float]], title: str, xlabel: str, path: Path) -> None:
     """One outlined histogram per group (teacher) on shared bins."""
     with _figure(path, title, xlabel) as axis:
         for name in sorted(groups):
@@ -160,7 +161,7 @@ class _Composition:
     """Counts a card shows, accumulated shard by shard over a set of `rows` rows."""
 
     def __init__(self, rows: int) -> None:
-        self.by = {name: Counter() for name in ("source", "domain", "problem_type", "teacher")}
+        self.by: dict[str, Counter[str]] = {name: Counter() for name in ("source", "domain", "problem_type", "teacher")}
         self.images_per_row: Counter[int] = Counter()
         self.pass_rate_bins: dict[str, Counter[int]] = {}  # by source; null pass rates are not binned
         self.unknown_pass_rate = 0
@@ -238,7 +239,7 @@ def publish_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "data").mkdir(parents=True)
     source_dir = StageDir(run_dir, stage)
-    shard_rows = {s: source_dir.marker(s).rows for s in shards}
+    shard_rows = {s: source_dir.finished(s).rows for s in shards}
     non_empty = [s for s in shards if shard_rows[s] > 0]
     rows = sum(shard_rows.values())
     empty_reason = None if rows else (empty_reason or "no rows were selected")
@@ -305,11 +306,11 @@ def publish_dataset(
     return final
 
 
-def published_rows(folder: Path) -> int:
+def published_rows(folder: Path | str) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in sorted((Path(folder) / "data").glob("*.parquet")))
 
 
-def published_empty_reason(folder: Path) -> str | None:
+def published_empty_reason(folder: Path | str) -> str | None:
     """Why a published set has no rows (None: it has rows, or it was published before empty sets said why)."""
     files = sorted((Path(folder) / "data").glob("*.parquet"))
     if not files or published_rows(folder):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -181,7 +181,7 @@ def export_verl(rl_dir: Path, out_dir: Path) -> list[Path]:
     return [Path(out_dir) / name for name in names]
 
 
-EXPORTS = {"cold_start": ("llamafactory", export_sharegpt), "rl": ("verl", export_verl)}
+EXPORTS: dict[str, tuple[str, Callable[[Path, Path], object]]] = {"cold_start": ("llamafactory", export_sharegpt), "rl": ("verl", export_verl)}
 
 
 def export_published(set_name: str, published_dir: Path) -> Path | None:
