@@ -69,7 +69,7 @@ def test_an_empty_set_is_published_loadable_with_its_features_and_exports_nothin
     folder = publish_dataset(tmp_path, "rl", RL_SCHEMA, PublishConfig(), [stage("rl", 2, 0)], ["a", "b"], {}, reason)
 
     assert published_rows(folder) == 0 and published_empty_reason(folder) == reason
-    streamed = datasets.load_dataset(str(folder), split="train", streaming=True)
+    streamed = datasets.load_dataset(str(folder), split="train", streaming=True, cache_dir=str(tmp_path / "hf-cache"))  # datasets caches a folder by its name
     assert list(streamed) == [] and streamed.features == hf_features(RL_SCHEMA)
     assert pq.read_table(folder / "data").schema.names == RL_SCHEMA.names
     card = (folder / "README.md").read_text()
@@ -171,7 +171,7 @@ def test_a_one_rollout_source_completes_with_an_empty_rl_set_that_says_why(logic
     assert f"rl: empty set at {rl}, trainer export and Hub push skipped: {reason}" in stderr
     assert f"train: GRPO + VAS skipped, the rl set is empty: {reason}" in stderr
     assert not (run_dir / "datasets" / "rl-verl").exists()
-    streamed = datasets.load_dataset(str(rl), split="train", streaming=True)
+    streamed = datasets.load_dataset(str(rl), split="train", streaming=True, cache_dir=str(run_dir / "hf-cache"))
     assert list(streamed) == [] and streamed.features == hf_features(RL_SCHEMA)
     # The cold-start set is built from the same replies (difficulty unknown with one rollout), exported, trained on.
     cold = run_dir / "datasets" / "cold_start"
