@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from pipeline.config import load_config
 from pipeline.io import StageDir
 from pipeline.paths import REPO_ROOT
 from pipeline.progress import QUIET_ENV, SUMMARY as LINE, QuietConsoleFilter, stage_summary_line
@@ -138,6 +139,9 @@ def logicvista_runs(tmp_path_factory, prefect_harness, data_root):
         "backend": {"kind": "recorded", "recordings": [{"source": "logicvista", "format": "mathvision_outputs",
                                                         "path": str(work / "replies.jsonl"), "teacher": "logicvista-reasoning",
                                                         "roles": ["teacher", "rollout"]}]},
+        # LogicVista stands in for a new source with one recorded model: the default decontaminates against it as
+        # a benchmark (it would be judged a copy of itself), so here only against the other two
+        "decontam": {"benchmarks": [b for b in load_config(None, []).decontam.model_dump(mode="json")["benchmarks"] if b["name"] != "logicvista"]},
     }
     (work / "run.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if k != "MMR_QUIET"} | {"PREFECT_API_URL": PREFECT_API_URL.value()}
