@@ -122,10 +122,10 @@ def test_grpo_vas_starts_from_the_sft_weights_with_seeded_scores(tmp_path, curat
     sft_weights = _weights(AutoModelForCausalLM.from_pretrained(sft_text))
     start = _weights(trainer.model)
     assert start.keys() == sft_weights.keys() and all(torch.equal(start[k], sft_weights[k]) for k in start)
-    # VAS scores seeded from the RL set's recorded pass rates: no scoring rollouts before step one.
+    # VAS scores seeded from the RL set's rollout counts (their posterior mean): no scoring rollouts before step one.
     seeded = {pid: trainer.score_table.scores[pid] for pid in trainer.prompt_ids}
-    for pid, pass_rate in zip(dataset["problem_id"], dataset["pass_rate"]):
-        assert seeded[pid].pass_rate == pytest.approx(pass_rate)
+    for pid, right, rollouts in zip(dataset["problem_id"], dataset["num_correct"], dataset["num_rollouts"]):
+        assert seeded[pid].pass_rate == pytest.approx((right + 1) / (rollouts + 2))
     trainer.close_rewards()
     result = run_training(config)
     assert result.model_path == str(sft_text) and result.steps == 2
