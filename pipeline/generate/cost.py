@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.generate.stage import TOKEN_KINDS, GenerateStage
 from pipeline.io import StageDir, write_json_atomic
@@ -27,8 +28,8 @@ def generation_cost(run_dir: Path | str, shards: Sequence[str], counts: Mapping[
     rows = pa.concat_tables(tables) if tables else pa.table({})
     by_model = []
     if rows.num_rows:
-        table = rows.append_column("failed", pa.compute.is_valid(rows.column("error"))).append_column(
-            "reported", pa.compute.is_valid(rows.column("completion_tokens"))
+        table = rows.append_column("failed", pc.is_valid(rows.column("error"))).append_column(
+            "reported", pc.is_valid(rows.column("completion_tokens"))
         )
         aggregations = [("role", "count"), ("failed", "sum"), ("reported", "sum")] + [(c, "sum") for c in TOKEN_COLUMNS]
         grouped = table.group_by(["role", "teacher"]).aggregate(aggregations).to_pylist()
