@@ -4,6 +4,7 @@ Qwen2.5-VL with the real table images) -> GRPO + VAS from the SFT weights -> eva
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -234,9 +235,13 @@ def test_the_readme_train_command_on_the_default_sets(default_run, curated_sets)
     from flows.train import main
 
     run_dir = default_run[0]
+    # Under `make test` this is a sub-make, which would print "Entering/Leaving directory" lines into the recipe.
+    outer_make = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"}
     make = subprocess.run(
-        ["make", "-n", "train", f"RUN={run_dir.name}", "SFT_STEPS=2", "STEPS=2", "EVAL_PROBLEMS=2", "EVAL_TOKENS=8"],
+        ["make", "-n", "--no-print-directory", "train", f"RUN={run_dir.name}", "SFT_STEPS=2", "STEPS=2",
+         "EVAL_PROBLEMS=2", "EVAL_TOKENS=8"],
         cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        env={key: value for key, value in os.environ.items() if key not in outer_make},
     )
     command = shlex.split(make.stdout.replace("\\\n", " "))
     argv = [arg.replace(f"runs/{run_dir.name}", str(run_dir)) for arg in command[command.index("flows.train") + 1 :]]
