@@ -17,7 +17,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.progress import run_log_file, wait_with_progress
+from flows.progress import log_to_run_file, run_log_file, wait_with_progress
 from flows.runners import release_on_workers, task_runner_for, workers_api
 from pipeline.config import RunConfig, load_config, save_resolved
 from pipeline.generate.cost import generation_cost, write_cost
@@ -40,6 +40,7 @@ WORKERS_FILE = "workers.json"  # run metadata: which processes ran a stage's sha
 # Markers make shards idempotent, so a retried task redoes at most its own shard.
 @task(retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, task_run_name="{stage.name}:{shard}")
 def shard_task(stage: Stage, run_dir: Path, shard: str) -> dict:
+    log_to_run_file()
     marker = run_shard(stage, run_dir, shard)
     return {"shard": marker.shard, "rows": marker.rows, "pid": os.getpid()}
 
@@ -47,6 +48,7 @@ def shard_task(stage: Stage, run_dir: Path, shard: str) -> dict:
 @task(cache_policy=NO_CACHE, task_run_name="prepare:{step.name}")
 def prepare_task(step: GlobalStep, run_dir: Path, shards: list[str]) -> Path:
     """A global step (an index over all shards): streams the shards, skips itself when up to date."""
+    log_to_run_file()
     return step.prepare(run_dir, shards)
 
 
@@ -178,8 +180,8 @@ def main() -> None:
     if args.quiet:
         os.environ[QUIET_ENV] = "1"
     config = load_config(args.config, args.overrides)
-    with workers_api(config.task_runner) as api_url, run_log_file(config.run_dir / "logs" / "curate.log"):
-        runner = task_runner_for(config.task_runner, api_url)
+    with workers_api(config.task_runner) as api_url, run_log_file(config.run_dir / "logs" / "curate.log") as log_file:
+        runner = task_runner_for(config.task_runner, api_url, log_file)
         published = curate.with_options(task_runner=runner)(args.target, args.config, args.overrides)
     for name, folder in published.items():
         print(f"{name}: {folder}")

@@ -8,6 +8,7 @@ the Prefect API, not the terminal.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,12 +39,12 @@ def wait_with_progress(stage: str, futures: list[PrefectFuture]) -> None:
         progress.close()
 
 
-@contextmanager
-def run_log_file(path: Path) -> Iterator[Path]:
-    """Every flow-run and task-run line of this process, appended to `path` while the block runs (the lines the
-    terminal leaves out included), with Prefect's own formatter and the date. Task runs on Dask or Ray workers
-    log in their own processes: their lines are in the Prefect API."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+RUN_LOG_ENV = "MMR_RUN_LOG"  # the run's log file, for the worker processes a run starts itself
+
+
+def _file_handler(path: Path) -> logging.FileHandler:
+    """Appends with Prefect's own formatter and the date. Each line is one append, so the flow process and its
+    worker processes can share the file."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(
         PrefectFormatter(
@@ -52,12 +53,46 @@ def run_log_file(path: Path) -> Iterator[Path]:
             task_run_fmt="%(asctime)s | %(levelname)-7s | Task run %(task_run_name)r - %(message)s",
         )
     )
-    loggers = [logging.getLogger(name) for name in RUN_LOGGERS]
-    for logger in loggers:
-        logger.addHandler(handler)
+    return handler
+
+
+def _attach(handler: logging.Handler) -> None:
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+
+
+def _detach(handler: logging.Handler) -> None:
+    for name in RUN_LOGGERS:
+        logging.getLogger(name).removeHandler(handler)
+    handler.close()
+
+
+@contextmanager
+def run_log_file(path: Path) -> Iterator[Path]:
+    """Every flow-run and task-run line of this process, appended to `path` while the block runs (the lines the
+    terminal leaves out included). Worker processes the run starts (a local Dask or Ray cluster) get the path as
+    $MMR_RUN_LOG and append their task runs' lines through `log_to_run_file`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = _file_handler(path)
+    _attach(handler)
     try:
         yield path
     finally:
-        for logger in loggers:
-            logger.removeHandler(handler)
-        handler.close()
+        _detach(handler)
+
+
+_worker_handler: dict[str, logging.Handler] = {}  # this worker process's handler, by log file
+
+
+def log_to_run_file() -> None:
+    """In a worker process given $MMR_RUN_LOG: its task runs' lines go to the run's log file too (set up once per
+    process). A worker that cannot see the file (another machine without the shared folder) leaves its lines to
+    the Prefect API alone."""
+    path = os.environ.get(RUN_LOG_ENV)
+    if not path or path in _worker_handler or not Path(path).parent.is_dir():
+        return
+    for stale in _worker_handler.values():  # a worker reused by a later run writes to that run's file only
+        _detach(stale)
+    _worker_handler.clear()
+    _worker_handler[path] = _file_handler(Path(path))
+    _attach(_worker_handler[path])

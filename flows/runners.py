@@ -12,12 +12,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.progress import RUN_LOG_ENV
 from pipeline.config import TaskRunnerConfig
 from pipeline.stage import release_stage
 
@@ -47,11 +49,14 @@ def workers_api(config: TaskRunnerConfig) -> Iterator[str | None]:
         server.stop()
 
 
-def task_runner_for(config: TaskRunnerConfig, api_url: str | None = None):
-    """`api_url`: from `workers_api`, for the Dask and Ray workers this function starts or joins."""
+def task_runner_for(config: TaskRunnerConfig, api_url: str | None = None, log_file: Path | None = None):
+    """`api_url`: from `workers_api`, for the Dask and Ray workers this function starts or joins; `log_file`: the
+    run's log file, which they append their task runs' lines to where they can reach it."""
     if config.kind == "threads":
         return ThreadPoolTaskRunner(max_workers=config.max_workers)
     worker_env = {"PREFECT_API_URL": api_url} if api_url else {}
+    if log_file is not None:
+        worker_env[RUN_LOG_ENV] = str(log_file.resolve())  # workers may run in another directory
     if config.kind == "dask":
         from prefect_dask import DaskTaskRunner
 
