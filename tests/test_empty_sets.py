@@ -70,7 +70,7 @@ def test_an_empty_set_is_published_loadable_with_its_features_and_exports_nothin
     folder = publish_dataset(tmp_path, "rl", RL_SCHEMA, PublishConfig(), [stage("rl", 2, 0)], ["a", "b"], {}, reason)
 
     assert published_rows(folder) == 0 and published_empty_reason(folder) == reason
-    streamed = datasets.load_dataset(str(folder), split="train", streaming=True, cache_dir=str(tmp_path / "hf-cache"))  # datasets caches a folder by its name
+    streamed = datasets.load_dataset(str(folder), split="train", streaming=True, cache_dir=str(tmp_path / "hf-cache"))  # private: the shared cache once answered for another run
     assert list(streamed) == [] and streamed.features == hf_features(RL_SCHEMA)
     assert pq.read_table(folder / "data").schema.names == RL_SCHEMA.names
     card = (folder / "README.md").read_text()

@@ -137,7 +137,7 @@ def test_resume_from_checkpoint_continues_exactly_as_the_uninterrupted_run(tmp_p
 
 
 def test_two_sets_published_to_folders_of_the_same_name_load_as_themselves(tmp_path, monkeypatch):
-    """`datasets` caches a local folder by its name and layout: the RL loader keys its cache by the files instead."""
+    """The RL loader keys its cache by the files, so a set published to a folder of the same name is read as itself."""
     from pipeline.paths import CACHE_ENV
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))

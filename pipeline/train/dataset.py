@@ -31,8 +31,8 @@ class RLDatasetReport:
 
 def load_rl_dataset(folder: str | Path) -> datasets.Dataset:
     """The RL set as published: a folder of parquet shards (`data/train-*.parquet`), prepared into a cache keyed by
-    its files (path, size, mtime). `datasets` keys a local folder's cache by the folder's name and layout, so another
-    set published to a folder of the same name (`runs/<other run>/datasets/rl`) would be read from the stale cache."""
+    its files (path, size, mtime), so no other set's cache can answer for it: once, in the test suite, `datasets`'
+    shared cache answered for another run's `datasets/rl` (a cause not reproduced in isolation)."""
     files = sorted((Path(folder) / "data").glob("*.parquet"))
     key = stable_hash([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
     return datasets.load_dataset(str(folder), split="train", cache_dir=str(cache_dir() / "hf-datasets" / key))
