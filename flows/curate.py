@@ -70,19 +70,16 @@ def run_stage(stage: Stage, run_dir: Path, shards: list[str]) -> dict:
     return summary
 
 
-def _publish(config: RunConfig, stage: Stage, shards: list[str], lineage: list[dict], which: str) -> str:
+def _publish(config: RunConfig, stage: Stage, shards: list[str], lineage: list[dict], which: str, cost: dict | None) -> str:
+    """Publish the set; an empty one is published too, its card saying why, and nothing is exported or pushed
+    (a push would replace the repository's last set with no rows)."""
     schema, repo_id = {
         "cold_start": (COLD_START_SCHEMA, config.publish.cold_start_repo_id),
         "rl": (RL_SCHEMA, config.publish.rl_repo_id),
     }[which]
-    """Publish the set; an empty one is published too, its card saying why, and nothing is exported or pushed
-    (a push would replace the repository's last set with no rows)."""
     licenses = {source.name: source.license for source in config.sources}
     empty = lineage[-1]["counts"]["rows_out"] == 0
     reason = empty_set_reason(stage.name, lineage, config.select.model_dump()) if empty else None
-    generated = next(s["counts"] for s in lineage if s["stage"] == GenerateStage.name)
-    cost = generation_cost(config.run_dir, shards, generated)
-    write_cost(config.run_dir, cost)
     folder = publish_dataset(config.run_dir, stage.name, schema, config.publish, lineage, shards, licenses, reason, cost)
     export = export_published(stage.name, folder) if config.publish.trainer_exports else None  # None when empty
     if empty:
@@ -146,15 +143,20 @@ def curate(target: Target = "all", config_path: str | None = None, overrides: li
     shards = graph.shards()
     lineage: list[dict] = []  # the stages every set shares; each set's card adds its own selection
     published: dict[str, str] = {}
+    cost: dict | None = None  # the generate step's, before any set is published
     for step in graph.plan(SETS if target == "all" else (target,)):
         index_dir = prepare_task(step.index, run_dir, shards) if step.index else None
         stage = step.stage(index_dir)
         summary = run_stage(stage, run_dir, shards)
+        if isinstance(stage, GenerateStage):  # once per run: every card shows it
+            cost = generation_cost(run_dir, shards, summary["counts"])
+            write_cost(run_dir, cost)
         if step.publishes is None:
             lineage.append(summary)
         else:
             assert isinstance(stage, IndexedStage)  # a set is materialised from its selection plan (the step's index)
-            published[step.publishes] = _publish(config, stage, shards, lineage + [_with_plan(summary, stage.manifest)], step.publishes)
+            set_lineage = lineage + [_with_plan(summary, stage.manifest)]
+            published[step.publishes] = _publish(config, stage, shards, set_lineage, step.publishes, cost)
     if "rl" in published and config.train.mode != "none":
         _trigger_training(config, published)
     return published

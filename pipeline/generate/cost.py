@@ -6,10 +6,11 @@ show it per set (with tokens per published row) and the run keeps it in `generat
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.generate.stage import TOKEN_KINDS, GenerateStage
@@ -17,6 +18,7 @@ from pipeline.io import StageDir, write_json_atomic
 
 COST_FILE = "cost.json"
 TOKEN_COLUMNS = [f"{kind}_tokens" for kind in TOKEN_KINDS]
+SUMMED = ["failed", "reported", *TOKEN_COLUMNS]  # per (role, model), besides the request count
 
 
 def generation_cost(run_dir: Path | str, shards: Sequence[str], counts: Mapping[str, int]) -> dict:
@@ -24,20 +26,22 @@ def generation_cost(run_dir: Path | str, shards: Sequence[str], counts: Mapping[
     as 0, and `tokens_reported` says how many rows reported any); per role: requests made against fixed sampling's.
     `counts` are the generate stage's summed stats."""
     stage = StageDir(run_dir, GenerateStage.name)
-    tables = [stage.read(shard, columns=["role", "teacher", "error", *TOKEN_COLUMNS]) for shard in shards]
-    rows = pa.concat_tables(tables) if tables else pa.table({})
-    by_model = []
-    if rows.num_rows:
+    totals: dict[tuple[str, str], Counter[str]] = {}
+    for shard in shards:  # summed shard by shard: memory bounded by one shard's narrow columns
+        rows = stage.read(shard, columns=["role", "teacher", "error", *TOKEN_COLUMNS])
+        if not rows.num_rows:
+            continue
         table = rows.append_column("failed", pc.is_valid(rows.column("error"))).append_column(
             "reported", pc.is_valid(rows.column("completion_tokens"))
         )
-        aggregations = [("role", "count"), ("failed", "sum"), ("reported", "sum")] + [(c, "sum") for c in TOKEN_COLUMNS]
-        grouped = table.group_by(["role", "teacher"]).aggregate(aggregations).to_pylist()
-        for group in sorted(grouped, key=lambda g: (g["role"], g["teacher"])):
-            by_model.append(
-                {"role": group["role"], "model": group["teacher"], "requests": group["role_count"], "failed": group["failed_sum"],
-                 "tokens_reported": group["reported_sum"], **{c: group[f"{c}_sum"] or 0 for c in TOKEN_COLUMNS}}
-            )  # fmt: skip
+        for group in table.group_by(["role", "teacher"]).aggregate([("role", "count"), *((c, "sum") for c in SUMMED)]).to_pylist():
+            counts_here = {"requests": group["role_count"], **{c: group[f"{c}_sum"] or 0 for c in SUMMED}}
+            totals.setdefault((group["role"], group["teacher"]), Counter()).update(counts_here)
+    by_model: list[dict[str, Any]] = [
+        {"role": role, "model": model, "requests": summed["requests"], "failed": summed["failed"],
+         "tokens_reported": summed["reported"], **{c: summed[c] for c in TOKEN_COLUMNS}}
+        for (role, model), summed in sorted(totals.items())
+    ]  # fmt: skip
     roles = {}
     for role in ("teacher", "rollout"):
         tokens = {c: sum(m[c] for m in by_model if m["role"] == role) for c in TOKEN_COLUMNS}
